@@ -1,0 +1,1 @@
+"""Backend modules, one per backend; none imports another. See :mod:`lockyard.backend`."""

@@ -1,0 +1,30 @@
+"""Settings of every backend as pydantic models, and connection URLs to and from them."""
+
+from lockyard.config.backends import (
+    BackendConfig,
+    CommonSettings,
+    DynamoDBConfig,
+    MemoryConfig,
+    PostgresConfig,
+    RedisConfig,
+    RedisSentinelConfig,
+    RedisTLS,
+    SentinelAddress,
+)
+from lockyard.config.urls import parse_url, redact, to_url, validate_config
+
+__all__ = [
+    "BackendConfig",
+    "CommonSettings",
+    "DynamoDBConfig",
+    "MemoryConfig",
+    "PostgresConfig",
+    "RedisConfig",
+    "RedisSentinelConfig",
+    "RedisTLS",
+    "SentinelAddress",
+    "parse_url",
+    "redact",
+    "to_url",
+    "validate_config",
+]

@@ -1,0 +1,141 @@
+"""Pydantic models of every backend's settings: the single source of truth.
+
+``lockyard.connect`` takes one of these (or a URL parsed into one), and the ``StateStore`` custom
+resource's spec is generated from the same fields (credentials there become Secret references).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+HOSTNAME_PATTERN = r"^[A-Za-z0-9._:\[\]-]+$"
+
+Port = Annotated[int, Field(ge=1, le=65535, description="TCP port.")]
+Hostname = Annotated[
+    str,
+    Field(min_length=1, max_length=253, pattern=HOSTNAME_PATTERN, description="Host name or IP."),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class CommonSettings(_Model):
+    """Settings every backend shares."""
+
+    prefix: str = Field(
+        default="lockyard",
+        min_length=1,
+        max_length=128,
+        pattern=PREFIX_PATTERN,
+        description="Key prefix: stores with different prefixes on one server never meet.",
+    )
+    operation_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds one operation may take before OperationTimeoutError.",
+    )
+
+
+class MemoryConfig(CommonSettings):
+    """In-process store: for tests and development, one process only."""
+
+    backend: Literal["memory"] = "memory"
+
+
+class RedisTLS(_Model):
+    """TLS to Redis (``rediss://``)."""
+
+    enabled: bool = Field(default=False, description="Connect with TLS.")
+    ca_file: str | None = Field(default=None, description="CA bundle that signed the server.")
+    cert_file: str | None = Field(default=None, description="Client certificate (mutual TLS).")
+    key_file: str | None = Field(default=None, description="Client private key (mutual TLS).")
+    verify: bool = Field(default=True, description="Verify the server certificate and name.")
+
+
+class _RedisCommon(CommonSettings):
+    db: int = Field(default=0, ge=0, le=15, description="Redis logical database number.")
+    username: str | None = Field(default=None, description="ACL user name.")
+    password: SecretStr | None = Field(default=None, description="Password (AUTH).")
+    tls: RedisTLS = Field(default_factory=RedisTLS)
+    pool_size: int = Field(default=16, ge=1, le=1024, description="Connections in the pool.")
+    wait_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="Replicas that must confirm a lock acquisition (WAIT) before it returns.",
+    )
+
+
+class RedisConfig(_RedisCommon):
+    """One Redis server."""
+
+    backend: Literal["redis"] = "redis"
+    host: Hostname = "localhost"
+    port: Port = 6379
+
+
+class SentinelAddress(_Model):
+    host: Hostname
+    port: Port = 26379
+
+
+class RedisSentinelConfig(_RedisCommon):
+    """Redis behind Sentinel: the master is discovered, and re-discovered after a failover."""
+
+    backend: Literal["redis-sentinel"] = "redis-sentinel"
+    sentinels: list[SentinelAddress] = Field(min_length=1, description="Sentinel addresses.")
+    master: str = Field(min_length=1, max_length=128, description="Sentinel's master name.")
+    sentinel_username: str | None = Field(default=None, description="ACL user for Sentinels.")
+    sentinel_password: SecretStr | None = Field(default=None, description="Sentinel password.")
+
+
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+class PostgresConfig(CommonSettings):
+    """PostgreSQL through asyncpg."""
+
+    backend: Literal["postgresql"] = "postgresql"
+    host: Hostname = "localhost"
+    port: Port = 5432
+    database: str = Field(default="postgres", min_length=1, max_length=63)
+    user: str = Field(default="postgres", min_length=1, max_length=63)
+    password: SecretStr | None = None
+    schema_name: str = Field(
+        default="lockyard",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z_][a-z0-9_]*$",
+        description="Schema holding Lockyard's tables.",
+    )
+    sslmode: SslMode = "prefer"
+    sslrootcert: str | None = Field(default=None, description="CA file for verify-ca/full.")
+    sslcert: str | None = Field(default=None, description="Client certificate file.")
+    sslkey: str | None = Field(default=None, description="Client key file.")
+    pool_size: int = Field(default=10, ge=1, le=1024, description="Connections in the pool.")
+    migrate: bool = Field(default=True, description="Create or upgrade the schema on connect.")
+
+
+class DynamoDBConfig(CommonSettings):
+    """DynamoDB through aioboto3 (credentials from the standard AWS chain unless given)."""
+
+    backend: Literal["dynamodb"] = "dynamodb"
+    table: str = Field(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
+    region: str = Field(default="us-east-1", min_length=1, max_length=64)
+    endpoint_url: str | None = Field(default=None, description="A DynamoDB-compatible endpoint.")
+    create_table: bool = Field(default=False, description="Create the table if it is missing.")
+    access_key_id: str | None = Field(default=None, description="Overrides the AWS chain.")
+    secret_access_key: SecretStr | None = Field(default=None, description="Goes with the key id.")
+    pool_size: int = Field(default=32, ge=1, le=1024, description="HTTP connections.")
+
+
+BackendConfig: TypeAlias = Annotated[
+    MemoryConfig | RedisConfig | RedisSentinelConfig | PostgresConfig | DynamoDBConfig,
+    Field(discriminator="backend"),
+]

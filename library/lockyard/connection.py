@@ -1,0 +1,133 @@
+"""``lockyard.connect``: a URL or config in, an open handle out.
+
+``connect()`` returns an object that is both awaitable (``ly = await lockyard.connect(url)``) and
+an async context manager (``async with lockyard.connect(url) as ly:``),
+like ``asyncpg.create_pool``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from types import TracebackType
+from typing import Any
+
+from lockyard.backend import Backend, load_opener
+from lockyard.config import BackendConfig, parse_url, validate_config
+from lockyard.config.backends import CommonSettings
+from lockyard.errors import ConfigError
+from lockyard.guarantees import Guarantees
+from lockyard.locks import DistributedLock
+from lockyard.store import StateStore
+
+
+class Connection:
+    """An open backend: ``.store``, ``.locks``, ``.backend``, ``.guarantees``, ``close()``."""
+
+    def __init__(self, backend: Backend, config: BackendConfig) -> None:
+        self._backend = backend
+        self.config = config
+        self._closed = False
+
+    @property
+    def store(self) -> StateStore:
+        return self._backend.store
+
+    @property
+    def locks(self) -> DistributedLock:
+        return self._backend.locks
+
+    @property
+    def backend(self) -> str:
+        """The backend's name: ``memory``, ``redis``, ``redis-sentinel``, ``postgresql``, ..."""
+        return self._backend.name
+
+    @property
+    def guarantees(self) -> Guarantees:
+        return self._backend.guarantees
+
+    @property
+    def prefix(self) -> str:
+        return self.config.prefix
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def ping(self) -> float:
+        """One round trip to the backend; its latency in seconds."""
+        return await self._backend.ping()
+
+    async def server_version(self) -> str:
+        return await self._backend.server_version()
+
+    async def close(self) -> None:
+        """Close the backend's connections; idempotent."""
+        if not self._closed:
+            self._closed = True
+            await self._backend.close()
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<lockyard.Connection backend={self.backend} prefix={self.prefix!r}>"
+
+
+def resolve_config(target: str | CommonSettings | Mapping[str, Any]) -> BackendConfig:
+    """A URL, a config model or a mapping of settings, as a validated config model."""
+    if isinstance(target, str):
+        return parse_url(target)
+    if isinstance(target, CommonSettings):
+        return validate_config(target.model_dump())
+    if isinstance(target, Mapping):
+        return validate_config(dict(target))
+    raise ConfigError(
+        f"connect() takes a URL, a lockyard.config model or a mapping, got {type(target).__name__}"
+    )
+
+
+async def open_connection(target: str | CommonSettings | Mapping[str, Any]) -> Connection:
+    config = resolve_config(target)
+    opener = load_opener(config.backend)
+    backend = await opener(config)
+    return Connection(backend, config)
+
+
+class _Connecting:
+    """Awaitable and async context manager around :func:`open_connection`."""
+
+    def __init__(self, target: str | CommonSettings | Mapping[str, Any]) -> None:
+        self._target = target
+        self._connection: Connection | None = None
+
+    def __await__(self) -> Generator[Any, None, Connection]:
+        return open_connection(self._target).__await__()
+
+    async def __aenter__(self) -> Connection:
+        self._connection = await open_connection(self._target)
+        return self._connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+
+def connect(url_or_config: str | CommonSettings | Mapping[str, Any]) -> _Connecting:
+    """Open a backend from a URL (``redis://...``) or a ``lockyard.config`` model.
+
+    ``ly = await lockyard.connect(url)`` or ``async with lockyard.connect(url) as ly:``.
+    """
+    return _Connecting(url_or_config)

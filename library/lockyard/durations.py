@@ -1,0 +1,48 @@
+"""TTLs and timeouts: one conversion to whole milliseconds, rounding sub-millisecond rests up."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import TypeAlias
+
+Duration: TypeAlias = int | float | timedelta
+
+
+def _seconds(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
+        raise TypeError(
+            f"{what} must be seconds (int or float) or a datetime.timedelta, "
+            f"got {type(value).__name__}"
+        )
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise ValueError(f"{what} must be a finite number of seconds, got {value!r}")
+    return seconds
+
+
+def ttl_to_ms(ttl: Duration | None) -> int | None:
+    """``None`` stays ``None``; a positive duration becomes whole milliseconds (rounded up)."""
+    if ttl is None:
+        return None
+    seconds = _seconds(ttl, "ttl")
+    if seconds <= 0:
+        raise ValueError(f"ttl must be positive (or None for no expiry), got {ttl!r}")
+    return max(1, math.ceil(round(seconds * 1000, 6)))
+
+
+def lock_ttl_to_ms(ttl: Duration) -> int:
+    """A lock's lease: like a TTL, but ``None`` is not allowed (a lock always expires)."""
+    if ttl is None:
+        raise ValueError("a lock ttl is required: locks always expire")
+    ms = ttl_to_ms(ttl)
+    assert ms is not None
+    return ms
+
+
+def timeout_to_seconds(timeout: Duration) -> float:
+    """A wait timeout in seconds; zero is allowed (one attempt), negative is not."""
+    seconds = _seconds(timeout, "timeout")
+    if seconds < 0:
+        raise ValueError(f"timeout must be zero or positive, got {timeout!r}")
+    return seconds

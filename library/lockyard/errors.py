@@ -1,0 +1,59 @@
+"""The exception tree of Lockyard.
+
+Every error a caller sees from Lockyard derives from :class:`StateError`; driver exceptions are
+translated in one boundary function per backend (by class or error code, never by message text)
+and chained with ``raise ... from``::
+
+    StateError
+    ├── BackendConnectionError      the server cannot be reached (refused, reset, DNS, TLS)
+    ├── BackendError                the server answered with a refusal (auth, limits, bad data)
+    ├── OperationTimeoutError       an operation outlived the operation timeout (also TimeoutError)
+    ├── LockTimeoutError            acquire() gave up waiting (also TimeoutError)
+    ├── LockExpiredError            extend()/release() on a lock this guard no longer holds
+    ├── LockLostError               a hold() block whose lock was lost while it ran
+    ├── SerializationError          a value cannot be used as asked (non-integer counter, overflow)
+    ├── InvalidKeyError             a malformed key (also ValueError)
+    └── ConfigError                 a bad URL, setting or missing extra (also ValueError)
+"""
+
+from __future__ import annotations
+
+
+class StateError(Exception):
+    """Root of every error Lockyard raises."""
+
+
+class BackendConnectionError(StateError):
+    """The backend cannot be reached; retrying after it is back succeeds on the same handle."""
+
+
+class BackendError(StateError):
+    """The backend refused the operation (authentication, permissions, limits, bad request)."""
+
+
+class OperationTimeoutError(StateError, TimeoutError):
+    """An operation took longer than the configured operation timeout."""
+
+
+class LockTimeoutError(StateError, TimeoutError):
+    """``acquire()`` could not obtain the lock before its timeout ran out."""
+
+
+class LockExpiredError(StateError):
+    """The guard no longer holds its lock: it expired, was released, or another owner took it."""
+
+
+class LockLostError(StateError):
+    """The lock of a ``hold()`` block was lost while the block ran; the block was cancelled."""
+
+
+class SerializationError(StateError):
+    """A stored value cannot be used as asked (a counter that is not an integer, an overflow)."""
+
+
+class InvalidKeyError(StateError, ValueError):
+    """A key or key segment is malformed; the message names the segment and the rule."""
+
+
+class ConfigError(StateError, ValueError):
+    """A connection URL, setting or missing optional extra; the message names the fix."""

@@ -1,0 +1,197 @@
+"""The ``StateStore`` interface: fifteen atomic operations, each one round trip to the backend.
+
+Public methods validate their arguments once, here, and hand canonical keys and whole
+milliseconds to the backend's ``_``-prefixed primitives, which run through the backend's
+:class:`~lockyard.operations.OperationRunner` (timeout + error translation). A backend implements
+only the primitives; the contract is stated in ``shared/spec/state-backends.md`` and checked by
+:mod:`lockyard.testing`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from lockyard.durations import Duration, ttl_to_ms
+from lockyard.errors import SerializationError
+from lockyard.keys import KeyKind, KeyLike, canonical_key, check_segment, kind_prefix
+from lockyard.operations import OperationRunner
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class CasResult:
+    """Outcome of ``compare_and_swap``. A conflict is a result (``ok=False``), not an error."""
+
+    ok: bool
+    current_value: str | None
+    current_version: int
+
+
+def _check_value(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"value must be a str, got {type(value).__name__}")
+    return value
+
+
+def _check_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise SerializationError(f"{name} {value} is outside the signed 64-bit range")
+    return value
+
+
+class StateStore(abc.ABC):
+    """Shared state: dedup markers, counters, versioned records and two due-time indexes."""
+
+    def __init__(self, runner: OperationRunner) -> None:
+        self._run = runner
+
+    # -- data ------------------------------------------------------------------------------
+    async def check_and_set(self, key: KeyLike, value: str, ttl: Duration | None = None) -> bool:
+        """Create ``key`` only if absent (or expired); ``True`` if this call created it."""
+        k, v, ms = canonical_key(key), _check_value(value), ttl_to_ms(ttl)
+        return await self._run("check_and_set", self._check_and_set(k, v, ms))
+
+    async def get(self, key: KeyLike) -> str | None:
+        """The live value, or ``None``."""
+        return await self._run("get", self._get(canonical_key(key)))
+
+    async def get_versioned(self, key: KeyLike) -> tuple[str, int] | None:
+        """The live value and its version, read together, or ``None``."""
+        return await self._run("get_versioned", self._get_versioned(canonical_key(key)))
+
+    async def set(self, key: KeyLike, value: str, ttl: Duration | None = None) -> None:
+        """Upsert; the expiry becomes exactly ``ttl`` (``None`` clears an earlier one)."""
+        k, v, ms = canonical_key(key), _check_value(value), ttl_to_ms(ttl)
+        await self._run("set", self._set(k, v, ms))
+
+    async def delete(self, key: KeyLike) -> bool:
+        """Remove ``key``; ``True`` only if a live value existed."""
+        return await self._run("delete", self._delete(canonical_key(key)))
+
+    async def increment(self, key: KeyLike, delta: int, ttl: Duration | None = None) -> int:
+        """Add ``delta`` (a missing key starts at 0) and return the new value."""
+        k, d, ms = canonical_key(key), _check_int("delta", delta), ttl_to_ms(ttl)
+        return await self._run("increment", self._increment(k, d, ms))
+
+    async def compare_and_swap(
+        self, key: KeyLike, expected_version: int, new_value: str, ttl: Duration | None = None
+    ) -> CasResult:
+        """Write ``new_value`` only if the live version equals ``expected_version``."""
+        k, v, ms = canonical_key(key), _check_value(new_value), ttl_to_ms(ttl)
+        expected = _check_int("expected_version", expected_version)
+        return await self._run("compare_and_swap", self._compare_and_swap(k, expected, v, ms))
+
+    # -- scans -----------------------------------------------------------------------------
+    async def scan_keys(
+        self, namespace: str, tenant: str, kind: KeyKind | str, prefix: str | None = None
+    ) -> list[tuple[str, str]]:
+        """Every live ``(key, value)`` under ``namespace:tenant:kind:`` + ``prefix`` (literal)."""
+        anchor = kind_prefix(namespace, tenant, kind)
+        if prefix is not None and not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str or None, got {type(prefix).__name__}")
+        return await self._run("scan_keys", self._scan_keys(anchor + (prefix or ""), str(kind)))
+
+    async def scan_keys_by_kind(self, kind: KeyKind | str) -> list[tuple[str, str]]:
+        """Every live entry whose kind segment equals ``kind``, across namespaces and tenants."""
+        k = check_segment("kind", str(kind) if isinstance(kind, KeyKind) else kind)
+        return await self._run("scan_keys_by_kind", self._scan_keys_by_kind(k))
+
+    # -- indexes ---------------------------------------------------------------------------
+    async def index_timeout(self, key: KeyLike, expires_at_ms: int) -> None:
+        at = _check_int("expires_at_ms", expires_at_ms)
+        await self._run("index_timeout", self._index_add("timeout", canonical_key(key), at))
+
+    async def remove_timeout_index(self, key: KeyLike) -> None:
+        await self._run("remove_timeout_index", self._index_remove("timeout", canonical_key(key)))
+
+    async def get_expired_timeouts(self, now_ms: int) -> list[str]:
+        now = _check_int("now_ms", now_ms)
+        return await self._run("get_expired_timeouts", self._index_due("timeout", now))
+
+    async def index_chain_ready(self, key: KeyLike, ready_at_ms: int) -> None:
+        at = _check_int("ready_at_ms", ready_at_ms)
+        await self._run("index_chain_ready", self._index_add("chain", canonical_key(key), at))
+
+    async def remove_chain_ready_index(self, key: KeyLike) -> None:
+        await self._run("remove_chain_ready_index", self._index_remove("chain", canonical_key(key)))
+
+    async def get_ready_chains(self, now_ms: int) -> list[str]:
+        now = _check_int("now_ms", now_ms)
+        return await self._run("get_ready_chains", self._index_due("chain", now))
+
+    # -- administration --------------------------------------------------------------------
+    async def purge(self) -> int:
+        """Delete every key, index entry and lock of this store's prefix; returns keys removed.
+
+        Used by the operator for ``deletionPolicy: Delete``; never touches other prefixes.
+        """
+        return await self._run("purge", self._purge())
+
+    # -- backend primitives: canonical keys, whole milliseconds ----------------------------
+    @abc.abstractmethod
+    async def _check_and_set(self, key: str, value: str, ttl_ms: int | None) -> bool: ...
+
+    @abc.abstractmethod
+    async def _get(self, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def _get_versioned(self, key: str) -> tuple[str, int] | None: ...
+
+    @abc.abstractmethod
+    async def _set(self, key: str, value: str, ttl_ms: int | None) -> None: ...
+
+    @abc.abstractmethod
+    async def _delete(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def _increment(self, key: str, delta: int, ttl_ms: int | None) -> int: ...
+
+    @abc.abstractmethod
+    async def _compare_and_swap(
+        self, key: str, expected_version: int, new_value: str, ttl_ms: int | None
+    ) -> CasResult: ...
+
+    @abc.abstractmethod
+    async def _scan_keys(self, key_prefix: str, kind: str) -> list[tuple[str, str]]:
+        """Live entries whose canonical key starts with ``key_prefix`` (of kind ``kind``)."""
+
+    @abc.abstractmethod
+    async def _scan_keys_by_kind(self, kind: str) -> list[tuple[str, str]]: ...
+
+    @abc.abstractmethod
+    async def _index_add(self, index: str, key: str, at_ms: int) -> None:
+        """``index`` is ``"timeout"`` or ``"chain"``."""
+
+    @abc.abstractmethod
+    async def _index_remove(self, index: str, key: str) -> None: ...
+
+    @abc.abstractmethod
+    async def _index_due(self, index: str, now_ms: int) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def _purge(self) -> int: ...
+
+
+def parse_counter(value: str, key: str) -> int:
+    """A stored counter value as an int, or ``SerializationError`` naming the key."""
+    try:
+        return int(value)
+    except ValueError:
+        raise SerializationError(
+            f"increment on {key!r}: the current value {value[:40]!r} is not an integer"
+        ) from None
+
+
+def checked_sum(current: int, delta: int, key: str) -> int:
+    """``current + delta``, or ``SerializationError`` when it leaves signed 64-bit."""
+    result = current + delta
+    if not INT64_MIN <= result <= INT64_MAX:
+        raise SerializationError(
+            f"increment on {key!r}: {current} + {delta} overflows a signed 64-bit integer"
+        )
+    return result

@@ -1,0 +1,66 @@
+"""Fixtures and helpers shared by the conformance suite's parts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeAlias
+
+import pytest_asyncio
+
+from lockyard.connection import Connection
+
+ConnectFactory: TypeAlias = Callable[[str], Awaitable[Connection]]
+
+
+def unique_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+def key(kind: str = "state", id_: str | None = None, ns: str = "ns", tenant: str = "acme") -> str:
+    return f"{ns}:{tenant}:{kind}:{id_ or uuid.uuid4().hex[:10]}"
+
+
+class ConformanceBase:
+    """Provides ``ly`` (a connection on a fresh prefix) and ``open_store`` for extra prefixes."""
+
+    #: Longest time from a release to the next waiter holding the lock (spec: 100 ms, but
+    #: DynamoDB has no release signal and only promises its polling bound).
+    handover_bound_s: float = 0.1
+    #: How late ``acquire`` may raise ``LockTimeoutError`` after its timeout (spec: 100 ms).
+    timeout_slack_s: float = 0.1
+    #: A TTL long enough to outlive a few round trips on this backend, and the wait past it.
+    short_ttl_s: float = 0.3
+    expiry_wait_s: float = 0.5
+
+    @pytest_asyncio.fixture
+    async def ly(self, lockyard_connect: ConnectFactory) -> AsyncIterator[Connection]:
+        connection = await lockyard_connect(unique_prefix())
+        try:
+            yield connection
+        finally:
+            try:
+                await connection.store.purge()
+            finally:
+                await connection.close()
+
+    @pytest_asyncio.fixture
+    async def open_store(
+        self, lockyard_connect: ConnectFactory
+    ) -> AsyncIterator[Callable[[str], Awaitable[Connection]]]:
+        opened: list[Connection] = []
+
+        async def open_(prefix: str) -> Connection:
+            connection = await lockyard_connect(prefix)
+            opened.append(connection)
+            return connection
+
+        yield open_
+        for connection in opened:
+            await connection.store.purge()
+            await connection.close()
+
+    async def expire(self) -> None:
+        """Wait until a key written with ``short_ttl_s`` has certainly expired."""
+        await asyncio.sleep(self.expiry_wait_s)

@@ -1,0 +1,1 @@
+"""Harnesses the operator's tests and demo start: a real local Kubernetes control plane."""
