@@ -31,8 +31,8 @@ lint: $(VENV)/.installed  ## ruff (lint + format check) and import-linter
 typecheck: $(VENV)/.installed  ## mypy --strict on both packages
 	$(VENV)/bin/mypy
 
-test: install  ## The whole gate: lint, typecheck, every test against real servers
-	$(MAKE) lint typecheck
+test: install controlplane  ## Set up everything, then lint, typecheck and run every test against real servers
+	$(MAKE) lint typecheck verify-crds
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: test

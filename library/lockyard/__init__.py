@@ -24,6 +24,7 @@ from lockyard.guarantees import Guarantees
 from lockyard.keys import KeyKind, KeyLike, StateKey
 from lockyard.locks import DistributedLock, LockGuard, LockInfo
 from lockyard.store import CasResult, StateStore
+from lockyard.workloads import connect_store
 
 __version__ = "0.1.0"
 
@@ -51,4 +52,5 @@ __all__ = [
     "StateStore",
     "__version__",
     "connect",
+    "connect_store",
 ]

@@ -7,7 +7,7 @@ like ``asyncpg.create_pool``.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -27,6 +27,7 @@ class Connection:
         self._backend = backend
         self.config = config
         self._closed = False
+        self._close_callbacks: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def store(self) -> StateStore:
@@ -60,11 +61,22 @@ class Connection:
     async def server_version(self) -> str:
         return await self._backend.server_version()
 
+    def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Await ``callback()`` when the handle closes, before the backend (latest first).
+
+        Helpers tied to the handle's life (the Lease mirror) stop with it this way.
+        """
+        self._close_callbacks.append(callback)
+
     async def close(self) -> None:
-        """Close the backend's connections; idempotent."""
+        """Run the ``on_close`` callbacks, then close the backend's connections; idempotent."""
         if not self._closed:
             self._closed = True
-            await self._backend.close()
+            try:
+                while self._close_callbacks:
+                    await self._close_callbacks.pop()()
+            finally:
+                await self._backend.close()
 
     async def __aenter__(self) -> Connection:
         return self

@@ -1,0 +1,1 @@
+"""The ``lockyard`` command line."""
