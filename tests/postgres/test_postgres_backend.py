@@ -1,0 +1,397 @@
+"""PostgreSQL specifics beyond the shared contract: statements, indexes, errors, sweep, LISTEN."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+import lockyard
+from lockyard.backends import postgres as pg
+from lockyard.backends import postgres_sql as sql
+from lockyard.testing.servers.postgres import PostgresServer
+from lockyard.testing.servers.process import free_port
+
+pytestmark = pytest.mark.postgres
+
+SCHEMA = "pgtests"
+
+
+def prefix() -> str:
+    return f"p{uuid.uuid4().hex[:10]}"
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Poll ``check`` (state in the server or another task, with no event to wait on)."""
+    for _ in range(int(timeout / 0.01)):
+        if await check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"not true after {timeout}s: {check}")
+
+
+def backend_of(ly: lockyard.Connection) -> pg.PostgresBackend:
+    backend = ly._backend
+    assert isinstance(backend, pg.PostgresBackend)
+    return backend
+
+
+@pytest_asyncio.fixture
+async def ly(postgres_server: PostgresServer) -> AsyncIterator[lockyard.Connection]:
+    async with lockyard.connect(postgres_server.url(prefix=prefix(), schema=SCHEMA)) as handle:
+        yield handle
+        await handle.store.purge()
+
+
+@pytest_asyncio.fixture
+async def raw(postgres_server: PostgresServer) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(postgres_server.dsn())
+    yield connection
+    await connection.close()
+
+
+# -- the handle -------------------------------------------------------------------------------
+
+
+async def test_the_handle_reports_backend_version_and_guarantees(ly: lockyard.Connection) -> None:
+    assert ly.backend == "postgresql"
+    assert "database clock" in ly.guarantees.mutual_exclusion
+    assert ly.guarantees.ttl_precision == "1 ms"
+    assert (await ly.server_version()).startswith("PostgreSQL 15")
+    assert 0 < await ly.ping() < 1
+
+
+async def test_each_operation_is_one_statement(postgres_server: PostgresServer) -> None:
+    url = postgres_server.url(prefix=prefix(), schema=SCHEMA, pool_size="1")
+    async with lockyard.connect(url) as ly:
+        logged: list[str] = []
+        async with backend_of(ly).pool.acquire() as connection:
+            connection.add_query_logger(lambda record: logged.append(record.query))
+        store, key = ly.store, "ns:t:state:one"
+        operations = {
+            "check_and_set": store.check_and_set(key, "a", ttl=60),
+            "get": store.get(key),
+            "get_versioned": store.get_versioned(key),
+            "set": store.set(key, "7"),
+            "increment": store.increment(key, 1, ttl=60),
+            "compare_and_swap": store.compare_and_swap(key, 3, "x"),
+            "delete": store.delete(key),
+            "scan_keys": store.scan_keys("ns", "t", "state", "o"),
+            "scan_keys_by_kind": store.scan_keys_by_kind("state"),
+            "index_timeout": store.index_timeout(key, 5),
+            "get_expired_timeouts": store.get_expired_timeouts(5),
+            "remove_timeout_index": store.remove_timeout_index(key),
+            "index_chain_ready": store.index_chain_ready(key, 5),
+            "get_ready_chains": store.get_ready_chains(5),
+            "remove_chain_ready_index": store.remove_chain_ready_index(key),
+        }
+        for name, operation in operations.items():
+            logged.clear()
+            await operation
+            assert len(logged) == 1, (name, logged)
+        logged.clear()
+        guard = await ly.locks.try_acquire("one", 5)
+        assert guard is not None
+        await guard.extend(5)
+        await guard.is_held()
+        await guard.release()
+        await ly.locks.list_held()
+        await ly.locks.break_lock("one")
+        assert len(logged) == 6, logged
+
+
+async def test_scans_and_due_reads_use_the_indexes(
+    ly: lockyard.Connection, raw: asyncpg.Connection
+) -> None:
+    # Many stores and kinds, as in production: an index must beat reading the table.
+    filler = prefix()
+    await raw.execute(
+        f"""
+        INSERT INTO {SCHEMA}.entries (prefix, key, value, version, expires_at)
+        SELECT '{filler}' || (i % 50), 'ns:t:kind' || (i % 40) || ':k' || i, 'v', 1,
+               CASE WHEN i % 3 = 0 THEN now() + interval '1 hour' END
+        FROM generate_series(1, 20000) AS i;
+        INSERT INTO {SCHEMA}.time_index (prefix, index_name, key, at_ms)
+        SELECT '{filler}' || (i % 50), 'timeout', 'ns:t:state:k' || i, i
+        FROM generate_series(1, 20000) AS i;
+        ANALYZE {SCHEMA}.entries;
+        ANALYZE {SCHEMA}.time_index;
+        """
+    )
+    q = sql.render(SCHEMA)
+    await raw.execute("SET plan_cache_mode = force_generic_plan")
+    plans = {
+        "scan_keys": (q.scan_keys, "text, text, text", "'p', 'ns:t:state:k1', 'ns:t:state:k2'"),
+        "by_kind": (q.scan_keys_by_kind, "text, text", "'p', 'state'"),
+        "due": (q.index_due, "text, text, bigint", "'p', 'timeout', 10"),
+        "sweep": (q.sweep_expired, "bigint", "500"),
+    }
+    expected = {
+        "scan_keys": "entries_pkey",
+        "by_kind": "entries_by_kind",
+        "due": "time_index_due",
+        "sweep": "entries_by_expiry",
+    }
+    for name, (statement, types, args) in plans.items():
+        await raw.execute(f"PREPARE {name}({types}) AS {statement}")
+        plan = "\n".join(r[0] for r in await raw.fetch(f"EXPLAIN EXECUTE {name}({args})"))
+        assert expected[name] in plan, plan
+        assert "Seq Scan" not in plan, plan
+    await raw.execute(f"DELETE FROM {SCHEMA}.entries WHERE starts_with(prefix, '{filler}')")
+    await raw.execute(f"DELETE FROM {SCHEMA}.time_index WHERE starts_with(prefix, '{filler}')")
+
+
+async def test_scan_ranges_are_exact_at_the_edges_of_unicode(ly: lockyard.Connection) -> None:
+    edge = ["a\U0010ffff", "a\U0010ffffz", "b", "a\ud7ff", "a\ue000", "a"]
+    for i, id_ in enumerate(edge):
+        await ly.store.set(f"ns:t:edge:{id_}", str(i))
+    assert {k for k, _ in await ly.store.scan_keys("ns", "t", "edge", "a\U0010ffff")} == {
+        "ns:t:edge:a\U0010ffff",
+        "ns:t:edge:a\U0010ffffz",
+    }
+    assert {k for k, _ in await ly.store.scan_keys("ns", "t", "edge", "a\ud7ff")} == {
+        "ns:t:edge:a\ud7ff"
+    }
+    assert len(await ly.store.scan_keys("ns", "t", "edge", "a")) == 5
+    assert pg.prefix_successor("a\ud7ff") == "a\ue000"
+    assert pg.prefix_successor("ab\U0010ffff\U0010ffff") == "ac"
+
+
+async def test_increment_reads_integers_as_postgresql_and_python_both_do(
+    ly: lockyard.Connection,
+) -> None:
+    key = "ns:t:counter:lenient"
+    for text, expected in [(" 7", 8), ("+7", 8), ("007", 8), ("-0", 1), ("7\n", 8)]:
+        await ly.store.set(key, text)
+        assert await ly.store.increment(key, 1) == expected
+        assert await ly.store.get(key) == str(expected)
+    for text in ["1_000", "0x10", "1e3", "٣", "--1"]:
+        await ly.store.set(key, text)
+        with pytest.raises(lockyard.SerializationError):
+            await ly.store.increment(key, 1)
+        assert await ly.store.get(key) == text
+
+
+async def test_increment_of_an_out_of_range_value_can_come_back_in_range(
+    ly: lockyard.Connection,
+) -> None:
+    key = "ns:t:counter:big"
+    await ly.store.set(key, str(2**63))
+    assert await ly.store.increment(key, -1) == 2**63 - 1
+    await ly.store.set(key, str(-(2**63)))
+    with pytest.raises(lockyard.SerializationError):
+        await ly.store.increment(key, -1)
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+async def test_nothing_listening_is_a_connection_error(postgres_server: PostgresServer) -> None:
+    url = f"postgresql://u:p@127.0.0.1:{free_port()}/db?timeout=2"
+    started = time.monotonic()
+    with pytest.raises(lockyard.BackendConnectionError) as raised:
+        await lockyard.connect(url)
+    assert time.monotonic() - started < 2
+    assert isinstance(raised.value.__cause__, OSError)
+
+
+async def test_a_wrong_password_is_a_backend_error(postgres_server: PostgresServer) -> None:
+    with pytest.raises(lockyard.BackendError) as raised:
+        await lockyard.connect(postgres_server.url(password="wrong"))
+    assert isinstance(raised.value.__cause__, asyncpg.InvalidPasswordError)
+    assert "wrong" not in str(raised.value)
+
+
+async def test_an_unknown_database_is_a_backend_error(postgres_server: PostgresServer) -> None:
+    with pytest.raises(lockyard.BackendError) as raised:
+        await lockyard.connect(postgres_server.url(database="nope"))
+    assert isinstance(raised.value.__cause__, asyncpg.InvalidCatalogNameError)
+
+
+async def test_a_blocked_statement_times_out_and_the_handle_recovers(
+    postgres_server: PostgresServer, raw: asyncpg.Connection
+) -> None:
+    url = postgres_server.url(prefix=prefix(), schema=SCHEMA, timeout="0.5")
+    async with lockyard.connect(url) as ly:
+        key = "ns:t:state:blocked"
+        await ly.store.set(key, "a")
+        blocker = raw.transaction()
+        await blocker.start()
+        await raw.execute(f"SELECT * FROM {SCHEMA}.entries WHERE key = $1 FOR UPDATE", key)
+        for operation in (ly.store.set(key, "b"), ly.store.increment(key, 1)):
+            started = time.monotonic()
+            with pytest.raises(lockyard.OperationTimeoutError):
+                await operation
+            assert time.monotonic() - started < 1.5
+        await blocker.rollback()
+        await ly.store.set(key, "c")
+        assert await ly.store.get_versioned(key) == ("c", 2)
+        await ly.store.purge()
+
+
+def test_translate_error_maps_by_class() -> None:
+    t = pg.translate_error
+    assert isinstance(t(ConnectionRefusedError(111, "refused")), lockyard.BackendConnectionError)
+    assert isinstance(t(asyncpg.CannotConnectNowError("starting")), lockyard.BackendConnectionError)
+    assert isinstance(t(asyncpg.AdminShutdownError("bye")), lockyard.BackendConnectionError)
+    assert isinstance(
+        t(asyncpg.ConnectionDoesNotExistError("gone")), lockyard.BackendConnectionError
+    )
+    assert isinstance(t(asyncpg.InterfaceError("closed")), lockyard.BackendConnectionError)
+    assert isinstance(t(asyncpg.QueryCanceledError("late")), lockyard.OperationTimeoutError)
+    assert isinstance(t(TimeoutError()), lockyard.OperationTimeoutError)
+    assert isinstance(t(asyncpg.InvalidPasswordError("no")), lockyard.BackendError)
+    assert isinstance(t(asyncpg.UniqueViolationError("dup")), lockyard.BackendError)
+    assert t(ValueError("not ours")) is None
+    for exc in (asyncpg.InvalidPasswordError("no"), asyncpg.UniqueViolationError("dup")):
+        mapped = t(exc)
+        assert not isinstance(mapped, lockyard.BackendConnectionError | lockyard.ConfigError)
+
+
+async def test_a_closed_handle_raises_a_lockyard_error(postgres_server: PostgresServer) -> None:
+    ly = await lockyard.connect(postgres_server.url(prefix=prefix(), schema=SCHEMA))
+    await ly.close()
+    with pytest.raises(lockyard.StateError):
+        await ly.store.get("ns:t:state:x")
+
+
+# -- background sweep -------------------------------------------------------------------------
+
+
+async def count_rows(raw: asyncpg.Connection, store_prefix: str) -> int:
+    count: int = await raw.fetchval(
+        f"SELECT count(*) FROM {SCHEMA}.entries WHERE prefix = $1", store_prefix
+    )
+    return count
+
+
+async def test_expired_rows_are_deleted_in_the_background(
+    postgres_server: PostgresServer, raw: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg, "SWEEP_INTERVAL_S", 0.1)
+    store_prefix = prefix()
+    async with lockyard.connect(postgres_server.url(prefix=store_prefix, schema=SCHEMA)) as ly:
+        await asyncio.gather(*(ly.store.set(f"ns:t:history:h{i}", "v", ttl=1) for i in range(50)))
+        await ly.store.set("ns:t:history:kept", "v")
+        await ly.store.set("ns:t:history:later", "v", ttl=3600)
+        assert await count_rows(raw, store_prefix) == 52
+
+        async def swept() -> bool:
+            return await count_rows(raw, store_prefix) == 2
+
+        await wait_until(swept)
+        assert {k for k, _ in await ly.store.scan_keys_by_kind("history")} == {
+            "ns:t:history:kept",
+            "ns:t:history:later",
+        }
+        await ly.store.purge()
+
+
+async def test_sweep_deletes_in_batches(
+    ly: lockyard.Connection, raw: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg, "SWEEP_BATCH", 7)
+    store_prefix = ly.prefix
+    await asyncio.gather(*(ly.store.set(f"ns:t:history:b{i}", "v", ttl=0.05) for i in range(30)))
+    await asyncio.sleep(0.1)
+    store = backend_of(ly).store
+    deleted = await store.sweep_expired()
+    assert deleted >= 30
+    assert await count_rows(raw, store_prefix) == 0
+
+
+# -- LISTEN/NOTIFY ----------------------------------------------------------------------------
+
+
+async def handover_time(ly: lockyard.Connection, name: str) -> float:
+    """Seconds from a release to the waiter holding the lock, with polling made useless."""
+    ly.locks.poll_initial_s = ly.locks.poll_cap_s = 5.0
+    holder = await ly.locks.acquire(name, 30, timeout=1)
+    waiter = asyncio.create_task(ly.locks.acquire(name, 30, timeout=10))
+    await asyncio.sleep(0.2)
+    released_at = time.monotonic()
+    await holder.release()
+    guard = await waiter
+    elapsed = time.monotonic() - released_at
+    assert guard.fencing_token == holder.fencing_token + 1
+    await guard.release()
+    return elapsed
+
+
+async def test_release_wakes_a_waiter_through_notify(ly: lockyard.Connection) -> None:
+    assert await handover_time(ly, "notify") < 0.1
+    assert backend_of(ly).listener.connections == 1
+
+
+async def test_break_wakes_a_waiter_through_notify(ly: lockyard.Connection) -> None:
+    ly.locks.poll_initial_s = ly.locks.poll_cap_s = 5.0
+    holder = await ly.locks.acquire("broken", 30, timeout=1)
+    waiter = asyncio.create_task(ly.locks.acquire("broken", 30, timeout=10))
+    await asyncio.sleep(0.2)
+    broken_at = time.monotonic()
+    assert await ly.locks.break_lock("broken")
+    guard = await waiter
+    assert time.monotonic() - broken_at < 0.1
+    assert guard.fencing_token > holder.fencing_token
+    await guard.release()
+
+
+async def test_the_listener_reconnects_after_its_connection_is_killed(
+    ly: lockyard.Connection, raw: asyncpg.Connection
+) -> None:
+    listener = backend_of(ly).listener
+    assert await handover_time(ly, "before") < 0.1
+    assert listener.backend_pid is not None
+    assert await raw.fetchval("SELECT pg_terminate_backend($1)", listener.backend_pid)
+
+    async def reconnected() -> bool:
+        return listener.connections == 2
+
+    await wait_until(reconnected)
+    assert await handover_time(ly, "after") < 0.1
+
+
+async def test_waiters_still_get_the_lock_while_the_listener_is_down(
+    ly: lockyard.Connection,
+) -> None:
+    listener = backend_of(ly).listener
+    holder = await ly.locks.acquire("polled", 30, timeout=1)
+    waiter = asyncio.create_task(ly.locks.acquire("polled", 30, timeout=10))
+    await asyncio.wait_for(listener.connected.wait(), 5)
+    await listener.close()  # no release signal at all from here on: only polling is left
+    assert not listener.connected.is_set()
+    await holder.release()
+    guard = await waiter
+    assert guard.fencing_token == holder.fencing_token + 1
+    await guard.release()
+
+
+async def test_each_store_listens_on_its_own_channel(postgres_server: PostgresServer) -> None:
+    assert pg.release_channel("s", "a") != pg.release_channel("s", "b")
+    assert pg.release_channel("s", "a") != pg.release_channel("t", "a")
+    assert len(pg.release_channel("x" * 63, "y" * 128)) <= 63
+
+
+async def test_close_leaves_no_connections_behind(
+    postgres_server: PostgresServer, raw: asyncpg.Connection
+) -> None:
+    store_prefix = prefix()
+    ly = await lockyard.connect(postgres_server.url(prefix=store_prefix, schema=SCHEMA))
+    guard = await ly.locks.acquire("x", 5, timeout=1)
+    await guard.release()
+    await asyncio.gather(*(ly.store.get(f"ns:t:state:{i}") for i in range(20)))
+    await ly.close()
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'lockyard%' "
+        "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+    )
+
+    async def all_closed() -> bool:
+        return await raw.fetchval(query) == 0
+
+    await wait_until(all_closed)

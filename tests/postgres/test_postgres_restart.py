@@ -1,0 +1,249 @@
+"""A PostgreSQL restart mid-run: fail fast while down, recover on the same handle, lose nothing.
+
+These tests stop and crash their own server, so they do not share the session's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+import lockyard
+from lockyard.backends import postgres as pg
+from lockyard.locks import LockGuard
+from lockyard.testing.servers.postgres import PostgresServer
+
+pytestmark = pytest.mark.postgres
+
+OPERATION_TIMEOUT_S = 2.0
+SCHEMA = "restart"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    with PostgresServer() as started:
+        yield started
+
+
+@pytest.fixture
+def running(server: PostgresServer) -> PostgresServer:
+    if not server.running:
+        server.start()
+    return server
+
+
+def backend_of(ly: lockyard.Connection) -> pg.PostgresBackend:
+    backend = ly._backend
+    assert isinstance(backend, pg.PostgresBackend)
+    return backend
+
+
+@dataclass
+class Seeded:
+    held: LockGuard
+    held_token: int
+    released_token: int
+
+
+async def seed(ly: lockyard.Connection) -> Seeded:
+    store, locks = ly.store, ly.locks
+    for value in ("v1", "v2", "v3"):
+        await store.set("ns:t:state:record", value)
+    await store.set("ns:t:state:with-ttl", "t", ttl=3600)
+    for _ in range(5):
+        await store.increment("ns:t:counter:c", 1)
+    assert await store.check_and_set("ns:t:dedup:msg", "seen")
+    await store.index_timeout("ns:t:event_timeout:e1", 100)
+    await store.index_chain_ready("ns:t:chain:c1", 200)
+    for _ in range(3):
+        await (await locks.acquire("held", 5, timeout=1)).release()
+    held = await locks.acquire("held", 60, timeout=1)
+    released = await locks.acquire("released", 5, timeout=1)
+    await released.release()
+    return Seeded(held, held.fencing_token, released.fencing_token)
+
+
+async def check(ly: lockyard.Connection, seeded: Seeded) -> None:
+    store, locks = ly.store, ly.locks
+    assert await store.get_versioned("ns:t:state:record") == ("v3", 3)
+    assert await store.get("ns:t:state:with-ttl") == "t"
+    assert await store.get_versioned("ns:t:counter:c") == ("5", 5)
+    assert not await store.check_and_set("ns:t:dedup:msg", "again")
+    assert set(await store.scan_keys("ns", "t", "state")) == {
+        ("ns:t:state:record", "v3"),
+        ("ns:t:state:with-ttl", "t"),
+    }
+    assert await store.get_expired_timeouts(150) == ["ns:t:event_timeout:e1"]
+    assert await store.get_ready_chains(200) == ["ns:t:chain:c1"]
+    assert await seeded.held.is_held()
+    assert await locks.try_acquire("held", 5) is None
+    assert {(i.name, i.fencing_token) for i in await locks.list_held()} == {
+        ("held", seeded.held_token)
+    }
+    await seeded.held.extend(60)
+    await seeded.held.release()
+    again = await locks.acquire("held", 5, timeout=1)
+    assert again.fencing_token == seeded.held_token + 1
+    await again.release()
+    other = await locks.acquire("released", 5, timeout=1)
+    assert other.fencing_token == seeded.released_token + 1
+    await other.release()
+
+
+def while_down(ly: lockyard.Connection, seeded: Seeded) -> list[Callable[[], Awaitable[object]]]:
+    store = ly.store
+    return [
+        lambda: store.get("ns:t:state:record"),
+        lambda: store.set("ns:t:state:record", "lost"),
+        lambda: store.increment("ns:t:counter:c", 1),
+        lambda: store.compare_and_swap("ns:t:state:record", 3, "lost"),
+        lambda: store.scan_keys_by_kind("state"),
+        lambda: store.get_expired_timeouts(150),
+        lambda: ly.locks.try_acquire("held", 5),
+        lambda: seeded.held.is_held(),
+    ]
+
+
+async def fail_fast_while_down(ly: lockyard.Connection, seeded: Seeded) -> float:
+    """Every operation raises BackendConnectionError well within the operation timeout."""
+    slowest = 0.0
+    for operation in while_down(ly, seeded):
+        started = time.monotonic()
+        with pytest.raises(lockyard.BackendConnectionError):
+            await operation()
+        slowest = max(slowest, time.monotonic() - started)
+    assert slowest < OPERATION_TIMEOUT_S
+    return slowest
+
+
+async def first_operation_after_start(ly: lockyard.Connection) -> None:
+    """The first operation after the server is back succeeds (no stale pooled connection)."""
+    assert await ly.store.get("ns:t:state:record") == "v3"
+
+
+async def wake_through_notify(ly: lockyard.Connection) -> None:
+    listener = backend_of(ly).listener
+    await asyncio.wait_for(listener.connected.wait(), 10)
+    ly.locks.poll_initial_s = ly.locks.poll_cap_s = 5.0
+    holder = await ly.locks.acquire("wake", 30, timeout=1)
+    waiter = asyncio.create_task(ly.locks.acquire("wake", 30, timeout=10))
+    await asyncio.sleep(0.2)
+    released_at = time.monotonic()
+    await holder.release()
+    guard = await waiter
+    assert time.monotonic() - released_at < 0.1
+    await guard.release()
+
+
+def url(server: PostgresServer, timeout: float = OPERATION_TIMEOUT_S) -> str:
+    return server.url(prefix=f"r{uuid.uuid4().hex[:8]}", schema=SCHEMA, timeout=str(timeout))
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+async def test_a_restart_loses_nothing_and_the_same_handle_recovers(
+    running: PostgresServer, how: str
+) -> None:
+    async with lockyard.connect(url(running)) as ly:
+        seeded = await seed(ly)
+        # Every pooled connection is open when the server goes away.
+        await asyncio.gather(*(ly.store.get(f"ns:t:state:{i}") for i in range(30)))
+        await asyncio.wait_for(backend_of(ly).listener.connected.wait(), 10)
+        running.stop() if how == "stop" else running.kill()
+        await fail_fast_while_down(ly, seeded)
+        running.start()
+        await first_operation_after_start(ly)
+        await check(ly, seeded)
+        await wake_through_notify(ly)
+        assert backend_of(ly).listener.connections >= 2
+        await ly.store.purge()
+
+
+async def test_a_restart_the_event_loop_never_saw_costs_at_most_one_failed_operation(
+    running: PostgresServer,
+) -> None:
+    """A crash and restart while the loop is blocked: pooled sockets died unnoticed.
+
+    The first operation finds its connection dead (BackendConnectionError); by then the loop has
+    seen every dead socket, and the pool opens fresh connections from the next operation on.
+    """
+    async with lockyard.connect(url(running)) as ly:
+        seeded = await seed(ly)
+        await asyncio.gather(*(ly.store.get(f"ns:t:state:{i}") for i in range(30)))
+        running.kill()
+        running.start()
+        failures = 0
+        for _ in range(3):
+            try:
+                assert await ly.store.get("ns:t:state:record") == "v3"
+            except lockyard.BackendConnectionError:
+                failures += 1
+        assert failures <= 1
+        await check(ly, seeded)
+        await ly.store.purge()
+
+
+async def test_an_operation_in_flight_during_shutdown_fails_fast(running: PostgresServer) -> None:
+    async with lockyard.connect(url(running)) as ly:
+        await ly.store.set("ns:t:state:blocked", "a")
+        blocker = await asyncpg.connect(running.dsn())
+        try:
+            transaction = blocker.transaction()
+            await transaction.start()
+            await blocker.execute(
+                f"SELECT FROM {SCHEMA}.entries WHERE key = 'ns:t:state:blocked' FOR UPDATE"
+            )
+            blocked = asyncio.create_task(ly.store.set("ns:t:state:blocked", "b"))
+            await asyncio.sleep(0.2)
+            assert not blocked.done()
+            started = time.monotonic()
+            await asyncio.to_thread(running.stop)
+            with pytest.raises(lockyard.BackendConnectionError):
+                await blocked
+            assert time.monotonic() - started < OPERATION_TIMEOUT_S
+        finally:
+            blocker.terminate()
+        running.start()
+        assert await ly.store.get_versioned("ns:t:state:blocked") == ("a", 1)
+        await ly.store.purge()
+
+
+async def test_connecting_while_the_server_is_down_fails_fast(running: PostgresServer) -> None:
+    target = url(running)
+    running.stop()
+    started = time.monotonic()
+    with pytest.raises(lockyard.BackendConnectionError):
+        await lockyard.connect(target)
+    assert time.monotonic() - started < OPERATION_TIMEOUT_S
+    running.start()
+    async with lockyard.connect(target) as ly:
+        assert await ly.store.get("ns:t:state:none") is None
+
+
+async def test_a_hung_server_times_out_instead_of_hanging(running: PostgresServer) -> None:
+    """SIGSTOP: connections stay open and nothing answers. Operations end at the timeout (the
+    connection is dropped rather than waiting on a cancel request), and the handle recovers."""
+    timeout = 1.0
+    async with lockyard.connect(url(running, timeout)) as ly:
+        await ly.store.set("ns:t:state:hung", "a")
+        await asyncio.gather(*(ly.store.get(f"ns:t:state:{i}") for i in range(30)))
+        running.freeze()
+        try:
+            for operation in (
+                lambda: ly.store.set("ns:t:state:hung", "b"),
+                lambda: ly.store.get("ns:t:state:hung"),
+                lambda: ly.locks.try_acquire("hung", 5),
+            ):
+                started = time.monotonic()
+                with pytest.raises(lockyard.OperationTimeoutError):
+                    await operation()
+                assert time.monotonic() - started < timeout + 0.5
+        finally:
+            running.thaw()
+        assert await ly.store.get("ns:t:state:hung") in {"a", "b"}
+        await ly.store.purge()
