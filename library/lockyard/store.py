@@ -5,6 +5,13 @@ milliseconds to the backend's ``_``-prefixed primitives, which run through the b
 :class:`~lockyard.operations.OperationRunner` (timeout + error translation). A backend implements
 only the primitives; the contract is stated in ``shared/spec/state-backends.md`` and checked by
 :mod:`lockyard.testing`.
+
+Limits, identical on every backend and checked here before any round trip (see
+``docs/reliability.md``): a value is at most :data:`MAX_VALUE_BYTES` of UTF-8 (DynamoDB items
+stop at 400 KB, key and attributes included) and holds no NUL or lone surrogate
+(``ValueError``); keys follow :mod:`lockyard.keys`; a time-index timestamp lies within
++/-:data:`MAX_INDEX_TIMESTAMP_MS` (Redis keeps index scores as doubles, exact only that far;
+``SerializationError``).
 """
 
 from __future__ import annotations
@@ -14,11 +21,23 @@ from dataclasses import dataclass
 
 from lockyard.durations import Duration, ttl_to_ms
 from lockyard.errors import SerializationError
-from lockyard.keys import KeyKind, KeyLike, canonical_key, check_segment, kind_prefix
+from lockyard.keys import (
+    MAX_KEY_BYTES,
+    KeyKind,
+    KeyLike,
+    canonical_key,
+    check_segment,
+    kind_prefix,
+    utf8_length,
+)
 from lockyard.operations import OperationRunner
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+#: The largest value, in bytes of UTF-8 (256 KiB).
+MAX_VALUE_BYTES = 256 * 1024
+#: Time-index timestamps lie within +/- this many milliseconds (2**53 - 1: about 285,000 years).
+MAX_INDEX_TIMESTAMP_MS = 2**53 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +52,34 @@ class CasResult:
 def _check_value(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"value must be a str, got {type(value).__name__}")
+    if "\x00" in value:
+        raise ValueError("value must not contain NUL ('\\x00'): PostgreSQL cannot store it")
+    if value.isascii():
+        size = len(value)
+    else:
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError(
+                "value must be valid Unicode text: it contains a lone surrogate, "
+                "which has no UTF-8 form"
+            ) from None
+    if size > MAX_VALUE_BYTES:
+        raise ValueError(
+            f"value is {size} bytes of UTF-8; the limit is {MAX_VALUE_BYTES} (256 KiB) on every "
+            "backend (DynamoDB items stop at 400 KB)"
+        )
     return value
+
+
+def _check_timestamp(name: str, value: object) -> int:
+    at = _check_int(name, value)
+    if not -MAX_INDEX_TIMESTAMP_MS <= at <= MAX_INDEX_TIMESTAMP_MS:
+        raise SerializationError(
+            f"{name} {at} is outside +/-(2**53 - 1) ms, the range every backend's index keeps "
+            "exactly (Redis scores are doubles)"
+        )
+    return at
 
 
 def _check_int(name: str, value: object) -> int:
@@ -94,16 +140,21 @@ class StateStore(abc.ABC):
         anchor = kind_prefix(namespace, tenant, kind)
         if prefix is not None and not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str or None, got {type(prefix).__name__}")
-        return await self._run("scan_keys", self._scan_keys(anchor + (prefix or ""), str(kind)))
+        key_prefix = anchor + (prefix or "")
+        if utf8_length("scan prefix", key_prefix) > MAX_KEY_BYTES:
+            return []  # no key is that long: nothing to ask the backend
+        return await self._run("scan_keys", self._scan_keys(key_prefix, str(kind)))
 
     async def scan_keys_by_kind(self, kind: KeyKind | str) -> list[tuple[str, str]]:
         """Every live entry whose kind segment equals ``kind``, across namespaces and tenants."""
         k = check_segment("kind", str(kind) if isinstance(kind, KeyKind) else kind)
+        if utf8_length("key kind", k) > MAX_KEY_BYTES - len("n:t::i"):
+            return []  # no key with this kind fits the key limit: nothing to ask
         return await self._run("scan_keys_by_kind", self._scan_keys_by_kind(k))
 
     # -- indexes ---------------------------------------------------------------------------
     async def index_timeout(self, key: KeyLike, expires_at_ms: int) -> None:
-        at = _check_int("expires_at_ms", expires_at_ms)
+        at = _check_timestamp("expires_at_ms", expires_at_ms)
         await self._run("index_timeout", self._index_add("timeout", canonical_key(key), at))
 
     async def remove_timeout_index(self, key: KeyLike) -> None:
@@ -114,7 +165,7 @@ class StateStore(abc.ABC):
         return await self._run("get_expired_timeouts", self._index_due("timeout", now))
 
     async def index_chain_ready(self, key: KeyLike, ready_at_ms: int) -> None:
-        at = _check_int("ready_at_ms", ready_at_ms)
+        at = _check_timestamp("ready_at_ms", ready_at_ms)
         await self._run("index_chain_ready", self._index_add("chain", canonical_key(key), at))
 
     async def remove_chain_ready_index(self, key: KeyLike) -> None:
@@ -128,7 +179,8 @@ class StateStore(abc.ABC):
     async def purge(self) -> int:
         """Delete every key, index entry and lock of this store's prefix; returns keys removed.
 
-        Used by the operator for ``deletionPolicy: Delete``; never touches other prefixes.
+        Fencing counters go too: a store recreated on the same prefix starts over. Used by the
+        operator for ``deletionPolicy: Delete``; never touches other prefixes.
         """
         return await self._run("purge", self._purge())
 

@@ -65,9 +65,10 @@ class _Clocked:
 
 
 class MemoryStateStore(_Clocked, StateStore):
-    def __init__(self, runner: OperationRunner, clock: Clock) -> None:
+    def __init__(self, runner: OperationRunner, clock: Clock, locks: MemoryLocks) -> None:
         StateStore.__init__(self, runner)
         _Clocked.__init__(self, clock)
+        self._locks = locks
         self._data: dict[str, _Entry] = {}
         self._by_kind: defaultdict[str, set[str]] = defaultdict(set)
         self._expiries: list[tuple[int, str]] = []
@@ -206,6 +207,7 @@ class MemoryStateStore(_Clocked, StateStore):
         for positions, ordered in self._indexes.values():
             positions.clear()
             ordered.clear()
+        self._locks.clear()
         return count
 
 
@@ -243,6 +245,14 @@ class MemoryLocks(_Clocked, DistributedLock):
         event = self._release_events.pop(name, None)
         if event is not None:
             event.set()
+
+    def clear(self) -> None:
+        """Drop every lock and fencing counter (``purge``), waking all waiters."""
+        names = list(self._leases)
+        self._leases.clear()
+        self._fencing.clear()
+        for name in names:
+            self._signal(name)
 
     def sweep(self) -> None:
         for name in [n for n, lease in self._leases.items() if lease.deadline_ms <= self._now_ms()]:
@@ -304,8 +314,8 @@ class MemoryBackend:
 
     def __init__(self, config: MemoryConfig, clock: Clock = SYSTEM_CLOCK) -> None:
         runner = OperationRunner(self.name, config.operation_timeout, default_translate)
-        self.store = MemoryStateStore(runner, clock)
         self.locks = MemoryLocks(runner, clock)
+        self.store = MemoryStateStore(runner, clock, self.locks)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="lockyard-memory-sweep")
 
     async def _sweep_forever(self) -> None:
