@@ -8,7 +8,7 @@ CLUSTER_STATE    ?= $(CACHE)/cluster
 
 .PHONY: controlplane cluster-up cluster-down
 
-controlplane:  ## Build kube-apiserver, kube-controller-manager, kubectl and etcd into ~/.cache/lockyard (~30 min cold)
+controlplane:  ## Build kube-apiserver, kube-controller-manager, kubectl and etcd into ~/.cache/lockyard (10-30 min cold)
 	@LOCKYARD_CACHE=$(CACHE) bash scripts/build-controlplane.sh
 
 cluster-up: controlplane $(VENV)/.installed  ## Start a local control plane in the background; prints the KUBECONFIG to export

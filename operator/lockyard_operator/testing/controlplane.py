@@ -15,7 +15,7 @@ Contract:
 - `ControlPlane.start` returns once ``/readyz`` passes, the ``default`` namespace exists and the
   controller manager has created the ``default`` service account (so its controllers run). A
   component that fails to start raises `ControlPlaneError` carrying the tail of its log, after
-  whatever had started is stopped again.
+  whatever had started is stopped again; the working folder is then kept for its logs.
 - `ControlPlane.stop` stops only the processes this object started (SIGTERM, then SIGKILL after
   a grace period) and removes the working folder if it made a temporary one. It is idempotent.
 - `ControlPlane.stop_apiserver` / `ControlPlane.start_apiserver` simulate an API outage: etcd
@@ -52,7 +52,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -141,7 +141,7 @@ def find_binaries() -> Path:
     if missing:
         raise ControlPlaneError(
             f"Kubernetes control plane binaries missing from {bin_dir}: {', '.join(missing)}. "
-            "Run `make controlplane` to build them (about 30 minutes the first time)."
+            "Run `make controlplane` to build them (10-30 minutes the first time)."
         )
     return bin_dir
 
@@ -220,7 +220,6 @@ class _Pki:
 
     def _ec_key(self, path: Path) -> None:
         # P-256: quick to generate, accepted by Go's TLS and Python's ssl alike.
-        self._openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256")
         self._openssl(
             "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path)
         )
@@ -328,6 +327,7 @@ class ControlPlane:
         self._workdir: Path | None = None
         self._owns_workdir = False
         self._apiserver_port = 0
+        self._etcd_port = 0
         self._etcd: _Component | None = None
         self._apiserver: _Component | None = None
         self._controller_manager: _Component | None = None
@@ -405,6 +405,8 @@ class ControlPlane:
                 self._require(self._controller_manager), self._controller_manager_working
             )
         except BaseException:
+            # Keep the folder, temporary or not: the error names a log file in it.
+            self._owns_workdir = False
             self.stop()
             raise
 
@@ -433,7 +435,7 @@ class ControlPlane:
     def kubectl(
         self,
         *args: str,
-        input: str | None = None,  # noqa: A002 - the name subprocess.run uses
+        input: str | None = None,  # the name subprocess.run uses
         check: bool = True,
         timeout: float = 60.0,
     ) -> subprocess.CompletedProcess[str]:
@@ -534,6 +536,9 @@ class ControlPlane:
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 f"--cert-dir={pki.dir}",
                 "--profiling=false",
+                # Otherwise SIGTERM waits out the 60s request timeout for open watches to
+                # drain; this way it tells clients to retry and exits within seconds.
+                "--shutdown-send-retry-after=true",
             ],
             logs / "kube-apiserver.log",
         )
@@ -654,6 +659,7 @@ class ControlPlane:
 # --- command line -----------------------------------------------------------------------------
 
 _STATE_FILE = "state.json"
+_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 _SERVE_MARKER = "lockyard_operator.testing.controlplane"
 
 
@@ -706,8 +712,8 @@ def _serve(state_dir: Path) -> int:
         print(f"control plane ready at {plane.server} in {time.monotonic() - started:.1f}s")
         print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
         while not stop.wait(1.0):
-            dead = [name for name in ("etcd", "kube-apiserver", "kube-controller-manager")
-                    if name not in plane.pids()]  # fmt: skip
+            running = plane.pids()
+            dead = [name for name in _COMPONENTS if name not in running]
             if dead:
                 print(f"stopping: {', '.join(dead)} exited; see {plane.workdir / 'logs'}")
                 return 1
@@ -755,8 +761,8 @@ def _up(state_dir: Path, foreground: bool) -> int:
             return os.waitstatus_to_exitcode(status) or 1
         state = _read_state(state_dir)
         if state is not None and state.get("ready"):
-            print(f"control plane at {state['server']} (logs: {state_dir / 'run' / 'logs'})",
-                  file=sys.stderr)  # fmt: skip
+            logs = state_dir / "run" / "logs"
+            print(f"control plane at {state['server']} (logs: {logs})", file=sys.stderr)
             print(f"export KUBECONFIG={state['kubeconfig']}")
             return 0
         time.sleep(0.5)
@@ -822,10 +828,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ControlPlaneError as exc:
         print(exc, file=sys.stderr)
         return 1
-
-
-def _iter_unused() -> Iterator[None]:  # pragma: no cover - placeholder removed below
-    yield None
 
 
 if __name__ == "__main__":
