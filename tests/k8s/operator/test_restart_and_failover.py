@@ -1,0 +1,159 @@
+"""Operator processes die: a SIGKILL mid-work loses and duplicates nothing after a restart, and
+with peering a standby takes over from a killed leader within seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from operator_harness import (
+    Operators,
+    condition,
+    create_secret,
+    create_store,
+    events_for,
+    eventually,
+    read_secret,
+    stores_path,
+    wait_condition,
+    wait_gone,
+)
+
+import lockyard
+from lockyard.kube.api import KubeApi, object_path
+from lockyard.kube.names import STORE_LABEL
+from lockyard.testing.servers.redis import RedisServer
+
+pytestmark = [pytest.mark.k8s, pytest.mark.e2e, pytest.mark.slow]
+
+PEERING_LIFETIME_S = 4
+
+
+def redis_spec(server: RedisServer, policy: str = "Retain") -> dict[str, Any]:
+    return {
+        "redis": {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "passwordSecretRef": {"name": "auth", "key": "password"},
+        },
+        "deletionPolicy": policy,
+    }
+
+
+async def test_sigkill_mid_work_then_restart(
+    kube: KubeApi, namespace: str, operators: Operators, redis_server: RedisServer
+) -> None:
+    password = redis_server.password or ""
+    operators.secrets.add(password)
+    await create_secret(kube, namespace, "auth", {"password": password})
+    first = await operators.start()
+    await create_store(kube, namespace, "victim", redis_spec(redis_server, "Delete"))
+    store = await wait_condition(kube, namespace, "victim", "Ready", "True")
+    url = (await read_secret(kube, namespace, store["status"]["binding"]["name"]))["url"]
+    async with lockyard.connect(url) as ly:
+        await ly.store.set("victim:t:state:1", "doomed")
+
+    names = [f"s{i}" for i in range(6)]
+    await asyncio.gather(
+        *(create_store(kube, namespace, n, redis_spec(redis_server)) for n in names)
+    )
+
+    async def some_ready() -> bool:
+        stores = (await kube.get(stores_path(namespace))).get("items", [])
+        return any(condition(s, "Ready").get("status") == "True" for s in stores
+                   if s["metadata"]["name"] in names)  # fmt: skip
+
+    await eventually(some_ready, "the first new store to be ready", every=0.02)
+    first.kill()  # mid-work: the other stores are in every stage of their reconciliation
+
+    # While no operator runs: one store is deleted (it waits on the finalizer), one created.
+    await kube.delete(stores_path(namespace, "victim"))
+    await create_store(kube, namespace, "late", redis_spec(redis_server))
+
+    await operators.start()
+    for name in [*names, "late"]:
+        await wait_condition(kube, namespace, name, "Ready", "True", timeout=60)
+    await wait_gone(kube, stores_path(namespace, "victim"), timeout=60)
+    async with lockyard.connect(url) as ly:
+        assert await ly.store.get("victim:t:state:1") is None, "Delete policy purged after restart"
+
+    # The garbage collector removes what the deleted store owned.
+    await wait_gone(kube, object_path("", "v1", "secrets", namespace, "lockyard-store-victim"), 60)
+
+    # Exactly one of everything: bindings, Roles, finalizers, conditions, purge events.
+    selector = {"labelSelector": STORE_LABEL}
+    bindings = await kube.get(object_path("", "v1", "secrets", namespace), params=selector)
+    roles = await kube.get(
+        object_path("rbac.authorization.k8s.io", "v1", "roles", namespace), params=selector
+    )
+    expected = sorted(f"lockyard-store-{n}" for n in [*names, "late"])
+    assert sorted(s["metadata"]["name"] for s in bindings["items"]) == expected
+    assert sorted(r["metadata"]["name"] for r in roles["items"]) == expected
+    for item in (await kube.get(stores_path(namespace)))["items"]:
+        meta = item["metadata"]
+        assert meta["finalizers"] == ["lockyard.dev/finalizer"], meta["name"]
+        assert not [a for a in meta.get("annotations", {}) if "kopf.zalando.org" in a]
+        types = [c["type"] for c in item["status"]["conditions"]]
+        assert len(types) == len(set(types)), types
+    purges = [e for e in await events_for(kube, namespace, "victim") if e["reason"] == "DataPurged"]
+    assert len(purges) == 1
+    assert purges[0].get("count", 1) == 1
+
+
+async def test_standby_takes_over_when_the_leader_dies(
+    kube: KubeApi, namespace: str, operators: Operators
+) -> None:
+    peering = [f"--peering=e2e-{namespace}", f"--peering-lifetime={PEERING_LIFETIME_S}"]
+    leader = await operators.start(*peering)
+    await create_store(kube, namespace, "before", {"memory": {}})
+    await wait_condition(kube, namespace, "before", "Ready", "True")
+    standby = await operators.start(*peering)  # younger: lower priority, pauses
+
+    peering_object = object_path("kopf.dev", "v1", "kopfpeerings", namespace, f"e2e-{namespace}")
+
+    async def both_peers_alive() -> bool:
+        peers = (await kube.get(peering_object)).get("status") or {}
+        return len(peers) == 2
+
+    # A standby starts paused (peering is mandatory) and stays so while it sees the leader.
+    await eventually(both_peers_alive, "the standby's keep-alive", timeout=30)
+    await create_store(kube, namespace, "while-led", {"memory": {}})
+    await wait_condition(kube, namespace, "while-led", "Ready", "True")
+    assert "while-led" in leader.log()
+    assert "while-led" not in standby.log(), "only the leader reconciles"
+    assert "Resuming operations" not in standby.log()
+
+    leader.kill()
+    killed = time.monotonic()
+    await create_store(kube, namespace, "after", {"memory": {}})
+    await wait_condition(kube, namespace, "after", "Ready", "True", timeout=PEERING_LIFETIME_S + 30)
+    takeover = time.monotonic() - killed
+    print(f"standby took over and reconciled a new store {takeover:.2f}s after SIGKILL")
+    assert takeover < PEERING_LIFETIME_S + 10
+    assert "after" in standby.log()
+    assert "Resuming operations after the pause" in standby.log()
+
+
+async def test_all_namespaces_with_cluster_peering(
+    kube: KubeApi, namespace: str, operators: Operators
+) -> None:
+    """The Deployment's mode: every namespace, peering through a ClusterKopfPeering."""
+    name = f"e2e-{namespace}"
+
+    async def no_other_stores() -> bool:
+        # Earlier tests' namespaces are still being deleted: let them go first, so this
+        # operator sees only its own test's objects.
+        everywhere = await kube.get(object_path("lockyard.dev", "v1alpha1", "statestores"))
+        return all(i["metadata"]["namespace"] == namespace for i in everywhere["items"])
+
+    await eventually(no_other_stores, "other tests' StateStores to be gone", timeout=120)
+    await operators.start(
+        f"--peering={name}", f"--peering-lifetime={PEERING_LIFETIME_S}", scope=["--all-namespaces"]
+    )
+    await create_store(kube, namespace, "anywhere", {"memory": {}})
+    await wait_condition(kube, namespace, "anywhere", "Ready", "True")
+    peering = object_path("kopf.dev", "v1", "clusterkopfpeerings", name=name)
+    assert len((await kube.get(peering)).get("status") or {}) == 1
+    await kube.delete(peering)
