@@ -10,7 +10,7 @@ CACHE   ?= $(HOME)/.cache/lockyard
 .PHONY: help install system-deps lint typecheck test check
 
 help:  ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 system-deps:  ## Install the Debian packages the tests and demo start (redis, sentinel, PostgreSQL 15)
 	@bash scripts/system-deps.sh

@@ -104,8 +104,12 @@ class PostgresConfig(CommonSettings):
     backend: Literal["postgresql"] = "postgresql"
     host: Hostname = "localhost"
     port: Port = 5432
-    database: str = Field(default="postgres", min_length=1, max_length=63)
-    user: str = Field(default="postgres", min_length=1, max_length=63)
+    database: str = Field(
+        default="postgres", min_length=1, max_length=63, description="Database name."
+    )
+    user: str = Field(
+        default="postgres", min_length=1, max_length=63, description="User to log in as."
+    )
     password: SecretStr | None = None
     schema_name: str = Field(
         default="lockyard",
@@ -114,7 +118,9 @@ class PostgresConfig(CommonSettings):
         pattern=r"^[a-z_][a-z0-9_]*$",
         description="Schema holding Lockyard's tables.",
     )
-    sslmode: SslMode = "prefer"
+    sslmode: SslMode = Field(
+        default="prefer", description="TLS mode, as libpq: verify-full checks CA and host name."
+    )
     sslrootcert: str | None = Field(default=None, description="CA file for verify-ca/full.")
     sslcert: str | None = Field(default=None, description="Client certificate file.")
     sslkey: str | None = Field(default=None, description="Client key file.")
@@ -126,8 +132,12 @@ class DynamoDBConfig(CommonSettings):
     """DynamoDB through aioboto3 (credentials from the standard AWS chain unless given)."""
 
     backend: Literal["dynamodb"] = "dynamodb"
-    table: str = Field(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
-    region: str = Field(default="us-east-1", min_length=1, max_length=64)
+    table: str = Field(
+        min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$", description="Table name."
+    )
+    region: str = Field(
+        default="us-east-1", min_length=1, max_length=64, description="AWS region."
+    )
     endpoint_url: str | None = Field(default=None, description="A DynamoDB-compatible endpoint.")
     create_table: bool = Field(default=False, description="Create the table if it is missing.")
     access_key_id: str | None = Field(default=None, description="Overrides the AWS chain.")
