@@ -1,0 +1,112 @@
+"""Names, labels and annotations of the Leases that mirror held locks.
+
+A Lease name is read by people (``kubectl get leases``), so it starts with the store and the lock
+name; it must also be a valid Kubernetes name, and two locks must never share one. The name is::
+
+    lockyard-<store>-<lock>-<hash>
+
+where ``<store>`` and ``<lock>`` are *sanitized* (accents dropped, lowercased, every run of
+characters outside ``[a-z0-9]`` turned into one ``-``, trimmed) and *truncated* to fit, and
+``<hash>`` is the first
+12 hex digits (48 bits) of SHA-256 over the exact store and lock names. Sanitizing and truncating
+lose information (``a_b``, ``A.B`` and ``a-b`` all sanitize to ``a-b``); the hash of the exact
+names keeps them apart. Names are at most 63 characters, so a Lease name is a DNS-1123 *label*
+(not just the 253-character subdomain Kubernetes allows): it stays usable as a label value and
+keeps ``kubectl get leases`` narrow. The full lock name is always in the
+``lockyard.dev/lock`` annotation, which is what ``lockyard locks`` shows.
+
+A 48-bit hash makes a collision between two live locks of one namespace improbable (about
+1 in 10^5 at a million live locks), not impossible, so writers check: the mirror never takes over
+a Lease whose ``lockyard.dev/store``/``lockyard.dev/lock`` annotations name another lock, and
+instead probes ``lease_name(store, lock, probe=1)``, ``probe=2``, ... (a different hash each).
+Readers (the CLI, the reaper) identify a lock by its annotations, never by parsing the name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+#: Labels on every mirrored Lease; the CLI and the reaper select on them.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "lockyard"
+#: Same key as ``lockyard.kube.names.STORE_LABEL`` (the operator labels its objects with it).
+STORE_LABEL = "lockyard.dev/store"
+
+#: Annotations: the exact names and the acquisition the Lease stands for.
+LOCK_ANNOTATION = "lockyard.dev/lock"
+STORE_ANNOTATION = "lockyard.dev/store"
+FENCING_ANNOTATION = "lockyard.dev/fencing-token"
+BACKEND_ANNOTATION = "lockyard.dev/backend"
+OWNER_ANNOTATION = "lockyard.dev/owner"
+LEASE_MS_ANNOTATION = "lockyard.dev/lease-ms"
+HOLDER_POD_ANNOTATION = "lockyard.dev/holder-pod"
+
+PREFIX = "lockyard-"
+MAX_NAME_LENGTH = 63
+HASH_LENGTH = 12
+#: Characters the store part may take when the lock part needs room.
+STORE_PART_SHARE = 20
+#: How many characters of the owner token identify an acquisition in Leases and the CLI.
+OWNER_PREFIX_LENGTH = 8
+
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def sanitize(text: str) -> str:
+    """``text`` as lowercase ASCII alphanumerics joined by single dashes (may be empty).
+
+    Accents are dropped first (``Ünïcode`` becomes ``unicode``), so names stay readable.
+    """
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return _NOT_ALNUM.sub("-", ascii_text.lower()).strip("-")
+
+
+def name_hash(store: str, lock: str, probe: int = 0) -> str:
+    """The hash part of a Lease name: exact names in, 12 hex digits out."""
+    material = f"{store}\x00{lock}" if probe == 0 else f"{store}\x00{lock}\x00{probe}"
+    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_LENGTH]
+
+
+def lease_name(store: str, lock: str, probe: int = 0) -> str:
+    """The Lease name mirroring lock ``lock`` of store ``store`` (``probe`` > 0 after a collision).
+
+    Always a valid DNS-1123 label of at most 63 characters.
+    """
+    if probe < 0:
+        raise ValueError("probe must be >= 0")
+    digest = name_hash(store, lock, probe)
+    room = MAX_NAME_LENGTH - len(PREFIX) - len(digest) - 2  # two dashes around the lock part
+    store_part = sanitize(store) or "store"
+    lock_part = sanitize(lock) or "lock"
+    store_part = store_part[: max(STORE_PART_SHARE, room - len(lock_part))].rstrip("-")
+    lock_part = lock_part[: room - len(store_part)].rstrip("-") or "lock"
+    if len(store_part) + len(lock_part) > room:  # only when the lock part fell back to "lock"
+        store_part = store_part[: room - len(lock_part)].rstrip("-") or "s"
+    return f"{PREFIX}{store_part}-{lock_part}-{digest}"
+
+
+def is_dns_label(name: str) -> bool:
+    return len(name) <= MAX_NAME_LENGTH and _DNS_LABEL.match(name) is not None
+
+
+def owner_prefix(owner: str) -> str:
+    """The part of an owner token shown in Leases (the token itself stays in the process)."""
+    return owner[:OWNER_PREFIX_LENGTH]
+
+
+def store_selector(store: str | None = None) -> str:
+    """The label selector of mirrored Leases (of one store when ``store`` is given)."""
+    selector = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+    if store is not None:
+        selector += f",{STORE_LABEL}={store_label(store)}"
+    return selector
+
+
+def store_label(store: str) -> str:
+    """The ``lockyard.dev/store`` label value (the operator's rule, so selectors agree)."""
+    from lockyard.kube.names import store_label_value
+
+    return store_label_value(store)

@@ -1,0 +1,75 @@
+"""`make demo` end to end: its own control plane, Redis, the operator, a workload; bounded by
+--seconds, and stopped cleanly by Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+DEMO = [sys.executable, "-m", "lockyard_operator.demo"]
+
+
+async def run_demo(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *DEMO, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+
+
+async def test_demo_runs_end_to_end_for_a_bounded_time() -> None:
+    demo = await run_demo("--seconds", "8", "--show-every", "4")
+    try:
+        out, _ = await asyncio.wait_for(demo.communicate(), 300)
+    finally:
+        if demo.returncode is None:
+            demo.kill()
+            await demo.wait()
+    text = out.decode()
+    assert demo.returncode == 0, text
+    for line in [
+        "demo: control plane ready at",
+        "demo: Redis ready on 127.0.0.1:",
+        "demo: StateStore lockyard-demo/orders is Ready",
+        "demo: workload connected to redis; mirroring locks into Leases",
+        "$ kubectl get statestores -n lockyard-demo",
+        "$ kubectl get leases -n lockyard-demo -l app.kubernetes.io/managed-by=lockyard",
+        "$ lockyard locks -A",
+        "demo: stopping the operator",
+        "demo: stopping the control plane",
+        "demo: done; everything it started is stopped",
+    ]:
+        assert line in text, f"{line!r} missing from:\n{text}"
+    assert "lockyard-orders-invoice-" in text  # Leases shown by kubectl
+    assert "lockyard-demo   orders   invoice-" in text  # and by lockyard locks -A
+    assert "'failed': 0" in text  # the mirror's counters
+
+
+async def test_ctrl_c_stops_everything_it_started() -> None:
+    demo = await run_demo("--show-every", "30")
+    assert demo.stdout is not None
+    seen = []
+    try:
+        async with asyncio.timeout(300):
+            while True:
+                line = (await demo.stdout.readline()).decode()
+                assert line, "the demo ended early:\n" + "".join(seen)
+                seen.append(line)
+                if "Ctrl-C stops" in line:
+                    break
+        demo.send_signal(signal.SIGINT)
+        async with asyncio.timeout(120):
+            rest, _ = await demo.communicate()
+    finally:
+        if demo.returncode is None:
+            demo.kill()
+            await demo.wait()
+    text = "".join(seen) + rest.decode()
+    assert demo.returncode == 130, text
+    for line in ["demo: stopping the workload", "demo: stopping the operator",
+                 "demo: stopping Redis", "demo: stopping the control plane",
+                 "demo: interrupted; everything it started is stopped"]:  # fmt: skip
+        assert line in text, f"{line!r} missing from:\n{text}"
