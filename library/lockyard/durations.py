@@ -1,4 +1,9 @@
-"""TTLs and timeouts: one conversion to whole milliseconds, rounding sub-millisecond rests up."""
+"""TTLs and timeouts: one conversion to whole milliseconds, rounding sub-millisecond rests up.
+
+A TTL (of a key or a lock) is at most :data:`MAX_TTL`, 100 years, on every backend: PostgreSQL
+computes deadlines as ``interval`` values, which overflow near 290,000 years, and a far smaller
+documented bound leaves every backend's deadline arithmetic exact. ``None`` means no expiry.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,10 @@ from datetime import timedelta
 from typing import TypeAlias
 
 Duration: TypeAlias = int | float | timedelta
+
+#: The longest TTL a key or lock may have (use ``None`` for keys that never expire).
+MAX_TTL = timedelta(days=36_500)
+MAX_TTL_MS = 36_500 * 86_400_000
 
 
 def _seconds(value: object, what: str) -> float:
@@ -28,7 +37,13 @@ def ttl_to_ms(ttl: Duration | None) -> int | None:
     seconds = _seconds(ttl, "ttl")
     if seconds <= 0:
         raise ValueError(f"ttl must be positive (or None for no expiry), got {ttl!r}")
-    return max(1, math.ceil(round(seconds * 1000, 6)))
+    ms = max(1, math.ceil(round(seconds * 1000, 6)))
+    if ms > MAX_TTL_MS:
+        raise ValueError(
+            f"ttl must be at most 100 years ({MAX_TTL_MS // 1000} s; None means no expiry), "
+            f"got {ttl!r}"
+        )
+    return ms
 
 
 def lock_ttl_to_ms(ttl: Duration) -> int:

@@ -2,6 +2,11 @@
 
 A key is ``namespace:tenant:kind:id``. The first three segments may not contain ``:``; the id may
 (ids such as ``ns:t:act-1`` are common), so parsing splits at most three times.
+
+Limits, the same on every backend (checked here, before any round trip): no segment may contain
+NUL (PostgreSQL ``text`` cannot hold it) or a lone surrogate (not encodable as UTF-8), and the
+canonical key is at most :data:`MAX_KEY_BYTES` bytes of UTF-8 (DynamoDB's limit on an index
+range key, which holds the canonical key; PostgreSQL's btree entries stop near 2.7 KB).
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from lockyard.errors import InvalidKeyError
+
+#: The longest canonical key, in bytes of UTF-8.
+MAX_KEY_BYTES = 1024
 
 
 class KeyKind(enum.StrEnum):
@@ -58,6 +66,21 @@ class KeyKind(enum.StrEnum):
     A2A_PUSH_DLQ = "a2a_push_dlq"
 
 
+def utf8_length(field: str, value: str) -> int:
+    """Bytes of ``value`` in UTF-8; ``InvalidKeyError`` for NUL or a lone surrogate."""
+    if "\x00" in value:
+        raise InvalidKeyError(f"{field} must not contain NUL ('\\x00'): PostgreSQL cannot store it")
+    if value.isascii():
+        return len(value)
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidKeyError(
+            f"{field} must be valid Unicode text: it contains a lone surrogate, "
+            "which has no UTF-8 form"
+        ) from None
+
+
 def check_segment(field: str, value: object) -> str:
     """Return ``value`` if it is a valid namespace, tenant or kind segment, else raise."""
     if not isinstance(value, str):
@@ -66,7 +89,18 @@ def check_segment(field: str, value: object) -> str:
         raise InvalidKeyError(f"key {field} must not be empty")
     if ":" in value:
         raise InvalidKeyError(f"key {field} {value!r} must not contain ':' (only the id may)")
+    utf8_length(f"key {field}", value)
     return value
+
+
+def check_key_length(canonical: str) -> str:
+    """``canonical`` if it has no NUL or lone surrogate and fits :data:`MAX_KEY_BYTES`."""
+    size = utf8_length("key", canonical)
+    if size > MAX_KEY_BYTES:
+        raise InvalidKeyError(
+            f"key {canonical[:40]!r}... is {size} bytes of UTF-8; the limit is {MAX_KEY_BYTES}"
+        )
+    return canonical
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +120,8 @@ class StateKey:
             raise InvalidKeyError(f"key id must be a str, got {type(self.id).__name__}")
         if not self.id:
             raise InvalidKeyError("key id must not be empty")
+        utf8_length("key id", self.id)
+        check_key_length(str(self))
 
     def __str__(self) -> str:
         return f"{self.namespace}:{self.tenant}:{self.kind}:{self.id}"
@@ -120,7 +156,7 @@ def canonical_key(key: KeyLike) -> str:
     if isinstance(key, str):
         parts = key.split(":", 3)
         if len(parts) == 4 and all(parts) and ":" not in parts[2]:
-            return key
+            return check_key_length(key)
     return str(StateKey.parse(key))
 
 

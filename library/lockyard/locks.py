@@ -27,6 +27,7 @@ from lockyard.durations import Duration, lock_ttl_to_ms, timeout_to_seconds
 from lockyard.errors import LockExpiredError, LockLostError, LockTimeoutError, StateError
 from lockyard.operations import OperationRunner
 
+#: The longest lock name, in bytes of UTF-8.
 MAX_LOCK_NAME_LENGTH = 512
 DEFAULT_HOLD_TIMEOUT_S = 30.0
 
@@ -78,14 +79,25 @@ class LockObserver(Protocol):
 
 
 def check_lock_name(name: object) -> str:
+    """``name`` if it is a valid lock name: 1 to 512 bytes of UTF-8, without NUL.
+
+    Bytes, not characters: DynamoDB keys and PostgreSQL index entries are limited in bytes.
+    """
     if not isinstance(name, str):
         raise TypeError(f"lock name must be a str, got {type(name).__name__}")
     if not name:
         raise ValueError("lock name must not be empty")
-    if len(name) > MAX_LOCK_NAME_LENGTH:
+    if "\x00" in name:
+        raise ValueError("lock name must not contain NUL ('\\x00'): PostgreSQL cannot store it")
+    try:
+        size = len(name) if name.isascii() else len(name.encode("utf-8"))
+    except UnicodeEncodeError:
         raise ValueError(
-            f"lock name is {len(name)} characters; the limit is {MAX_LOCK_NAME_LENGTH}"
-        )
+            "lock name must be valid Unicode text: it contains a lone surrogate, "
+            "which has no UTF-8 form"
+        ) from None
+    if size > MAX_LOCK_NAME_LENGTH:
+        raise ValueError(f"lock name is {size} bytes of UTF-8; the limit is {MAX_LOCK_NAME_LENGTH}")
     return name
 
 
