@@ -5,9 +5,6 @@ and must give the same outcome. Where a backend diverges today the case is a str
 naming the divergence, so it turns into a failure once the backend is fixed (remove the entry
 from ``KNOWN_DIVERGENCES`` then):
 
-- ``increment(key, 0)`` on an existing counter: DynamoDB's ``UpdateItem`` does not return the
-  unchanged ``n`` (``ReturnValues=UPDATED_NEW``), and a raw ``KeyError`` escapes instead of the
-  value (not even a ``StateError``).
 - Spellings of an integer other than the canonical decimal (``" 7"``, ``"007"``, ``"+7"``,
   ``"1_000"``, ...): memory and DynamoDB accept whatever Python's ``int()`` accepts, PostgreSQL
   what ``::numeric`` accepts, Redis only the canonical form (``HINCRBY``). The spec says "a
@@ -38,7 +35,6 @@ SPELLINGS = {
     "below int64": str(-(2**63) - 1),
 }
 KNOWN_DIVERGENCES: dict[tuple[str, str], str] = {
-    ("dynamodb", "zero delta"): "UpdateItem omits the unchanged n; a raw KeyError escapes",
     **{("redis", name): "HINCRBY takes only canonical decimals" for name in SPELLINGS},
     ("postgresql", "underscore"): "::numeric refuses underscores",
     ("postgresql", "arabic-indic digit"): "::numeric refuses non-ASCII digits",

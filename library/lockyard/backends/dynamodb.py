@@ -501,7 +501,7 @@ class DynamoDBStateStore(StateStore):
                 UpdateExpression=layout.INCREMENT_UPDATES[ttl_ms is not None],
                 ConditionExpression=layout.INCREMENTABLE[sign],
                 ExpressionAttributeValues=values,
-                ReturnValues="UPDATED_NEW",
+                ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
             if not isinstance(result, ConditionFailed):
