@@ -19,6 +19,7 @@ async def connect_store(name: str, namespace: str | None = None) -> Connection:
         from lockyard.kube.connect_store import open_store
     except ModuleNotFoundError as exc:
         raise ConfigError(
-            f"connect_store needs the Python package {exc.name!r}: pip install 'lockyard[kubernetes]'"
+            f"connect_store needs the Python package {exc.name!r}: "
+            "pip install 'lockyard[kubernetes]'"
         ) from exc
     return await open_store(name, namespace)

@@ -135,9 +135,7 @@ class DynamoDBConfig(CommonSettings):
     table: str = Field(
         min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$", description="Table name."
     )
-    region: str = Field(
-        default="us-east-1", min_length=1, max_length=64, description="AWS region."
-    )
+    region: str = Field(default="us-east-1", min_length=1, max_length=64, description="AWS region.")
     endpoint_url: str | None = Field(default=None, description="A DynamoDB-compatible endpoint.")
     create_table: bool = Field(default=False, description="Create the table if it is missing.")
     access_key_id: str | None = Field(default=None, description="Overrides the AWS chain.")
