@@ -1,0 +1,258 @@
+"""The Lua scripts of the Redis backend, one named constant per operation.
+
+Each header says what ``KEYS``/``ARGV`` hold and what the script returns. The layout they work on
+is described in :mod:`lockyard.backends.redis`. Every script touches only keys of one hash slot
+(the data key, its kind index and its kind expiry set share the tag ``{P|kind}``; a lock's lease
+and fencing keys share ``{P|lock:name}``), so the same scripts run unchanged on Redis Cluster.
+The scan and sweep scripts derive data keys from index members (same tag, hence same slot)
+instead of declaring them: their number is not known before the script runs.
+
+Deadlines come from the server's clock (``TIME``) and are written with ``PEXPIREAT``, so the
+expiry set holds exactly the deadline Redis itself enforces. Numbers that must stay exact
+(counter values) never pass through Lua numbers: ``HINCRBY`` does the int64 arithmetic and the
+script returns the stored string.
+"""
+
+from __future__ import annotations
+
+# Shared helpers, prepended to the scripts that need them.
+_NOW_MS = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# Sets the expiry of a data key to exactly ``ttl`` ('' = none) and mirrors it in the expiry set.
+_EXPIRE_EXACTLY = (
+    _NOW_MS
+    + """
+local function expire_exactly(data, expiries, member, ttl)
+  if ttl == '' then
+    if redis.call('PERSIST', data) == 1 then
+      redis.call('ZREM', expiries, member)
+    end
+  else
+    local at = string.format('%.0f', now_ms() + tonumber(ttl))
+    redis.call('PEXPIREAT', data, at)
+    redis.call('ZADD', expiries, at, member)
+  end
+end
+"""
+)
+
+# -- data ---------------------------------------------------------------------------------------
+# Data operations share KEYS: [1] data hash {v = value, n = version}, [2] kind index (zset, score
+# 0, members = canonical keys, lexicographic order), [3] kind expiry set (zset, score = deadline
+# ms on the server clock, members = canonical keys that have a TTL).
+
+# check_and_set. ARGV: [1] canonical key, [2] value, [3] ttl ms or ''.
+# Returns 1 if this call created the key, 0 if a live value exists (left untouched).
+CHECK_AND_SET = (
+    _NOW_MS
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'n', 1)
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+if ARGV[3] ~= '' then
+  local at = string.format('%.0f', now_ms() + tonumber(ARGV[3]))
+  redis.call('PEXPIREAT', KEYS[1], at)
+  redis.call('ZADD', KEYS[3], at, ARGV[1])
+end
+return 1
+"""
+)
+
+# set. ARGV: [1] canonical key, [2] value, [3] ttl ms or '' (no expiry: clears an earlier one).
+# Returns the new version (1 when created; an expired key counts as absent).
+SET = (
+    _EXPIRE_EXACTLY
+    + """
+local version = redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('HSET', KEYS[1], 'v', ARGV[2])
+if version == 1 then
+  redis.call('ZADD', KEYS[2], 0, ARGV[1])
+end
+expire_exactly(KEYS[1], KEYS[3], ARGV[1], ARGV[3])
+return version
+"""
+)
+
+# delete. ARGV: [1] canonical key. Returns 1 if a live value was removed, else 0.
+DELETE = """
+if redis.call('DEL', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+"""
+
+# increment. ARGV: [1] canonical key, [2] delta (decimal int64), [3] ttl ms or '' (keep expiry).
+# Returns the new value as the stored decimal string; or, when the current value is not an
+# integer or the sum leaves int64, a one-element array holding the current value (nothing
+# changed: HINCRBY fails before any write).
+INCREMENT = (
+    _NOW_MS
+    + """
+local result = redis.pcall('HINCRBY', KEYS[1], 'v', ARGV[2])
+if type(result) == 'table' and result.err then
+  return {redis.call('HGET', KEYS[1], 'v') or ''}
+end
+if redis.call('HINCRBY', KEYS[1], 'n', 1) == 1 then
+  redis.call('ZADD', KEYS[2], 0, ARGV[1])
+end
+if ARGV[3] ~= '' then
+  local at = string.format('%.0f', now_ms() + tonumber(ARGV[3]))
+  redis.call('PEXPIREAT', KEYS[1], at)
+  redis.call('ZADD', KEYS[3], at, ARGV[1])
+end
+return redis.call('HGET', KEYS[1], 'v')
+"""
+)
+
+# compare_and_swap. ARGV: [1] canonical key, [2] expected version, [3] new value, [4] ttl ms or
+# '' (expiry becomes exactly ttl, like set). Returns {} when the key is missing or expired,
+# {0, value, version} on a version conflict, {1, new version} when written.
+COMPARE_AND_SWAP = (
+    _EXPIRE_EXACTLY
+    + """
+local current = redis.call('HMGET', KEYS[1], 'v', 'n')
+if not current[1] then
+  return {}
+end
+if current[2] ~= ARGV[2] then
+  return {0, current[1], current[2]}
+end
+local version = redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('HSET', KEYS[1], 'v', ARGV[3])
+expire_exactly(KEYS[1], KEYS[3], ARGV[1], ARGV[4])
+return {1, version}
+"""
+)
+
+# scan_keys / scan_keys_by_kind. KEYS: [1] kind index, [2] kind expiry set. ARGV: [1] data-key
+# prefix of the kind ('lockyard:{P|kind}:d:'), [2] canonical-key prefix ('' = the whole kind).
+# The prefix is a lexicographic range [p, p..0xFF) of the index: literal, O(log N + M).
+# Members whose data key is gone (expired) are removed from both sets on the way.
+# Returns a flat array: key1, value1, key2, value2, ...
+SCAN = """
+local members
+if ARGV[2] == '' then
+  members = redis.call('ZRANGE', KEYS[1], 0, -1)
+else
+  members = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. ARGV[2], '(' .. ARGV[2] .. '\\255')
+end
+local found = {}
+for _, member in ipairs(members) do
+  local value = redis.call('HGET', ARGV[1] .. member, 'v')
+  if value then
+    found[#found + 1] = member
+    found[#found + 1] = value
+  else
+    redis.call('ZREM', KEYS[1], member)
+    redis.call('ZREM', KEYS[2], member)
+  end
+end
+return found
+"""
+
+# The background sweep of one kind. KEYS: [1] kind index, [2] kind expiry set. ARGV: [1] data-key
+# prefix of the kind, [2] batch size. Takes up to ARGV[2] members whose deadline has passed
+# (score < now) out of the expiry set, and out of the index when their data key is gone.
+# Returns how many it examined (the batch size means: call again).
+SWEEP = (
+    _NOW_MS
+    + """
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%.0f', now_ms()),
+  'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[2], member)
+  if redis.call('EXISTS', ARGV[1] .. member) == 0 then
+    redis.call('ZREM', KEYS[1], member)
+  end
+end
+return #due
+"""
+)
+
+# -- locks --------------------------------------------------------------------------------------
+# Lock scripts share KEYS[1] = lease (string: owner token, PX = the lease) and, where used,
+# KEYS[2] = fencing hash {e = epoch of the last acquisition, c = counter within that epoch}. The
+# fencing hash never expires: counters are never reused.
+
+# try_acquire. ARGV: [1] owner, [2] lease ms, [3] fencing epoch of the connection (Sentinel's
+# config-epoch of this master; 0 on a single server). Returns {epoch, counter} when acquired;
+# otherwise the holder's remaining lease in ms (PTTL), which waiters sleep at most.
+# A newer epoch restarts the counter at 1; an older or equal one continues the stored counter.
+ACQUIRE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('PTTL', KEYS[1])
+end
+local fence = redis.call('HMGET', KEYS[2], 'e', 'c')
+local epoch = tonumber(fence[1] or '0')
+local wanted = tonumber(ARGV[3])
+if wanted > epoch or not fence[2] then
+  epoch = math.max(epoch, wanted)
+  redis.call('HSET', KEYS[2], 'e', string.format('%.0f', epoch), 'c', 1)
+  return {epoch, 1}
+end
+return {epoch, redis.call('HINCRBY', KEYS[2], 'c', 1)}
+"""
+
+# extend. ARGV: [1] owner, [2] lease ms. Returns 1 if the owner held it (lease reset to now +
+# ARGV[2]), 0 otherwise (nothing touched).
+EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# release. ARGV: [1] owner, [2] release channel, [3] lock name. Returns 1 if the owner held it
+# (deleted, and the name published on the channel), 0 otherwise (nothing touched).
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# break_lock. ARGV: [1] release channel, [2] lock name. Returns 1 if a live lease was removed.
+BREAK = """
+if redis.call('DEL', KEYS[1]) == 1 then
+  redis.call('PUBLISH', ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# list_held, per lock found by SCAN (sent with EVAL in a pipeline). No ARGV. Returns {} when
+# the lease is gone, else {owner, remaining ms, epoch, counter}.
+LOCK_INFO = """
+local owner = redis.call('GET', KEYS[1])
+if not owner then
+  return {}
+end
+local fence = redis.call('HMGET', KEYS[2], 'e', 'c')
+return {owner, redis.call('PTTL', KEYS[1]), fence[1] or '0', fence[2] or '0'}
+"""
+
+#: The scripts loaded (SCRIPT LOAD) when a backend opens, by name.
+SCRIPTS: dict[str, str] = {
+    "check_and_set": CHECK_AND_SET,
+    "set": SET,
+    "delete": DELETE,
+    "increment": INCREMENT,
+    "compare_and_swap": COMPARE_AND_SWAP,
+    "scan": SCAN,
+    "sweep": SWEEP,
+    "acquire": ACQUIRE,
+    "extend": EXTEND,
+    "release": RELEASE,
+    "break": BREAK,
+}

@@ -1,0 +1,58 @@
+"""Real Redis servers for the Redis backend's tests, started once per session on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lockyard.testing.servers.redis import (
+    RedisSentinelSetup,
+    RedisServer,
+    TLSFiles,
+    make_test_tls,
+)
+
+PASSWORD = "s3cret pass/word"
+ACL_USER = "lockyard-app"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A plain server: no password, no TLS."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_acl_server() -> Iterator[RedisServer]:
+    """A server with requirepass and an ACL user limited to Lockyard's keys and commands."""
+    with RedisServer(password=PASSWORD, username=ACL_USER) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    return make_test_tls(tmp_path_factory.mktemp("redis-tls"))
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server(redis_tls: TLSFiles) -> Iterator[RedisServer]:
+    """A TLS-only server whose certificate the test CA signed."""
+    with RedisServer(tls=redis_tls) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[RedisSentinelSetup]:
+    """One master, one replica, three sentinels (never failed over: conformance runs on it)."""
+    with RedisSentinelSetup(password=PASSWORD) as setup:
+        yield setup
+
+
+@pytest.fixture
+def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server only this test uses (it may stop and restart it)."""
+    with RedisServer(tmp_path / "redis") as server:
+        yield server

@@ -1,0 +1,84 @@
+"""``rediss://`` end to end against a TLS-only server signed by a throw-away test CA."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+import lockyard
+from lockyard import BackendConnectionError
+from lockyard.testing.fixtures import unique_prefix
+from lockyard.testing.servers.redis import RedisServer, TLSFiles
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(scope="module")
+def mutual_tls_server(
+    redis_tls: TLSFiles, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisServer]:
+    """A TLS server that also demands a client certificate."""
+    folder: Path = tmp_path_factory.mktemp("redis-mtls")
+    with RedisServer(folder, tls=redis_tls, tls_auth_clients=True) as server:
+        yield server
+
+
+async def test_rediss_with_the_ca_file_works_end_to_end(redis_tls_server: RedisServer) -> None:
+    url = redis_tls_server.url(unique_prefix())
+    assert url.startswith("rediss://")
+    assert "tls_ca_file=" in url
+    async with lockyard.connect(url) as ly:
+        assert ly.backend == "redis"
+        assert await ly.store.check_and_set("ns:acme:dedup:m", "seen", ttl=30)
+        assert await ly.store.increment("ns:acme:counter:c", 3) == 3
+        assert await ly.store.scan_keys_by_kind("counter") == [("ns:acme:counter:c", "3")]
+        holder = await ly.locks.acquire("tls-lock", 30, timeout=1)
+
+        async def release_soon() -> None:
+            await asyncio.sleep(0.1)
+            await holder.release()
+
+        task = asyncio.create_task(release_soon())
+        waiter = await ly.locks.acquire("tls-lock", 5, timeout=5)  # woken over TLS pub/sub
+        await task
+        assert waiter.fencing_token == holder.fencing_token + 1
+        await waiter.release()
+        await ly.store.purge()
+
+
+async def test_an_unknown_ca_is_a_connection_error(redis_tls_server: RedisServer) -> None:
+    url = f"rediss://127.0.0.1:{redis_tls_server.port}/0?prefix={unique_prefix()}&timeout=2"
+    with pytest.raises(BackendConnectionError):
+        await lockyard.connect(url)
+
+
+async def test_verification_can_be_turned_off(redis_tls_server: RedisServer) -> None:
+    query = urlencode({"prefix": unique_prefix(), "tls_verify": "false"})
+    async with lockyard.connect(f"rediss://127.0.0.1:{redis_tls_server.port}/0?{query}") as ly:
+        assert await ly.store.get("ns:acme:state:none") is None
+
+
+async def test_plain_redis_to_a_tls_port_fails_fast(redis_tls_server: RedisServer) -> None:
+    url = f"redis://127.0.0.1:{redis_tls_server.port}/0?prefix={unique_prefix()}&timeout=2"
+    with pytest.raises(BackendConnectionError):
+        await lockyard.connect(url)
+
+
+async def test_mutual_tls_needs_the_client_certificate(
+    mutual_tls_server: RedisServer, redis_tls: TLSFiles
+) -> None:
+    with pytest.raises(BackendConnectionError):
+        await lockyard.connect(mutual_tls_server.url(unique_prefix(), timeout="2"))
+    url = mutual_tls_server.url(
+        unique_prefix(),
+        tls_cert_file=redis_tls.client_cert_file,
+        tls_key_file=redis_tls.client_key_file,
+    )
+    async with lockyard.connect(url) as ly:
+        guard = await ly.locks.try_acquire("mtls", 5)
+        assert guard is not None
+        await guard.release()
