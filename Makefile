@@ -15,10 +15,12 @@ help:  ## List the targets
 system-deps:  ## Install the Debian packages the tests and demo start (redis, sentinel, PostgreSQL 15)
 	@bash scripts/system-deps.sh
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins the versions CI was green with (aioboto3 pins botocore exactly; without
+# the pins pip backtracks through years of boto3/moto releases).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[all,dev]'
+	$(PIP) install -q -c constraints.txt -e '.[all,dev]'
 	touch $@
 
 install: system-deps $(VENV)/.installed  ## Create .venv with the package, every extra and the dev tools
