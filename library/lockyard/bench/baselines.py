@@ -1,0 +1,299 @@
+"""Raw-driver baselines: the same single round trip a Lockyard operation makes, without Lockyard.
+
+Each store operation is paired with the driver call closest to its one round trip, measured
+right after it in the same mode, so the ratio Lockyard/raw isolates Lockyard's own cost
+(validation, key building, the operation runner, result decoding) from the server's and the
+driver's:
+
+- Redis (redis-py, a client set up like Lockyard's: same blocking pool, timeouts, decoding, no
+  retries): ``set`` -> SET, ``increment`` -> INCRBY, the operations Lockyard runs as one plain
+  command (``get`` = HGET, ``get_versioned`` = HMGET, the index ZADD / ZREM / ZRANGEBYSCORE) ->
+  GET, and every operation Lockyard runs as a Lua script -> EVALSHA of an empty script;
+- PostgreSQL (asyncpg, a pool set up like Lockyard's: same size, no per-release reset round
+  trip; a table of the same shape in a scratch schema): reads ->
+  a prepared SELECT by primary key, writes -> a prepared INSERT ... ON CONFLICT upsert;
+- DynamoDB (aioboto3, a client set up like Lockyard's: same pool, timeouts, no botocore
+  retries): reads -> GetItem (strongly consistent), writes -> PutItem, on a scratch table.
+
+Scans and index reads return 20 entries in Lockyard and one row (or none) in the baseline, so
+their ratios include the cost of the larger reply; that is stated next to them in the report.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import uuid
+from typing import Any
+
+from lockyard.bench.stats import Op
+from lockyard.config import BackendConfig, DynamoDBConfig, PostgresConfig, RedisConfig
+
+READ_OPS = frozenset(
+    {"get", "get_versioned", "scan_keys", "scan_keys_by_kind", "get_expired_timeouts"}
+)
+RAW_KEYS = 64
+
+
+class RawDriver(abc.ABC):
+    """One driver, connected like Lockyard's backend, timing its plainest calls."""
+
+    driver: str
+
+    @abc.abstractmethod
+    def call_for(self, op: str) -> str:
+        """The raw call paired with Lockyard's ``op``."""
+
+    @abc.abstractmethod
+    def op(self, call: str) -> Op:
+        """The timed raw call, with the same ``(i, task)`` signature as a store op."""
+
+    @abc.abstractmethod
+    async def prepare(self) -> None:
+        """Connect and set up, untimed (scripts, tables, rows the reads find)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+# -- Redis -----------------------------------------------------------------------------------
+EMPTY_SCRIPT = ""  # no KEYS, no ARGV; returns nil: a pure EVALSHA round trip
+HEALTH_CHECK_INTERVAL_S = 30
+#: Lockyard ops that are one plain command (HGET, HMGET, ZADD, ZREM, ZRANGEBYSCORE) are paired
+#: with GET; ``set``/``increment`` with SET/INCRBY; every Lua-script op with EVALSHA.
+REDIS_CALLS = {
+    "get": "GET",
+    "get_versioned": "GET",
+    "index_timeout": "GET",
+    "remove_timeout_index": "GET",
+    "get_expired_timeouts": "GET",
+    "set": "SET",
+    "increment": "INCRBY",
+}
+
+
+class RedisRaw(RawDriver):
+    driver = "redis-py"
+
+    def __init__(self, config: RedisConfig) -> None:
+        from redis.asyncio import BlockingConnectionPool, Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        password = config.password.get_secret_value() if config.password else None
+        # Set up as Lockyard's client is: same pool, timeouts, decoding, no retries.
+        pool = BlockingConnectionPool(
+            host=config.host,
+            port=config.port,
+            db=config.db,
+            username=config.username,
+            password=password,
+            max_connections=config.pool_size,
+            timeout=None,
+            socket_timeout=config.operation_timeout,
+            socket_connect_timeout=config.operation_timeout,
+            socket_keepalive=True,
+            health_check_interval=HEALTH_CHECK_INTERVAL_S,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+        self._client = Redis(connection_pool=pool)
+        self._prefix = f"lockyard-bench-raw-{uuid.uuid4().hex[:8]}:"
+        self._sha = ""
+
+    def call_for(self, op: str) -> str:
+        return REDIS_CALLS.get(op, "EVALSHA")
+
+    async def prepare(self) -> None:
+        self._sha = await self._client.script_load(EMPTY_SCRIPT)
+        for i in range(RAW_KEYS):
+            await self._client.set(f"{self._prefix}{i}", "x" * 32, ex=600)
+
+    def op(self, call: str) -> Op:
+        client, prefix, sha = self._client, self._prefix, self._sha
+
+        async def get(i: int, task: int) -> object:
+            return await client.get(f"{prefix}{i % RAW_KEYS}")
+
+        async def set_(i: int, task: int) -> object:
+            return await client.set(f"{prefix}{i % RAW_KEYS}", "x" * 32, ex=600)
+
+        async def incrby(i: int, task: int) -> object:
+            return await client.incrby(f"{prefix}n{i % RAW_KEYS}", 1)
+
+        async def evalsha(i: int, task: int) -> object:
+            return await client.evalsha(sha, 0)
+
+        return {"GET": get, "SET": set_, "INCRBY": incrby, "EVALSHA": evalsha}[call]
+
+    async def close(self) -> None:
+        try:
+            keys = [f"{self._prefix}{i}" for i in range(RAW_KEYS)]
+            keys += [f"{self._prefix}n{i}" for i in range(RAW_KEYS)]
+            await self._client.delete(*keys)
+        finally:
+            await self._client.aclose()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+# A table shaped like a Lockyard row: key, value, version, optional expiry.
+CREATE_TABLE = """
+CREATE TABLE {schema}.kv (
+    key text PRIMARY KEY,
+    value text NOT NULL,
+    version bigint NOT NULL,
+    expires_at timestamptz
+)"""
+# $1 key, $2 value, $3 ttl in ms (or NULL); creates at version 1 or bumps the version.
+UPSERT = """
+INSERT INTO {schema}.kv AS t (key, value, version, expires_at)
+VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
+ON CONFLICT (key) DO UPDATE
+SET value = excluded.value, version = t.version + 1, expires_at = excluded.expires_at"""
+# $1 key; returns (value, version) of a live row, or no row.
+SELECT = """
+SELECT value, version FROM {schema}.kv
+WHERE key = $1 AND (expires_at IS NULL OR expires_at > now())"""
+
+
+async def _no_reset(connection: Any) -> None:
+    """Pool ``reset`` hook, as Lockyard's pool has: asyncpg's default costs a round trip per
+    release (``RESET ALL``, ``UNLISTEN *``...), which would double the baseline's cost."""
+
+
+class PostgresRaw(RawDriver):
+    driver = "asyncpg"
+
+    def __init__(self, config: PostgresConfig) -> None:
+        self._config = config
+        self._schema = f"lockyard_bench_raw_{uuid.uuid4().hex[:8]}"
+        self._pool: Any = None
+
+    def call_for(self, op: str) -> str:
+        return "select" if op in READ_OPS else "upsert"
+
+    async def prepare(self) -> None:
+        import asyncpg
+
+        config = self._config
+        self._pool = await asyncpg.create_pool(
+            host=config.host,
+            port=config.port,
+            user=config.user,
+            password=config.password.get_secret_value() if config.password else None,
+            database=config.database,
+            ssl=config.sslmode,
+            min_size=1,
+            max_size=config.pool_size,
+            reset=_no_reset,
+        )
+        await self._pool.execute(f"CREATE SCHEMA {self._schema}")
+        await self._pool.execute(CREATE_TABLE.format(schema=self._schema))
+        upsert = UPSERT.format(schema=self._schema)
+        for i in range(RAW_KEYS):
+            await self._pool.execute(upsert, f"k{i}", "x" * 32, 600_000)
+
+    def op(self, call: str) -> Op:
+        pool = self._pool
+        upsert, select = UPSERT.format(schema=self._schema), SELECT.format(schema=self._schema)
+
+        async def upsert_(i: int, task: int) -> object:
+            return await pool.execute(upsert, f"k{i % RAW_KEYS}", "x" * 32, 600_000)
+
+        async def select_(i: int, task: int) -> object:
+            return await pool.fetchrow(select, f"k{i % RAW_KEYS}")
+
+        return {"upsert": upsert_, "select": select_}[call]
+
+    async def close(self) -> None:
+        if self._pool is None:
+            return
+        try:
+            await self._pool.execute(f"DROP SCHEMA IF EXISTS {self._schema} CASCADE")
+        finally:
+            await self._pool.close()
+
+
+# -- DynamoDB --------------------------------------------------------------------------------
+class DynamoDBRaw(RawDriver):
+    driver = "aioboto3"
+
+    def __init__(self, config: DynamoDBConfig) -> None:
+        self._config = config
+        self._table = f"lockyard-bench-raw-{uuid.uuid4().hex[:8]}"
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+
+    def call_for(self, op: str) -> str:
+        return "GetItem" if op in READ_OPS else "PutItem"
+
+    async def prepare(self) -> None:
+        import aioboto3
+        from aiobotocore.config import AioConfig
+
+        config = self._config
+        secret = config.secret_access_key.get_secret_value() if config.secret_access_key else None
+        session = aioboto3.Session()
+        self._client = await self._stack.enter_async_context(
+            session.client(
+                "dynamodb",
+                region_name=config.region,
+                endpoint_url=config.endpoint_url,
+                aws_access_key_id=config.access_key_id,
+                aws_secret_access_key=secret,
+                # As Lockyard's client: same pool, timeouts, and botocore retries off.
+                config=AioConfig(
+                    max_pool_connections=config.pool_size,
+                    connect_timeout=config.operation_timeout,
+                    read_timeout=config.operation_timeout,
+                    retries={"mode": "standard", "total_max_attempts": 1},
+                ),
+            )
+        )
+        await self._client.create_table(
+            TableName=self._table,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        waiter = self._client.get_waiter("table_exists")
+        await waiter.wait(TableName=self._table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        for i in range(RAW_KEYS):
+            await self._put(i)
+
+    async def _put(self, i: int) -> object:
+        return await self._client.put_item(
+            TableName=self._table,
+            Item={"pk": {"S": f"k{i % RAW_KEYS}"}, "v": {"S": "x" * 32}, "ver": {"N": "1"}},
+        )
+
+    def op(self, call: str) -> Op:
+        client, table = self._client, self._table
+
+        async def put_item(i: int, task: int) -> object:
+            return await self._put(i)
+
+        async def get_item(i: int, task: int) -> object:
+            return await client.get_item(
+                TableName=table, Key={"pk": {"S": f"k{i % RAW_KEYS}"}}, ConsistentRead=True
+            )
+
+        return {"PutItem": put_item, "GetItem": get_item}[call]
+
+    async def close(self) -> None:
+        try:
+            if self._client is not None:
+                await self._client.delete_table(TableName=self._table)
+        finally:
+            await self._stack.aclose()
+
+
+def raw_driver_for(config: BackendConfig) -> RawDriver | None:
+    """The baseline for ``config``'s backend; ``None`` for memory (nothing beneath it)."""
+    if isinstance(config, RedisConfig):
+        return RedisRaw(config)
+    if isinstance(config, PostgresConfig):
+        return PostgresRaw(config)
+    if isinstance(config, DynamoDBConfig):
+        return DynamoDBRaw(config)
+    return None

@@ -1,0 +1,20 @@
+# `make bench`: Lockyard's store operations and lock cycles against the raw drivers and the
+# peer lock libraries, on real servers the benchmark starts itself. Never part of `make test`:
+# tests/bench only smoke-tests the whole run on memory://. Results: bench/results/.
+
+BENCH_OUT  ?= bench/results
+BENCH_ARGS ?=
+
+.PHONY: bench bench-smoke
+
+# The peer libraries (python-redis-lock, pottery, aioredlock, tooz, psycopg2-binary), resolved
+# together with every other extra: tooz's newest debtcollector wants wrapt>=2, aiobotocore wrapt<2.
+$(VENV)/.bench-installed: pyproject.toml constraints.txt $(VENV)/.installed
+	$(PIP) install -q -c constraints.txt -e '.[all,dev,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-installed  ## Benchmark every backend whose server starts here vs raw drivers and peers (URL=... for one URL, BENCH_ARGS=...)
+	$(PY) -m lockyard.bench $(if $(URL),--url '$(URL)',) --out $(BENCH_OUT) $(BENCH_ARGS)
+
+bench-smoke: $(VENV)/.installed  ## Run the benchmark's end-to-end smoke test (memory://, tiny iteration counts)
+	$(PY) -m pytest tests/bench -q
