@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import secrets
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from lockyard.chaos.driver import ChaosResult, ChaosSettings, ScenarioUnavailable, run_scenario
 from lockyard.chaos.scenarios import SCENARIOS
 from lockyard.stress.cli import non_negative, positive, positive_int
+from lockyard.stress.figures import exit_code, write_figures
 from lockyard.stress.report import counted, invariants_table, lost_acknowledged, table
 
 
@@ -185,18 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results, skipped = asyncio.run(run_all(args.scenarios, settings))
     print(format_summary(results, skipped))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        figures = {
-            "command": " ".join(["python -m lockyard.chaos", *(argv or sys.argv[1:])]),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "seed": settings.seed,
-            "scenarios": [r.to_json() for r in results],
-            "skipped": skipped,
-        }
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    if any(r.violations for r in results):
-        return 1
-    return 3 if skipped else 0
+        command = " ".join(["python -m lockyard.chaos", *(argv or sys.argv[1:])])
+        write_figures(args.json, command, "scenarios", results, skipped, seed=settings.seed)
+    return exit_code(results, skipped)
 
 
 async def run_all(

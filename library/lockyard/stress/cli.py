@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import secrets
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from lockyard.stress.figures import exit_code, write_figures
 from lockyard.stress.report import format_run, format_summary
 from lockyard.stress.run import RunResult, RunSettings, run_stress
 from lockyard.stress.servers import BACKENDS, launch
@@ -123,17 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results, skipped = asyncio.run(run_all(args.backends, settings))
     print(format_summary(results, skipped))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        figures = {
-            "command": " ".join(["python -m lockyard.stress", *(argv or sys.argv[1:])]),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "backends": [r.to_json() for r in results],
-            "skipped": skipped,
-        }
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    if any(r.violations for r in results):
-        return 1
-    return 3 if skipped else 0
+        command = " ".join(["python -m lockyard.stress", *(argv or sys.argv[1:])])
+        write_figures(args.json, command, "backends", results, skipped)
+    return exit_code(results, skipped)
 
 
 async def run_all(
