@@ -68,6 +68,38 @@ class SleepWatch:
         await self._clock.sleep(timeout)
 
 
+class ReleaseWaiters:
+    """Per-name events a backend's release listener sets (pub/sub, LISTEN/NOTIFY).
+
+    Each waiting ``acquire`` registers one event under its lock name; a release message for
+    that name sets them, and a reconnect sets all (messages may have been lost meanwhile).
+    """
+
+    def __init__(self) -> None:
+        self._events: dict[str, set[asyncio.Event]] = {}
+
+    def watch(self, name: str) -> asyncio.Event:
+        event = asyncio.Event()
+        self._events.setdefault(name, set()).add(event)
+        return event
+
+    def unwatch(self, name: str, event: asyncio.Event) -> None:
+        events = self._events.get(name)
+        if events is not None:
+            events.discard(event)
+            if not events:
+                del self._events[name]
+
+    def wake(self, name: str) -> None:
+        for event in self._events.get(name, ()):
+            event.set()
+
+    def wake_all(self) -> None:
+        for events in self._events.values():
+            for event in events:
+                event.set()
+
+
 class LockObserver(Protocol):
     """Told of a guard's life; must return at once (queue work, never await the network)."""
 

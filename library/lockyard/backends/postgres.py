@@ -68,7 +68,13 @@ from lockyard.errors import (
     StateError,
 )
 from lockyard.guarantees import Guarantees
-from lockyard.locks import AcquireAttempt, DistributedLock, LockInfo, ReleaseWatch
+from lockyard.locks import (
+    AcquireAttempt,
+    DistributedLock,
+    LockInfo,
+    ReleaseWaiters,
+    ReleaseWatch,
+)
 from lockyard.operations import OperationRunner
 from lockyard.store import CasResult, StateStore
 
@@ -495,7 +501,7 @@ class ReleaseListener:
     def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]], channel: str) -> None:
         self._connect = connect
         self.channel = channel
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters = ReleaseWaiters()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.connected = asyncio.Event()
@@ -505,25 +511,16 @@ class ReleaseListener:
     def watch(self, name: str) -> asyncio.Event:
         if self._task is None and not self._closed:
             self._task = asyncio.create_task(self._listen_forever(), name="lockyard-pg-listen")
-        event = asyncio.Event()
-        self._waiters.setdefault(name, set()).add(event)
-        return event
+        return self._waiters.watch(name)
 
     def unwatch(self, name: str, event: asyncio.Event) -> None:
-        events = self._waiters.get(name)
-        if events is not None:
-            events.discard(event)
-            if not events:
-                del self._waiters[name]
+        self._waiters.unwatch(name, event)
 
     def _on_notification(self, connection: object, pid: int, channel: str, payload: object) -> None:
-        for event in self._waiters.get(str(payload), ()):
-            event.set()
+        self._waiters.wake(str(payload))
 
     def _wake_all(self) -> None:
-        for events in self._waiters.values():
-            for event in events:
-                event.set()
+        self._waiters.wake_all()
 
     async def _listen_forever(self) -> None:
         delay = LISTEN_RETRY_MIN_S

@@ -154,7 +154,13 @@ from lockyard.errors import (
     StateError,
 )
 from lockyard.guarantees import Guarantees
-from lockyard.locks import AcquireAttempt, DistributedLock, LockInfo, ReleaseWatch
+from lockyard.locks import (
+    AcquireAttempt,
+    DistributedLock,
+    LockInfo,
+    ReleaseWaiters,
+    ReleaseWatch,
+)
 from lockyard.operations import OperationRunner
 from lockyard.store import CasResult, StateStore, checked_sum, parse_counter
 
@@ -560,7 +566,7 @@ class ReleaseSignals:
         self._client = client
         self._channel = channel
         self._timeout = timeout
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters = ReleaseWaiters()
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -589,25 +595,16 @@ class ReleaseSignals:
             )
 
     def watch(self, name: str) -> asyncio.Event:
-        event = asyncio.Event()
-        self._waiters.setdefault(name, set()).add(event)
-        return event
+        return self._waiters.watch(name)
 
     def unwatch(self, name: str, event: asyncio.Event) -> None:
-        events = self._waiters.get(name)
-        if events is not None:
-            events.discard(event)
-            if not events:
-                del self._waiters[name]
+        self._waiters.unwatch(name, event)
 
     def _wake(self, name: str) -> None:
-        for event in self._waiters.get(name, ()):
-            event.set()
+        self._waiters.wake(name)
 
     def _wake_all(self) -> None:
-        for events in self._waiters.values():
-            for event in events:
-                event.set()
+        self._waiters.wake_all()
 
     async def _subscribe(self) -> PubSub:
         pubsub = self._client.pubsub()
