@@ -49,11 +49,7 @@ def launch(backend: str, *, durable: bool = False) -> Launched:
         from lockyard.testing.servers.redis import RedisServer
 
         redis = RedisServer(extra_config=DURABLE_REDIS if durable else ())
-        try:
-            redis.start()
-        except BaseException:
-            redis.remove()
-            raise
+        start_or_clean_up(redis.start, redis.remove)
 
         def redis_url(prefix: str, timeout: str) -> str:
             return redis.url(prefix, operation_timeout=timeout)
@@ -63,11 +59,7 @@ def launch(backend: str, *, durable: bool = False) -> Launched:
         from lockyard.testing.servers.redis import RedisSentinelSetup
 
         setup = RedisSentinelSetup()
-        try:
-            setup.start()
-        except BaseException:
-            setup.remove()
-            raise
+        start_or_clean_up(setup.start, setup.remove)
 
         def sentinel_url(prefix: str, timeout: str) -> str:
             return setup.url(prefix, operation_timeout=timeout)
@@ -77,11 +69,7 @@ def launch(backend: str, *, durable: bool = False) -> Launched:
         from lockyard.testing.servers.postgres import PostgresServer
 
         postgres = PostgresServer()
-        try:
-            postgres.start()
-        except BaseException:
-            postgres.close()
-            raise
+        start_or_clean_up(postgres.start, postgres.close)
 
         def postgres_url(prefix: str, timeout: str) -> str:
             return postgres.url(sslmode="disable", prefix=prefix, operation_timeout=timeout)
@@ -100,14 +88,19 @@ def launch(backend: str, *, durable: bool = False) -> Launched:
             finally:
                 shutil.rmtree(moto.workdir, ignore_errors=True)
 
-        try:
-            moto.start()
-        except BaseException:
-            stop()
-            raise
+        start_or_clean_up(moto.start, stop)
 
         def dynamodb_url(prefix: str, timeout: str) -> str:
             return moto.url(DYNAMODB_TABLE, prefix, operation_timeout=timeout)
 
         return Launched("dynamodb", dynamodb_url, moto, stop)
     raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+
+
+def start_or_clean_up(start: Callable[[], object], clean_up: Callable[[], None]) -> None:
+    """Start a server; if that fails, remove what it left behind before raising."""
+    try:
+        start()
+    except BaseException:
+        clean_up()
+        raise
