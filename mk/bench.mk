@@ -2,8 +2,9 @@
 # peer lock libraries, on real servers the benchmark starts itself. Never part of `make test`:
 # tests/bench only smoke-tests the whole run on memory://. Results: bench/results/.
 
-BENCH_OUT  ?= bench/results
-BENCH_ARGS ?=
+BENCH_OUT       ?= bench/results
+BENCH_ARGS      ?=
+BENCH_SCENARIOS ?= default,mirroring-on
 
 .PHONY: bench bench-smoke
 
@@ -13,8 +14,11 @@ $(VENV)/.bench-installed: pyproject.toml constraints.txt $(VENV)/.installed
 	$(PIP) install -q -c constraints.txt -e '.[all,dev,bench]'
 	touch $@
 
-bench: $(VENV)/.bench-installed  ## Benchmark every backend whose server starts here vs raw drivers and peers (URL=... for one URL, BENCH_ARGS=...)
-	$(PY) -m lockyard.bench $(if $(URL),--url '$(URL)',) --out $(BENCH_OUT) $(BENCH_ARGS)
+# Lease mirroring is measured against a throwaway control plane that `run` starts and stops.
+bench: controlplane $(VENV)/.bench-installed  ## Benchmark every backend vs raw drivers and peers, mirroring on/off (URL=..., BENCH_ARGS=...)
+	$(PY) -m lockyard_operator.testing.controlplane run -- \
+		$(PY) -m lockyard.bench $(if $(URL),--url '$(URL)',) --scenarios $(BENCH_SCENARIOS) \
+		--out $(BENCH_OUT) $(BENCH_ARGS)
 
 bench-smoke: $(VENV)/.installed  ## Run the benchmark's end-to-end smoke test (memory://, tiny iteration counts)
 	$(PY) -m pytest tests/bench -q

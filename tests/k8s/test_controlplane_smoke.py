@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -15,7 +18,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import MaxRetryError
 
-from lockyard_operator.testing.controlplane import SERVICE_ACCOUNT_ISSUER, ControlPlane
+from lockyard_operator.testing.controlplane import (
+    SERVICE_ACCOUNT_ISSUER,
+    ControlPlane,
+    find_binaries,
+)
 
 pytestmark = pytest.mark.k8s
 
@@ -297,3 +304,28 @@ async def test_api_server_restarts_on_the_same_port(
     # etcd kept the data; the same client reconnects.
     restored = await asyncio.to_thread(core.read_namespace, namespace)
     assert restored.metadata.name == namespace
+
+
+def test_run_gives_a_command_a_throwaway_cluster_and_its_exit_status() -> None:
+    # The command lists namespaces through the KUBECONFIG `run` gave it, then exits with 3.
+    script = (
+        "import os, pathlib, subprocess, sys; cfg = os.environ['KUBECONFIG']; print(cfg);"
+        "out = subprocess.run([sys.argv[1], 'get', 'namespace', 'default', '-o', 'name'],"
+        " capture_output=True, text=True, check=True).stdout; print(out); sys.exit(3)"
+    )
+    kubectl = str(find_binaries() / "kubectl")
+    argv = [sys.executable, "-m", "lockyard_operator.testing.controlplane", "run", "--"]
+    done = subprocess.run(
+        [*argv, sys.executable, "-c", script, kubectl], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 3, done.stderr[-2000:]
+    kubeconfig, listed = done.stdout.splitlines()[:2]
+    assert listed == "namespace/default"
+    assert not Path(kubeconfig).exists()  # the cluster's folder went with it
+
+
+def test_run_without_a_command_says_how_to_use_it() -> None:
+    argv = [sys.executable, "-m", "lockyard_operator.testing.controlplane", "run"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "name a command" in done.stderr

@@ -7,6 +7,9 @@
    hand-over bound: it has no release signal, so there it is reported, not judged).
 4. Every worker's share of critical sections within ``FAIRNESS_GOAL`` of every other's.
 5. No mutual-exclusion violation, ever.
+6. Lease mirroring (the ``mirroring-on`` scenario): uncontended lock cycles at least
+   ``MIRRORING_RATIO_GOAL`` of the rate without it, and a Lease readable within
+   ``LEASE_VISIBLE_P99_GOAL_MS`` of its acquisition at p99.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from lockyard.bench.results import LOCKYARD, Mode, Results
-from lockyard.bench.stats import OPS_PER_S, P50_MS, Spread
+from lockyard.bench.results import LOCKYARD, PROBE, Key, Mode, Results
+from lockyard.bench.stats import OPS_PER_S, P50_MS, VISIBLE_P99_MS, Spread
 
 RATIO_GOAL = 1.15
 RATIO_BACKENDS = ("redis", "postgresql")
@@ -26,6 +29,9 @@ FAIRNESS_GOAL = 2.0
 MIN_CYCLES_PER_WORKER = 4
 #: Backends whose contract has no hand-over bound (spec section 4).
 NO_HANDOVER_BOUND = ("dynamodb",)
+MIRRORING_SUBJECT = f"{LOCKYARD}[mirroring-on]"
+MIRRORING_RATIO_GOAL = 0.95
+LEASE_VISIBLE_P99_GOAL_MS = 1000.0
 
 Status = Literal["met", "missed", "info"]
 
@@ -77,6 +83,36 @@ def check_goals(results: Results, reference_peers: frozenset[str]) -> list[GoalC
         if contended is not None:
             workers = int(results.settings.get("lock_workers", 1))
             checks.extend(_contended_goals(backend, contended, workers))
+        checks.extend(_mirroring_goals(backend, results, figures))
+    return checks
+
+
+def _mirroring_goals(
+    backend: str, results: Results, figures: dict[Key, dict[str, Spread]]
+) -> list[GoalCheck]:
+    checks = []
+    ratio = results.scenario_ratio(backend, MIRRORING_SUBJECT, "uncontended", OPS_PER_S)
+    if ratio is not None:
+        checks.append(
+            GoalCheck(
+                f"Lease mirroring keeps ≥ {MIRRORING_RATIO_GOAL:g}x the lock-cycle rate",
+                backend,
+                "met" if ratio.median >= MIRRORING_RATIO_GOAL else "missed",
+                f"uncontended cycles/s with mirroring on / off: {_fmt(ratio.median)}x per pass"
+                f" (passes {_fmt(ratio.low)}–{_fmt(ratio.high)})",
+            )
+        )
+    probe = figures.get((backend, "lock", MIRRORING_SUBJECT, PROBE, "uncontended"))
+    if probe is not None and VISIBLE_P99_MS in probe:
+        worst = probe[VISIBLE_P99_MS].high
+        checks.append(
+            GoalCheck(
+                f"Lease visible ≤ {LEASE_VISIBLE_P99_GOAL_MS:g} ms after acquisition (p99)",
+                backend,
+                "met" if worst <= LEASE_VISIBLE_P99_GOAL_MS else "missed",
+                f"p99 {_fmt(probe[VISIBLE_P99_MS].median)} ms (worst pass {_fmt(worst)} ms)",
+            )
+        )
     return checks
 
 

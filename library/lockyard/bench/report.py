@@ -13,8 +13,8 @@ from pathlib import Path
 
 from lockyard.bench.goals import GoalCheck
 from lockyard.bench.peers import PEERS
-from lockyard.bench.results import Key, Results
-from lockyard.bench.stats import OPS_PER_S, P50_MS, P99_MS, Spread
+from lockyard.bench.results import LOCKYARD, PROBE, Key, Results
+from lockyard.bench.stats import OPS_PER_S, P50_MS, P99_MS, VISIBLE_P50_MS, VISIBLE_P99_MS, Spread
 from lockyard.bench.store_ops import SCAN_MATCHES, STORE_OP_NAMES
 
 DASH = "–"
@@ -204,6 +204,39 @@ def lock_table(results: Results, backend: str) -> Table:
     return headers, rows
 
 
+def scenario_table(results: Results, backend: str) -> Table:
+    """Each scenario other than the default against it: lock-cycle rates, and its probe."""
+    figures = results.aggregate()
+    subjects = [
+        key[2]
+        for key in figures
+        if key[0] == backend and key[1] == "lock" and key[2] != LOCKYARD and key[3] == "lock_cycle"
+    ]
+    headers = [
+        "scenario",
+        "uncont. cycles/s",
+        "uncont. vs default",
+        "cont. cycles/s vs default",
+        "probe p50 ms",
+        "probe p99 ms",
+    ]
+    rows = []
+    for subject in dict.fromkeys(subjects):
+        u = figures.get((backend, "lock", subject, "lock_cycle", "uncontended"))
+        probe = figures.get((backend, "lock", subject, PROBE, "uncontended"))
+        rows.append(
+            [
+                subject,
+                spread(_get(u, OPS_PER_S)),
+                spread(results.scenario_ratio(backend, subject, "uncontended", OPS_PER_S), "x"),
+                spread(results.scenario_ratio(backend, subject, "contended", OPS_PER_S), "x"),
+                spread(_get(probe, VISIBLE_P50_MS)),
+                spread(_get(probe, VISIBLE_P99_MS)),
+            ]
+        )
+    return headers, rows
+
+
 def goal_lines(checks: list[GoalCheck]) -> list[str]:
     return [
         f"{STATUS_MARK[check.status]:>6}  {check.backend}: {check.goal}: {check.detail}"
@@ -222,6 +255,10 @@ def terminal_report(results: Results, checks: list[GoalCheck]) -> str:
         headers, rows = lock_table(results, backend)
         if rows:
             parts.append("\nlock cycles\n")
+            parts.append(text_table((headers, rows)))
+        headers, rows = scenario_table(results, backend)
+        if rows:
+            parts.append("\nscenarios against the default (ratios per pass)\n")
             parts.append(text_table((headers, rows)))
     if checks:
         parts.append("\ngoals\n")
@@ -299,6 +336,19 @@ def markdown_report(results: Results, checks: list[GoalCheck], chart: str | None
                     + f": {p.waits}."
                     for p in peers
                 ]
+        headers, rows = scenario_table(results, backend)
+        if rows:
+            out += [
+                "",
+                "### Scenarios against the default",
+                "",
+                "The same lock cycles on a connection set up by the scenario, as a ratio to the"
+                " default connection's in the same pass. `mirroring-on` mirrors every held lock"
+                " into a Kubernetes Lease; its probe is the time from an acquisition to the Lease"
+                " being readable from the API server (polled every 5 ms).",
+                "",
+                markdown_table((headers, rows)),
+            ]
     out += ["", "## Notes", ""]
     if results.notes:
         out += [f"- {n.backend}: {n.subject}: {n.text}" for n in results.notes]

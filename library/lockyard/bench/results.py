@@ -23,6 +23,8 @@ Mode = Literal["sequential", "concurrent", "uncontended", "contended"]
 
 #: The subject name of Lockyard itself; a scenario other than the default is appended.
 LOCKYARD = "lockyard"
+#: The ``op`` of a scenario's own measurement (``Scenario.probe``).
+PROBE = "probe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,21 @@ class Results:
             key = (record.backend, record.subject, record.op, record.mode)
             per_pass[key].append(record.metrics[metric] / baseline)
         return {key: Spread.of(values) for key, values in per_pass.items()}
+
+    def scenario_ratio(self, backend: str, subject: str, mode: Mode, metric: str) -> Spread | None:
+        """A scenario's lock-cycle ``metric`` over the default's, per pass (``None``: none)."""
+        by_pass: dict[tuple[str, int], float] = {}
+        for r in self.records:
+            if (r.backend, r.section, r.op, r.mode) == (backend, "lock", "lock_cycle", mode) and (
+                r.subject in (subject, LOCKYARD)
+            ):
+                by_pass[(r.subject, r.pass_no)] = r.metrics.get(metric, math.nan)
+        values = [
+            value / base
+            for (name, pass_no), value in by_pass.items()
+            if name == subject and (base := by_pass.get((LOCKYARD, pass_no), math.nan)) > 0
+        ]
+        return Spread.of(values) if values else None
 
     def to_json(self, path: Path) -> None:
         """A compact machine-readable copy: aggregated figures, ratios and notes."""

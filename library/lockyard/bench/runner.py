@@ -29,7 +29,7 @@ from lockyard.bench.lock_cycles import (
     uncontended_sync,
 )
 from lockyard.bench.peers import AsyncHandles, Handles, Peer, peers_for
-from lockyard.bench.results import Mode, Record, Results, Section
+from lockyard.bench.results import PROBE, Mode, Record, Results, Section
 from lockyard.bench.scenarios import Scenario
 from lockyard.bench.stats import OPS_PER_S, Op, Sample, time_concurrent, time_sequential, warm_up
 from lockyard.bench.store_ops import STORE_OPS, OpContext, StoreOp
@@ -142,6 +142,8 @@ class TargetRun:
                         f" ({scenario.subject})"
                     )
                     await self._lockyard_cycles(pass_no, scenario, connection)
+                    if scenario.probe is not None:
+                        await self._probe(pass_no, scenario, connection)
                 for peer in peers:
                     if peer.id in self._failed:
                         continue
@@ -325,6 +327,21 @@ class TargetRun:
             self.results.add(
                 Record(self.backend, "lock", subject, "lock_cycle", mode, pass_no, metrics)
             )
+
+    async def _probe(self, pass_no: int, scenario: Scenario, connection: Connection) -> None:
+        assert scenario.probe is not None
+        self.progress(
+            f"[{self.backend}] pass {pass_no + 1}/{self.plan.passes}: {scenario.name} probe"
+        )
+        try:
+            metrics = await scenario.probe(connection)
+        except Exception as exc:
+            failure = f"failed in pass {pass_no + 1}: {describe(exc)}"
+            self._note(f"{scenario.subject} probe", failure)
+            return
+        self.results.add(
+            Record(self.backend, "lock", scenario.subject, PROBE, "uncontended", pass_no, metrics)
+        )
 
     async def _peer_cycles(self, pass_no: int, peer: Peer) -> None:
         tag = uuid.uuid4().hex[:6]

@@ -5,6 +5,10 @@ the report can show, for instance, lock cycles with Kubernetes Lease mirroring o
 scenario prepares the open connection (attach an observer, start a helper) in ``setup``, an
 async context manager that undoes its work on exit. The default scenario changes nothing.
 
+A scenario may also bring a ``probe``: a measurement of its own, run once per pass after the
+lock cycles and reported in its own table (``mirroring-on`` times how long a Lease takes to
+appear after its acquisition).
+
 To add one, append to ``SCENARIOS``; ``--scenarios`` selects by name and the report labels
 Lockyard's rows ``lockyard`` (default) or ``lockyard[NAME]``.
 """
@@ -12,7 +16,7 @@ Lockyard's rows ``lockyard`` (default) or ``lockyard[NAME]``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
@@ -20,6 +24,7 @@ from lockyard.bench.results import LOCKYARD
 from lockyard.connection import Connection
 
 Setup = Callable[[Connection], AbstractAsyncContextManager[None]]
+Probe = Callable[[Connection], Awaitable[dict[str, float]]]
 
 
 @contextlib.asynccontextmanager
@@ -34,6 +39,8 @@ class Scenario:
     setup: Setup = _as_is
     #: Backends this scenario applies to; empty means all.
     backends: tuple[str, ...] = ()
+    #: A measurement of the scenario's own, run once per pass (its metrics go in one record).
+    probe: Probe | None = None
 
     @property
     def subject(self) -> str:
@@ -44,10 +51,31 @@ class Scenario:
         return not self.backends or backend in self.backends
 
 
-DEFAULT = Scenario("default", "Lockyard as configured by the URL, nothing attached")
+@contextlib.asynccontextmanager
+async def _mirroring_on(connection: Connection) -> AsyncIterator[None]:
+    # Imported on use: the mirror needs the `kubernetes` extra, the other scenarios do not.
+    from lockyard.mirror.bench import mirroring_on
 
-#: Every known scenario, in report order. Lease mirroring adds "mirroring-on" here.
-SCENARIOS: list[Scenario] = [DEFAULT]
+    async with mirroring_on(connection):
+        yield
+
+
+async def _lease_visibility(connection: Connection) -> dict[str, float]:
+    from lockyard.mirror.bench import lease_visibility
+
+    return await lease_visibility(connection)
+
+
+DEFAULT = Scenario("default", "Lockyard as configured by the URL, nothing attached")
+MIRRORING = Scenario(
+    "mirroring-on",
+    "every held lock mirrored into a Kubernetes Lease (needs $KUBECONFIG; `make bench` sets it)",
+    setup=_mirroring_on,
+    probe=_lease_visibility,
+)
+
+#: Every known scenario, in report order.
+SCENARIOS: list[Scenario] = [DEFAULT, MIRRORING]
 
 
 def by_name(names: list[str]) -> list[Scenario]:

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 OPS_PER_S = "ops_per_s"
 P50_MS = "p50_ms"
 P99_MS = "p99_ms"
+#: The Lease-mirroring probe: milliseconds from an acquisition to its Lease being readable.
+VISIBLE_P50_MS = "visible_p50_ms"
+VISIBLE_P99_MS = "visible_p99_ms"
 
 NAN = float("nan")
 

@@ -27,12 +27,15 @@ The module is also a command line tool (``make cluster-up`` / ``make cluster-dow
 
     python -m lockyard_operator.testing.controlplane up [--state-dir DIR] [--foreground]
     python -m lockyard_operator.testing.controlplane down [--state-dir DIR]
+    python -m lockyard_operator.testing.controlplane run -- COMMAND [ARG ...]
 
 ``up`` starts a supervisor process in the background (``serve``, in a new session) that owns the
 control plane, waits until it is ready and prints ``export KUBECONFIG=...``; ``up`` on a running
 cluster only prints that line again. With ``--foreground`` the supervisor runs in the terminal
 until Ctrl-C. ``down`` asks the supervisor to stop (SIGTERM), kills what it recorded if it does
-not, and deletes the state folder (default ``~/.cache/lockyard/cluster``).
+not, and deletes the state folder (default ``~/.cache/lockyard/cluster``). ``run`` starts a
+throwaway control plane, runs COMMAND with ``KUBECONFIG`` pointing at it (``make bench`` measures
+Lease mirroring this way), stops the cluster and exits with COMMAND's status.
 """
 
 from __future__ import annotations
@@ -802,6 +805,26 @@ def _down(state_dir: Path) -> int:
     return 0
 
 
+def _run(command: Sequence[str]) -> int:
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("run: name a command, e.g. `run -- python -m lockyard.bench`", file=sys.stderr)
+        return 2
+    print("starting a throwaway control plane ...", file=sys.stderr)
+    with ControlPlane() as plane:
+        print(f"control plane at {plane.server}; running: {' '.join(command)}", file=sys.stderr)
+        env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig)}
+        try:
+            # Ctrl-C reaches the command too (same process group); we wait for it, then stop.
+            return subprocess.run(command, env=env, check=False).returncode
+        except KeyboardInterrupt:
+            return 130
+        except OSError as exc:
+            print(f"run: cannot start {command[0]!r}: {exc}", file=sys.stderr)
+            return 127
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lockyard_operator.testing.controlplane",
@@ -813,13 +836,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--foreground", action="store_true", help="run here until Ctrl-C")
     down = commands.add_parser("down", help="stop the control plane started by `up`")
     serve = commands.add_parser("serve", help="(internal) the supervisor `up` starts")
+    run = commands.add_parser(
+        "run", help="run a command against a throwaway control plane (KUBECONFIG is set for it)"
+    )
+    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG ...]")
     for command in (up, down, serve):
         command.add_argument(
             "--state-dir", type=Path, default=cache_dir() / "cluster", help="%(default)s"
         )
     args = parser.parse_args(argv)
-    state_dir: Path = args.state_dir.expanduser().absolute()
     try:
+        if args.command == "run":
+            return _run(args.argv)
+        state_dir: Path = args.state_dir.expanduser().absolute()
         if args.command == "up":
             return _up(state_dir, args.foreground)
         if args.command == "down":
