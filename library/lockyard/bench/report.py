@@ -372,9 +372,11 @@ def _method(settings: dict[str, object]) -> list[str]:
         " timeouts, no retries; asyncpg without the per-release reset round trip): redis-py"
         " SET for `set`, INCRBY for `increment`, GET for the operations Lockyard runs as one"
         " plain command (HGET, HMGET, ZADD, ZREM, ZRANGEBYSCORE), EVALSHA of an empty script for"
-        " those it runs as a Lua script; asyncpg prepared SELECT by primary key for reads and"
-        " INSERT ... ON CONFLICT upsert for writes, on a table of the same shape in a scratch"
-        " schema; aioboto3 GetItem (consistent) for reads and PutItem for writes.",
+        " those it runs as a Lua script; asyncpg prepared SELECT by primary key for reads, a"
+        " conditional UPDATE ... RETURNING for `compare_and_swap` and INSERT ... ON CONFLICT"
+        " upsert for other writes, on Lockyard's own table (its migrations, in a scratch schema,"
+        " so the same indexes are maintained); aioboto3 GetItem (consistent) for reads and"
+        " PutItem for writes.",
         "- Lock cycles: uncontended is acquire + release on one task (or thread), timed as one"
         f" cycle. Contended is {settings['lock_workers']} workers looping acquire -> critical"
         f" section ({settings['hold_ms']} ms) -> release on one lock name for up to"

@@ -129,19 +129,19 @@ class TargetRun:
                 stack.push_async_callback(self._close_raw, raw)
             peers = self._usable_peers()
             for pass_no in range(self.plan.passes):
+                label = f"[{self.backend}] pass {pass_no + 1}/{self.plan.passes}"
                 for index, (scenario, connection) in enumerate(connections):
-                    self.progress(
-                        f"[{self.backend}] pass {pass_no + 1}/{self.plan.passes}: store ops"
-                        f" ({scenario.subject})"
-                    )
-                    await self._store_ops(
-                        pass_no, scenario, connection, raw if index == 0 else None
-                    )
-                    self.progress(
-                        f"[{self.backend}] pass {pass_no + 1}/{self.plan.passes}: lock cycles"
-                        f" ({scenario.subject})"
-                    )
+                    if scenario.store_ops:
+                        self.progress(f"{label}: store ops ({scenario.subject})")
+                        raw_here = raw if index == 0 else None
+                        await self._store_ops(pass_no, scenario, connection, raw_here)
+                # Scenarios' lock cycles back to back, in alternating order from pass to pass,
+                # so a drift in the machine's load does not favour one of them.
+                ordered = connections if pass_no % 2 == 0 else connections[::-1]
+                for scenario, connection in ordered:
+                    self.progress(f"{label}: lock cycles ({scenario.subject})")
                     await self._lockyard_cycles(pass_no, scenario, connection)
+                for scenario, connection in connections:
                     if scenario.probe is not None:
                         await self._probe(pass_no, scenario, connection)
                 for peer in peers:

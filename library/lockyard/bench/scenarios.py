@@ -41,6 +41,8 @@ class Scenario:
     backends: tuple[str, ...] = ()
     #: A measurement of the scenario's own, run once per pass (its metrics go in one record).
     probe: Probe | None = None
+    #: Whether store operations are measured too (not when the scenario only touches locks).
+    store_ops: bool = True
 
     @property
     def subject(self) -> str:
@@ -72,6 +74,7 @@ MIRRORING = Scenario(
     "every held lock mirrored into a Kubernetes Lease (needs $KUBECONFIG; `make bench` sets it)",
     setup=_mirroring_on,
     probe=_lease_visibility,
+    store_ops=False,  # the mirror observes locks only
 )
 
 #: Every known scenario, in report order.
