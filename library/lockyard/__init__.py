@@ -6,8 +6,15 @@
 ...             ...  # guard.fencing_token goes to the protected resource
 """
 
-from lockyard.connection import Connection, connect
-from lockyard.durations import Duration
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Errors are imported eagerly (they are light, and `except lockyard.StateError` must always
+# work); everything else on first use (PEP 562), so a process that only needs part of the
+# package, like the `lockyard locks` CLI listing Leases, does not pay for pydantic models,
+# drivers' registries and entry points (about 0.3 s of start-up).
 from lockyard.errors import (
     BackendConnectionError,
     BackendError,
@@ -20,11 +27,45 @@ from lockyard.errors import (
     SerializationError,
     StateError,
 )
-from lockyard.guarantees import Guarantees
-from lockyard.keys import KeyKind, KeyLike, StateKey
-from lockyard.locks import DistributedLock, LockGuard, LockInfo
-from lockyard.store import CasResult, StateStore
-from lockyard.workloads import connect_store
+
+if TYPE_CHECKING:
+    from lockyard.connection import Connection, connect
+    from lockyard.durations import Duration
+    from lockyard.guarantees import Guarantees
+    from lockyard.keys import KeyKind, KeyLike, StateKey
+    from lockyard.locks import DistributedLock, LockGuard, LockInfo
+    from lockyard.store import CasResult, StateStore
+    from lockyard.workloads import connect_store
+
+_LAZY = {
+    "Connection": "lockyard.connection",
+    "connect": "lockyard.connection",
+    "Duration": "lockyard.durations",
+    "Guarantees": "lockyard.guarantees",
+    "KeyKind": "lockyard.keys",
+    "KeyLike": "lockyard.keys",
+    "StateKey": "lockyard.keys",
+    "DistributedLock": "lockyard.locks",
+    "LockGuard": "lockyard.locks",
+    "LockInfo": "lockyard.locks",
+    "CasResult": "lockyard.store",
+    "StateStore": "lockyard.store",
+    "connect_store": "lockyard.workloads",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lockyard' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

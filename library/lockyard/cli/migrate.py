@@ -12,12 +12,14 @@ import asyncio
 import sys
 from typing import Any, TextIO
 
-from lockyard.config import PostgresConfig, parse_url, redact
 from lockyard.errors import ConfigError, StateError
 
 
 def run_migrate(url: str, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Migrate the schema behind ``url``; prints progress and returns the exit code."""
+    # Imported here: every `lockyard` command builds this parser, few run it (pydantic models).
+    from lockyard.config import PostgresConfig, parse_url, redact
+
     out = out or sys.stdout
     err = err or sys.stderr
     try:
