@@ -17,6 +17,7 @@ stop at 400 KB, key and attributes included) and holds no NUL or lone surrogate
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass
 
 from lockyard.durations import Duration, ttl_to_ms
@@ -122,7 +123,17 @@ class StateStore(abc.ABC):
         return await self._run("delete", self._delete(canonical_key(key)))
 
     async def increment(self, key: KeyLike, delta: int, ttl: Duration | None = None) -> int:
-        """Add ``delta`` (a missing key starts at 0) and return the new value."""
+        """Add ``delta`` (a missing key starts at 0) and return the new value.
+
+        The current value must be a counter: the canonical decimal of a signed 64-bit integer,
+        the one grammar of every backend and exactly what Redis's ``HINCRBY`` reads. That is
+        ``0``, or an optional ``-``, a digit 1-9 and further ASCII digits (``0|-?[1-9][0-9]*``,
+        nothing before or after), from -2**63 to 2**63 - 1: ``"7"``, ``"-3"``,
+        ``"-9223372036854775808"``; not ``"+7"``, ``" 7"``, ``"7\\n"``, ``"007"``, ``"-0"``,
+        ``"1_000"``, ``"\\u0663"`` or ``str(2**63)``. Any other value raises
+        ``SerializationError``, and so does a sum outside signed 64-bit; nothing changes then.
+        The new value is written in the same canonical form.
+        """
         k, d, ms = canonical_key(key), _check_int("delta", delta), ttl_to_ms(ttl)
         return await self._run("increment", self._increment(k, d, ms))
 
@@ -231,14 +242,37 @@ class StateStore(abc.ABC):
     async def _purge(self) -> int: ...
 
 
+#: The counter grammar (see :meth:`StateStore.increment`) as a regular expression that Python
+#: (``re.fullmatch``) and PostgreSQL (``~``, anchored) read alike; the int64 range is checked
+#: separately. Redis's ``HINCRBY`` enforces the same grammar and range natively.
+COUNTER_PATTERN = "0|-?[1-9][0-9]*"
+#: The rule as the ``SerializationError`` of every backend states it.
+COUNTER_RULE = (
+    "a counter is the canonical decimal of a signed 64-bit integer "
+    "(0|-?[1-9][0-9]*, from -2**63 to 2**63-1; as Redis HINCRBY reads integers)"
+)
+#: The longest counter: ``str(INT64_MIN)``, 20 characters.
+COUNTER_MAX_LENGTH = len(str(INT64_MIN))
+_COUNTER = re.compile(COUNTER_PATTERN)
+
+
+def counter_value(value: str) -> int | None:
+    """``value`` as an int if it is a counter (canonical signed 64-bit decimal), else ``None``."""
+    if len(value) > COUNTER_MAX_LENGTH or _COUNTER.fullmatch(value) is None:
+        return None
+    number = int(value)
+    return number if INT64_MIN <= number <= INT64_MAX else None
+
+
 def parse_counter(value: str, key: str) -> int:
-    """A stored counter value as an int, or ``SerializationError`` naming the key."""
-    try:
-        return int(value)
-    except ValueError:
+    """A stored counter value as an int, or ``SerializationError`` naming the key and the rule."""
+    number = counter_value(value)
+    if number is None:
         raise SerializationError(
-            f"increment on {key!r}: the current value {value[:40]!r} is not an integer"
-        ) from None
+            f"increment on {key!r}: the current value {value[:40]!r} is not a counter: "
+            f"{COUNTER_RULE}"
+        )
+    return number
 
 
 def checked_sum(current: int, delta: int, key: str) -> int:

@@ -153,9 +153,15 @@ async def test_a_data_item_has_the_documented_attributes(
     [
         ("12", {"n": "12"}),
         ("-7", {"n": "-7"}),
-        (" 7", {"v": " 7", "n": "7"}),
-        ("007", {"v": "007", "n": "7"}),
-        ("+3", {"v": "+3", "n": "3"}),
+        ("0", {"n": "0"}),
+        (str(2**63 - 1), {"n": str(2**63 - 1)}),
+        (str(-(2**63)), {"n": str(-(2**63))}),
+        (" 7", {"v": " 7"}),
+        ("007", {"v": "007"}),
+        ("+3", {"v": "+3"}),
+        ("-0", {"v": "-0"}),
+        ("\u0663", {"v": "\u0663"}),
+        (str(2**63), {"v": str(2**63)}),
         (str(2**64), {"v": str(2**64)}),
         ("1.5", {"v": "1.5"}),
         ("", {"v": ""}),
@@ -174,19 +180,41 @@ async def test_each_value_has_exactly_one_logical_form(
     assert await ly.store.scan_keys("ns", "acme", "counter") == [(k, value)]
 
 
-async def test_increment_continues_any_spelling_of_an_integer(
-    ly: lockyard.Connection, backend: DynamoDBBackend
+@pytest.mark.parametrize("value", [" 7", "007", "+7", "-0", "1_000", str(2**63), str(-(2**63) - 1)])
+async def test_increment_refuses_what_is_not_a_counter_in_one_request(
+    ly: lockyard.Connection, backend: DynamoDBBackend, calls: Any, value: str
 ) -> None:
+    """The condition refuses any item with a v, and the refusal is final: no second round (a
+    liberal client-side re-check once looped on ``str(2**63)`` until "kept racing")."""
     k = "ns:acme:counter:spelling"
-    await ly.store.set(k, " 7")
-    assert await ly.store.increment(k, 1) == 8
-    assert await ly.store.get_versioned(k) == ("8", 2)
-    item = await raw_item(backend, data_pk(backend, k))
-    assert "v" not in item
-    await ly.store.set(k, str(2**64))
-    with pytest.raises(SerializationError, match="overflow"):
-        await ly.store.increment(k, -1)
-    assert await ly.store.get_versioned(k) == (str(2**64), 3)
+    await ly.store.set(k, value)
+    calls.take()
+    for delta in (-1, 0, 1):
+        with pytest.raises(SerializationError, match="not a counter"):
+            await ly.store.increment(k, delta)
+    assert calls.take() == ["UpdateItem"] * 3
+    assert await ly.store.get_versioned(k) == (value, 1)
+
+
+async def test_increment_refuses_an_integer_kept_in_both_forms(
+    ly: lockyard.Connection, backend: DynamoDBBackend, calls: Any
+) -> None:
+    """Earlier versions stored " 7" as v = " 7" beside n = 7; such items read as " 7", which is
+    not a counter, so increment refuses them in one request even though n is a number."""
+    k = "ns:acme:counter:legacy"
+    await ly.store.set(k, "7")
+    await backend.client.update_item(
+        TableName=backend.config.table,
+        Key={"pk": {"S": data_pk(backend, k)}},
+        UpdateExpression="SET v = :v",
+        ExpressionAttributeValues={":v": {"S": " 7"}},
+    )
+    assert await ly.store.get(k) == " 7"
+    calls.take()
+    with pytest.raises(SerializationError, match="not a counter"):
+        await ly.store.increment(k, 1)
+    assert calls.take() == ["UpdateItem"]
+    assert await ly.store.get_versioned(k) == (" 7", 1)
 
 
 async def test_negative_overflow_is_refused_atomically(ly: lockyard.Connection) -> None:

@@ -345,12 +345,27 @@ async def test_a_stalled_server_gives_operation_timeout(redis_server: RedisServe
 
 
 async def test_counters_accept_only_canonical_integers(ly: lockyard.Connection) -> None:
+    """HINCRBY reads exactly the shared counter grammar (checked against redis-server)."""
     k = "ns:acme:counter:odd"
-    for text in ["007", "+7", " 7", "-0", "1_000"]:
+    for text in [
+        "007",
+        "+7",
+        "+0",
+        "00",
+        " 7",
+        "7\n",
+        "-0",
+        "1_000",
+        str(2**63),
+        str(-(2**63) - 1),
+    ]:
         await ly.store.set(k, text)
-        with pytest.raises(SerializationError, match="integer"):
-            await ly.store.increment(k, 1)
+        with pytest.raises(SerializationError, match="not a counter"):
+            await ly.store.increment(k, 1 if text.startswith("-") else -1)
         assert await ly.store.get(k) == text
+    for text, delta in [(str(2**63 - 1), -1), (str(-(2**63)), 1), ("0", 1)]:
+        await ly.store.set(k, text)
+        assert await ly.store.increment(k, delta) == int(text) + delta
 
 
 async def test_pool_size_bounds_the_connections(redis_server: RedisServer) -> None:

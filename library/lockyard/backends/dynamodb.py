@@ -38,12 +38,15 @@ Global secondary indexes, both sparse (an item is in a GSI only if it has the GS
   untouched by unrelated data. Re-indexing a key is one PutItem on its one index item: an atomic
   replace, so a key is in an index at most once, also under concurrent re-indexing.
 
-Values: a value that parses as a signed 64-bit integer (Python ``int()``, as
-:func:`lockyard.store.parse_counter`) is stored as the number ``n``; if its spelling is not the
-canonical decimal (``" 7"``, ``"007"``) the exact string is kept in ``v`` too, and ``v`` wins on
-reads. Any other value is ``v`` alone. Every write computes this client-side and removes the
-form it does not use, so one item always holds exactly one logical value, which ``get``, scans
-and ``get_versioned`` read back exactly. ``increment`` is then server-side arithmetic on ``n``.
+Values: a counter, that is a value in the counter grammar every backend shares (the canonical
+decimal of a signed 64-bit integer, :func:`lockyard.store.counter_value`), is stored as the
+number ``n``, whose canonical decimal is the value again; any other value, other spellings of a
+number (``" 7"``, ``"007"``, ``"-0"``, ``str(2**63)``) included, is the string ``v``. Every write
+computes this client-side and removes the form it does not use, so one item always holds
+exactly one logical value, which ``get``, scans and ``get_versioned`` read back exactly.
+``increment`` is then server-side arithmetic on ``n``, and its condition refuses any item with a
+``v``. (Items written by earlier versions may hold an integer spelt another way in ``v`` beside
+its number in ``n``; ``v`` wins on reads, and ``increment`` refuses them like any other string.)
 
 Cost of each operation (round trips; "1" is one conditional or plain request)
 -----------------------------------------------------------------------------
@@ -63,11 +66,11 @@ Cost of each operation (round trips; "1" is one conditional or plain request)
   own and re-checks its premise, so a concurrent writer makes one of them fail and the loop
   starts over; the expired path only exists until native TTL deletes the item.
 - ``increment``: 1 UpdateItem ``n = if_not_exists(n, 0) + :d, ver = if_not_exists(ver, 0) + 1``
-  conditional on ``missing, or live with an int64 n within bounds`` (``n <= INT64_MAX - d`` for
+  conditional on ``missing, or live with n and no v, within bounds`` (``n <= INT64_MAX - d`` for
   ``d > 0``, ``n >= INT64_MIN - d`` for ``d < 0``), so an overflow changes nothing. On failure
-  ALL_OLD says why, with no extra read: a live non-integer raises ``SerializationError``, a live
-  integer out of bounds raises the overflow ``SerializationError``, and an expired item takes the
-  same second request as ``set`` (a conditional PutItem of ``n = d, ver = 1``).
+  ALL_OLD says why, with no extra read: for a live item it is always an error, never a retry (a
+  value that is not a counter, or the overflow, both ``SerializationError``), and an expired item
+  takes the same second request as ``set`` (a conditional PutItem of ``n = d, ver = 1``).
 - ``index_timeout``/``index_chain_ready``: 1 PutItem; ``remove_*``: 1 DeleteItem; ``get_*``:
   1 Query per 1 MB page.
 - ``scan_keys``/``scan_keys_by_kind``: 1 Query per 1 MB page. GSIs are eventually consistent in
@@ -163,7 +166,15 @@ from lockyard.guarantees import Guarantees
 from lockyard.keys import kind_of
 from lockyard.locks import AcquireAttempt, DistributedLock, LockInfo
 from lockyard.operations import ErrorTranslator, OperationRunner
-from lockyard.store import INT64_MAX, INT64_MIN, CasResult, StateStore, checked_sum, parse_counter
+from lockyard.store import (
+    INT64_MAX,
+    INT64_MIN,
+    CasResult,
+    StateStore,
+    checked_sum,
+    counter_value,
+    parse_counter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -236,23 +247,30 @@ def throttle_delays(budget_s: float, rand: Callable[[], float] = random.random) 
         ceiling = min(ceiling * 2, THROTTLE_CAP_S)
 
 
-def as_int64(value: str) -> int | None:
-    """``value`` as a signed 64-bit integer if ``int()`` parses it and it fits, else ``None``."""
-    try:
-        number = int(value)
-    except ValueError:
-        return None
-    return number if INT64_MIN <= number <= INT64_MAX else None
-
-
 def value_form(value: str) -> tuple[str, Item]:
-    """Which attributes hold ``value`` (``"v"``, ``"n"`` or ``"vn"``) and their contents."""
-    number = as_int64(value)
+    """Which attribute holds ``value`` (``"n"`` for a counter, else ``"v"``) and its content."""
+    number = counter_value(value)
     if number is None:
         return "v", {layout.VALUE: _s(value)}
-    if str(number) == value:
-        return "n", {layout.NUMBER: _n(number)}
-    return "vn", {layout.VALUE: _s(value), layout.NUMBER: _n(number)}
+    return "n", {layout.NUMBER: _n(number)}
+
+
+def refused_increment(old: Item, key: str, delta: int) -> StateError:
+    """Why ``INCREMENTABLE`` was false for the live item ``old`` (its state at that moment).
+
+    Always an error, never a reason to retry: the condition refused this very item, so another
+    round could only fail the same way. (Deciding here by a grammar other than the condition's
+    once made increments of ``str(2**63)`` loop until "kept racing concurrent writers".)
+    """
+    try:
+        checked_sum(parse_counter(value_of(old), key), delta, key)
+    except StateError as exc:
+        return exc
+    # A counter's spelling kept as a string: lockyard stores counters as n only.
+    return BackendError(
+        f"dynamodb: item {old.get(layout.PK)} keeps the counter {value_of(old)!r} as a string: "
+        "it was not written by lockyard"
+    )
 
 
 def value_of(item: Item) -> str:
@@ -508,9 +526,7 @@ class DynamoDBStateStore(StateStore):
                 return _int(result["Attributes"], layout.NUMBER)
             old = result.old
             if old is not None and is_live(old, now):
-                # Not an integer, or the sum leaves int64: both raise SerializationError here.
-                checked_sum(parse_counter(value_of(old), key), delta, key)
-                continue
+                raise refused_increment(old, key, delta)
             # Expired (native TTL has not deleted it yet): start again from 0 at version 1.
             if not isinstance(
                 await self._replace_expired(key, str(delta), ttl_ms), ConditionFailed

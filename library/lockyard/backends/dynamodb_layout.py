@@ -18,8 +18,8 @@ from typing import Any, Final
 PK: Final = "pk"  # S, table hash key: "P#d#<key>", "P#l#<lock name>", "P#t#<key>", "P#c#<key>"
 KIND_PART: Final = "kp"  # S, by_kind hash key: "P#d#<kind>" (data) or "P#l" (held locks only)
 SORT_KEY: Final = "k"  # S, by_kind range key: the canonical key, or the lock name
-VALUE: Final = "v"  # S, a value that is not a canonical int64 decimal (or its exact spelling)
-NUMBER: Final = "n"  # N, the value as an int64 whenever it parses as one
+VALUE: Final = "v"  # S, a value that is not a counter (not the canonical decimal of an int64)
+NUMBER: Final = "n"  # N, a value that is a counter, as its number
 VERSION: Final = "ver"  # N, 1 on create, +1 per mutation
 EXPIRES_MS: Final = "exp_ms"  # N, absolute deadline in epoch milliseconds (client clock)
 TTL_ATTRIBUTE: Final = "expires_at"  # N, the same deadline in epoch seconds, for native TTL
@@ -103,12 +103,16 @@ VERSION_MATCHES_AND_LIVE: Final = (
 
 _INCREMENTABLE = (
     "attribute_not_exists(pk) OR "
-    "(attribute_exists(n) AND (attribute_not_exists(exp_ms) OR exp_ms > :now){bound})"
+    "(attribute_exists(n) AND attribute_not_exists(v) "
+    "AND (attribute_not_exists(exp_ms) OR exp_ms > :now){bound})"
 )
 #: increment (first attempt), by the sign of the delta. Values: :now, and :limit unless the delta
-#: is 0. True when the item is missing, or live with an int64 ``n`` that stays within int64:
-#: n <= INT64_MAX - delta (delta > 0), n >= INT64_MIN - delta (delta < 0). False for an expired
-#: item, a non-integer value and an overflow; ALL_OLD on failure tells which.
+#: is 0. True when the item is missing, or live with its value as ``n`` alone (a counter: ``n``
+#: is only written for canonical int64 decimals; a ``v`` beside it, left by versions that also
+#: kept other spellings such as " 7" there, means the value is not a counter) and the sum stays
+#: within int64: n <= INT64_MAX - delta (delta > 0), n >= INT64_MIN - delta (delta < 0). False
+#: for an expired item, a value that is not a counter and an overflow; ALL_OLD on failure tells
+#: which, and for a live item it is always an error, never a retry.
 INCREMENTABLE: Final = {
     1: _INCREMENTABLE.format(bound=" AND n <= :limit"),
     -1: _INCREMENTABLE.format(bound=" AND n >= :limit"),
@@ -121,34 +125,31 @@ _COMMON_SET = "ver = if_not_exists(ver, :zero) + :one, kp = :kp, k = :k"
 
 
 def _set_update(form: str, with_ttl: bool) -> str:
-    values = {"v": "v = :v", "n": "n = :n", "vn": "v = :v, n = :n"}[form]
-    removed = {"v": ["n"], "n": ["v"], "vn": []}[form]
+    values = {"v": "v = :v", "n": "n = :n"}[form]
+    removed = {"v": ["n"], "n": ["v"]}[form]
     if not with_ttl:
         removed += [EXPIRES_MS, TTL_ATTRIBUTE]
     remove = f" REMOVE {', '.join(removed)}" if removed else ""
     return f"SET {values}, {_COMMON_SET}{_TTL_SET if with_ttl else ''}{remove}"
 
 
-#: set (first attempt), keyed by (value form, has a ttl). The form says which value attributes the
-#: new value uses: "v" (a string only), "n" (a canonical int64 only) or "vn" (an int64 spelt
-#: another way, e.g. " 7": v keeps the spelling, n the number); the other one is removed, so an
-#: item never carries a stale form. Without a ttl the deadline attributes are removed.
-#: Values: :v and/or :n, :zero, :one, :kp, :k, and :exp, :expires_at with a ttl.
+#: set (first attempt), keyed by (value form, has a ttl). The form says which value attribute the
+#: new value uses: "n" for a counter (the canonical decimal of an int64), "v" (a string) for
+#: anything else, " 7" and "007" included; the other one is removed, so an item never carries a
+#: stale form. Without a ttl the deadline attributes are removed.
+#: Values: :v or :n, :zero, :one, :kp, :k, and :exp, :expires_at with a ttl.
 SET_UPDATES: Final = {
     (form, with_ttl): _set_update(form, with_ttl)
-    for form in ("v", "n", "vn")
+    for form in ("v", "n")
     for with_ttl in (False, True)
 }
 
 #: increment (first attempt), keyed by has a ttl. A missing item starts from 0 and version 1;
-#: the result is always the canonical number, so the spelling in v is removed. Without a ttl an
-#: existing deadline is kept. Values: :zero, :one, :d, :kp, :k, and :exp, :expires_at with a ttl.
-#: ReturnValues=UPDATED_NEW returns n (the new value).
+#: INCREMENTABLE admits no item with a v, so n alone holds the result. Without a ttl an existing
+#: deadline is kept. Values: :zero, :one, :d, :kp, :k, and :exp, :expires_at with a ttl.
+#: ReturnValues=ALL_NEW returns n (the new value).
 INCREMENT_UPDATES: Final = {
-    with_ttl: (
-        f"SET n = if_not_exists(n, :zero) + :d, {_COMMON_SET}{_TTL_SET if with_ttl else ''} "
-        "REMOVE v"
-    )
+    with_ttl: f"SET n = if_not_exists(n, :zero) + :d, {_COMMON_SET}{_TTL_SET if with_ttl else ''}"
     for with_ttl in (False, True)
 }
 

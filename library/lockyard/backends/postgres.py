@@ -24,6 +24,11 @@ under the C collation, so the range is exactly "starts with p" and literal: ``_ 
 nothing) re-stated with ``starts_with``; never ``LIKE``. ``scan_keys_by_kind`` uses the
 ``(prefix, kind)`` index, so it never touches other kinds, locks or index entries.
 
+Counters: ``increment`` is one upsert whose ``WHERE`` accepts a live value only in the counter
+grammar every backend shares (the canonical decimal of an int64, as Redis's ``HINCRBY`` reads
+it: a length, a regular-expression and a range test on the row it already locked), so
+``" 7"``, ``"+7"``, ``"007"`` or ``"-0"`` raise ``SerializationError`` here as everywhere.
+
 Time and expiry: deadlines are ``timestamptz`` from the database clock (``clock_timestamp()``),
 never the client's. An expired row is treated as missing inside every statement (check-and-set,
 set, increment and CAS replace or ignore it in the same statement; the version restarts at 1),
@@ -76,7 +81,7 @@ from lockyard.locks import (
     ReleaseWatch,
 )
 from lockyard.operations import OperationRunner
-from lockyard.store import CasResult, StateStore
+from lockyard.store import COUNTER_RULE, CasResult, StateStore
 
 from . import postgres_sql as sql
 
@@ -414,8 +419,8 @@ class PostgresStateStore(_PooledStatements, StateStore):
         )
         if result is None:
             raise SerializationError(
-                f"increment on {key!r} by {delta}: the current value is not an integer, or the "
-                "result would leave the signed 64-bit range; nothing was changed"
+                f"increment on {key!r} by {delta}: the current value is not a counter, or the "
+                f"result would leave the signed 64-bit range; nothing was changed: {COUNTER_RULE}"
             )
         return result
 

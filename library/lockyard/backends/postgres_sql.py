@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-LATEST_VERSION = 1
+from lockyard.store import COUNTER_MAX_LENGTH, COUNTER_PATTERN, MAX_INDEX_TIMESTAMP_MS
+
+LATEST_VERSION = 2
 
 # -- migrations -----------------------------------------------------------------------------------
 
@@ -111,6 +113,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "time index: the due-range index made partial, so lookups by key use the primary key",
+        (
+            # Before the table's first ANALYZE, the planner rated the due index as good as the
+            # primary key for DELETE ... WHERE prefix, index_name, key (both one row by default
+            # selectivity) and sometimes scanned every entry of the index through it. A lookup by
+            # key cannot prove this predicate, so only the due-range query (which states it)
+            # may use the index.
+            "DROP INDEX {s}.time_index_due",
+            f"""
+            CREATE INDEX time_index_due ON {{s}}.time_index (prefix, index_name, at_ms)
+            INCLUDE (key) WHERE at_ms >= {-MAX_INDEX_TIMESTAMP_MS}
+            """,
+        ),
+    ),
 )
 
 # -- data operations ------------------------------------------------------------------------------
@@ -153,16 +171,19 @@ ON CONFLICT (prefix, key) DO UPDATE
 # when it had expired (an expired row is garbage and goes too); no row if there was none.
 DELETE = f"DELETE FROM {{s}}.entries WHERE prefix = $1 AND key = $2 RETURNING {_LIVE}"
 
-# Integers as PostgreSQL's own integer input reads them: ASCII digits, an optional sign and
-# surrounding ASCII whitespace (the columns use the C collation, so [[:space:]] is ASCII).
-_INTEGER_TEXT = "'^[[:space:]]*[+-]?[0-9]+[[:space:]]*$'"
+# A counter, in the grammar every backend shares (lockyard.store.COUNTER_PATTERN, what Redis's
+# HINCRBY reads): the canonical decimal of an int64, nothing before or after it. `$` is the end
+# of the string (not before a final newline), and under the C collation [0-9] is ASCII only.
+# The length test comes first so that ::numeric never meets a long digit string.
+_COUNTER_SHAPE = f"length(e.value) <= {COUNTER_MAX_LENGTH} AND e.value ~ '^({COUNTER_PATTERN})$'"
 _INT64 = "-9223372036854775808 AND 9223372036854775807"
 
 # Params: $1 prefix, $2 key, $3 delta (bigint), $4 ttl_ms or NULL (keep a live key's expiry).
-# Returns (value) the new counter as bigint. No row when the live value is not an integer or
-# the sum leaves signed 64-bit: nothing changed (the caller raises SerializationError).
-# A missing or expired key starts from 0 with version 1. The sum is checked in numeric, so no
-# SQL error is raised; liveness is read once (the sub-select) so value, version and expiry agree.
+# Returns (value) the new counter as bigint. No row when the live value is not a counter
+# (_COUNTER_SHAPE and within int64) or the sum leaves signed 64-bit: nothing changed (the caller
+# raises SerializationError). A missing or expired key starts from 0 with version 1. The casts
+# run only on values of counter shape (CASE) and the sum is checked in numeric, so no SQL error
+# is raised; liveness is read once (the sub-select) so value, version and expiry agree.
 INCREMENT = f"""
 INSERT INTO {{s}}.entries AS e (prefix, key, value, version, expires_at)
 VALUES ($1, $2, $3::bigint::text, 1, {_DEADLINE})
@@ -176,8 +197,8 @@ ON CONFLICT (prefix, key) DO UPDATE
               FROM (SELECT clock_timestamp() AS now) c) t
     )
     WHERE e.expires_at <= clock_timestamp()
-       OR CASE WHEN e.value ~ {_INTEGER_TEXT}
-               THEN e.value::numeric + $3 BETWEEN {_INT64}
+       OR CASE WHEN {_COUNTER_SHAPE}
+               THEN e.value::numeric BETWEEN {_INT64} AND e.value::numeric + $3 BETWEEN {_INT64}
                ELSE false END
 RETURNING value::bigint
 """
@@ -185,24 +206,27 @@ RETURNING value::bigint
 # Params: $1 prefix, $2 key, $3 expected version, $4 new value, $5 ttl_ms or NULL.
 # Returns one row (ok, value, version): ok=true with the new value and version when the live
 # version equalled $3; ok=false with the current live value and version otherwise; no row when
-# the key is missing or expired (nothing is created). FOR UPDATE waits for a concurrent writer
-# and then reads its committed row, so a loser reports the winner's version.
+# the key is missing or expired (nothing is created). The UPDATE comes first (the common case is
+# one index lookup and one write). Only when it matched nothing does `current` read the row, FOR
+# UPDATE: that waits for a concurrent writer and reads its committed row, so a loser reports the
+# winner's version, not the one it was beaten with (a plain read would see the statement's
+# snapshot). The NOT EXISTS runs once, before that scan (a one-time filter in the plan).
 COMPARE_AND_SWAP = f"""
-WITH current AS (
-    SELECT value, version FROM {{s}}.entries
-    WHERE prefix = $1 AND key = $2 AND {_LIVE}
-    FOR UPDATE
-), swapped AS (
+WITH swapped AS (
     UPDATE {{s}}.entries AS e
     SET value = $4, version = e.version + 1,
         expires_at = clock_timestamp() + $5::bigint * interval '1 millisecond'
-    FROM current AS c
-    WHERE e.prefix = $1 AND e.key = $2 AND c.version = $3
+    WHERE e.prefix = $1 AND e.key = $2 AND e.version = $3
+      AND (e.expires_at IS NULL OR e.expires_at > clock_timestamp())
     RETURNING e.value, e.version
+), current AS (
+    SELECT value, version FROM {{s}}.entries
+    WHERE prefix = $1 AND key = $2 AND {_LIVE} AND NOT EXISTS (SELECT FROM swapped)
+    FOR UPDATE
 )
 SELECT true AS ok, value, version FROM swapped
 UNION ALL
-SELECT false, value, version FROM current WHERE NOT EXISTS (SELECT FROM swapped)
+SELECT false, value, version FROM current
 """
 
 # Params: $1 prefix, $2 key prefix (literal), $3 the successor of $2 (the smallest string above
@@ -229,8 +253,10 @@ ON CONFLICT (prefix, index_name, key) DO UPDATE SET at_ms = excluded.at_ms
 INDEX_REMOVE = "DELETE FROM {s}.time_index WHERE prefix = $1 AND index_name = $2 AND key = $3"
 
 # Params: $1 prefix, $2 index name, $3 now_ms. Returns (key) of every entry with at_ms <= $3.
-INDEX_DUE = """
-SELECT key FROM {s}.time_index WHERE prefix = $1 AND index_name = $2 AND at_ms <= $3
+# The lower bound (every timestamp is within it) lets the planner use the partial due index.
+INDEX_DUE = f"""
+SELECT key FROM {{s}}.time_index
+WHERE prefix = $1 AND index_name = $2 AND at_ms >= {-MAX_INDEX_TIMESTAMP_MS} AND at_ms <= $3
 """
 
 # Params: $1 prefix. Deletes every entry, index entry and lock row (fencing counters included)

@@ -26,9 +26,10 @@ channel ``lockyard:{P|}:released``     pub/sub: lock names, published on release
 ``K`` is the kind segment (kinds contain no ``:``, and the empty tag ``P|`` is never a kind, so
 these forms never collide). The canonical key is stored verbatim, so scans return it exactly as
 written. Counter values are the decimal string in ``v`` (``HINCRBY`` does exact int64
-arithmetic); a value that is not a canonical decimal integer (``"7"``, ``"-3"``; not ``"007"``,
-``"+7"`` or ``" 7"``) is not a counter. The time indexes store scores as doubles: timestamps are
-exact within +/-2**53 ms (285,000 years).
+arithmetic); ``HINCRBY`` reads exactly the counter grammar every backend shares (the canonical
+decimal of a signed 64-bit integer: ``"7"``, ``"-3"``; not ``"007"``, ``"+7"``, ``" 7"``,
+``"-0"`` or ``str(2**63)``; see :meth:`lockyard.store.StateStore.increment`). The time
+indexes store scores as doubles: timestamps are exact within +/-2**53 ms (285,000 years).
 
 Cost per operation (N = entries in the index, M = entries returned)
 --------------------------------------------------------------------
@@ -162,7 +163,13 @@ from lockyard.locks import (
     ReleaseWatch,
 )
 from lockyard.operations import OperationRunner
-from lockyard.store import CasResult, StateStore, checked_sum, parse_counter
+from lockyard.store import (
+    COUNTER_RULE,
+    CasResult,
+    StateStore,
+    checked_sum,
+    parse_counter,
+)
 
 logger = logging.getLogger("lockyard.backends.redis")
 
@@ -505,13 +512,18 @@ class RedisStateStore(StateStore):
 
 
 def _increment_error(key: str, current: str, delta: int) -> SerializationError:
+    """Why ``HINCRBY`` refused: the value is not a counter, or the sum leaves int64.
+
+    ``HINCRBY`` reads exactly the grammar of :func:`lockyard.store.parse_counter`, so one of the
+    two checks raises; the last line only answers a Redis that read integers differently.
+    """
     try:
         checked_sum(parse_counter(current, key), delta, key)
     except SerializationError as exc:
         return exc
     return SerializationError(
-        f"increment on {key!r}: the current value {current[:40]!r} is not a canonical decimal "
-        "integer (Redis counts only values like '7' or '-3')"
+        f"increment on {key!r} by {delta}: Redis refused the current value {current[:40]!r}: "
+        f"{COUNTER_RULE}"
     )
 
 

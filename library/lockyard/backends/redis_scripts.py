@@ -91,8 +91,9 @@ return 1
 """
 
 # increment. ARGV: [1] canonical key, [2] delta (decimal int64), [3] ttl ms or '' (keep expiry).
-# Returns the new value as the stored decimal string; or, when the current value is not an
-# integer or the sum leaves int64, a one-element array holding the current value (nothing
+# Returns the new value as the stored decimal string; or, when the current value is not a
+# counter (HINCRBY reads only the canonical decimal of an int64, the grammar every backend
+# shares) or the sum leaves int64, a one-element array holding the current value (nothing
 # changed: HINCRBY fails before any write).
 INCREMENT = (
     _NOW_MS
