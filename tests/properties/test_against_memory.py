@@ -11,10 +11,9 @@ must be equal: the same result, the same argument error with the same message, o
 TTLs here never run out during a sequence (the shortest valid one is a minute), so timing
 cannot make the two sides differ; ``test_short_ttls_expire_alike`` covers expiry.
 
-Counter values are canonical decimal integers within signed 64 bits and deltas are never 0:
-other spellings of an integer (``" 7"``, ``"007"``, ``"+7"``, out-of-range numbers) and
-``increment(key, 0)`` are handled differently by some backends today, which
-``test_counter_edges.py`` pins case by case.
+Counter values are drawn as canonical decimal integers within signed 64 bits; the other
+spellings of an integer (``" 7"``, ``"007"``, ``"+7"``, out-of-range numbers), which every
+backend refuses alike, are covered case by case in ``test_counter_edges.py``.
 """
 
 from __future__ import annotations
