@@ -6,6 +6,17 @@ woken when a lock is released (pub/sub, LISTEN/NOTIFY, an in-process event). Wai
 poll: they sleep until a release signal, the holder's lease end, or a capped, jittered backoff,
 whichever comes first; the backoff only matters when a signal is lost.
 
+Fair hand-off. A backend that queues waiters (``Guarantees.fifo_waiters``) keeps, per lock name,
+a FIFO queue of the callers that wait (``acquire`` with a timeout above 0). A waiting attempt
+takes the lock only if it is free and no live waiter is queued ahead of it; otherwise it joins
+the queue, or refreshes its entry, with a short *waiter lease* (``waiter_lease_s``). Each attempt
+renews that lease and a queued waiter re-attempts well within it, so the entry of a waiter that
+crashed stalls a hand-off for at most the waiter lease. A waiter that gives up (timeout,
+cancellation, error) leaves the queue (``_leave_queue``, best effort). Release signals name the
+head of the queue, so only that waiter wakes, instead of every waiter racing (and losing to)
+the releaser, which would otherwise take the lock again at once. ``try_acquire`` and
+``acquire(timeout=0)`` do not queue: they take a free lock whoever waits.
+
 Observers (the Kubernetes Lease mirror) are told of acquisitions, renewals and releases through
 plain synchronous callbacks that must only enqueue work: lock operations never wait for them.
 """
@@ -15,6 +26,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import logging
 import random
 import secrets
 from collections.abc import AsyncIterator
@@ -27,17 +39,32 @@ from lockyard.durations import Duration, lock_ttl_to_ms, timeout_to_seconds
 from lockyard.errors import LockExpiredError, LockLostError, LockTimeoutError, StateError
 from lockyard.operations import OperationRunner
 
+log = logging.getLogger("lockyard.locks")
+
 #: The longest lock name, in bytes of UTF-8.
 MAX_LOCK_NAME_LENGTH = 512
 DEFAULT_HOLD_TIMEOUT_S = 30.0
+#: How long a queued waiter's entry lives without a new attempt (see the module docstring).
+DEFAULT_WAITER_LEASE_S = 2.0
+#: The most a waiter that gives up spends leaving the queue (best effort: the entry would
+#: expire with its waiter lease anyway), so that LockTimeoutError stays within the contract's
+#: 100 ms of the timeout whatever the backend's state.
+LEAVE_QUEUE_TIMEOUT_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
 class AcquireAttempt:
-    """What one acquisition round trip found: a fencing token, or the holder's remaining lease."""
+    """What one acquisition round trip found: a fencing token, or when to try again.
+
+    ``retry_after_ms``: the holder's remaining lease (or, when the lock is free but another
+    waiter is first in the queue, that waiter's remaining waiter lease). ``queued``: the caller
+    is in the lock's FIFO queue, and a release will signal it by its owner token when it is
+    first; it then need not poll often.
+    """
 
     fencing_token: int | None
     retry_after_ms: int | None = None
+    queued: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +80,15 @@ class LockInfo:
 class ReleaseWatch(Protocol):
     """Wakes a waiter when the watched lock may have been released."""
 
+    @property
+    def live(self) -> bool:
+        """Whether a release signal would reach this watch now (a subscription is up).
+
+        Only read for queued attempts (``AcquireAttempt.queued``): a queued waiter with a live
+        watch is told when its turn comes, so it polls only to renew its waiter lease.
+        """
+        ...
+
     async def wait(self, timeout: float) -> None:
         """Return on a release signal or after ``timeout`` seconds, whichever is first."""
         ...
@@ -61,6 +97,8 @@ class ReleaseWatch(Protocol):
 class SleepWatch:
     """The fallback watch: no signal, only the (already jittered) pause."""
 
+    live = False
+
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
 
@@ -68,34 +106,84 @@ class SleepWatch:
         await self._clock.sleep(timeout)
 
 
-class ReleaseWaiters:
-    """Per-name events a backend's release listener sets (pub/sub, LISTEN/NOTIFY).
+def release_signal(name: str, next_owner: str | None) -> str:
+    """The payload a release publishes: the name, a newline, the queue's head owner or ``""``.
 
-    Each waiting ``acquire`` registers one event under its lock name; a release message for
-    that name sets them, and a reconnect sets all (messages may have been lost meanwhile).
+    Backends build the same text on the server (Lua, SQL); see :func:`parse_release_signal`.
+    """
+    return f"{name}\n{next_owner or ''}"
+
+
+def parse_release_signal(payload: str) -> tuple[str, str | None]:
+    """``(name, next owner or None)`` from a release payload.
+
+    Owner tokens never contain a newline, so the split is at the last one (names may contain
+    newlines). A payload without one (an older Lockyard) is a bare name: wake all its waiters.
+    """
+    name, newline, owner = payload.rpartition("\n")
+    if not newline:
+        return payload, None
+    return name, owner or None
+
+
+class ReleaseWaiters:
+    """Per-name, per-owner events a backend's release listener sets (pub/sub, LISTEN/NOTIFY).
+
+    Each waiting ``acquire`` registers one event under its lock name and owner token. A release
+    message that names the next owner wakes only that waiter (it is first in the queue; the
+    others would only find it ahead of them); one without an owner wakes every waiter of the
+    name, and a reconnect wakes all (messages may have been lost meanwhile). Waiters registered
+    without an owner are woken by every message for their name.
     """
 
     def __init__(self) -> None:
-        self._events: dict[str, set[asyncio.Event]] = {}
+        self._by_name: dict[str, dict[asyncio.Event, str | None]] = {}
+        self._by_owner: dict[tuple[str, str], asyncio.Event] = {}
+        self._anonymous: dict[str, set[asyncio.Event]] = {}
 
-    def watch(self, name: str) -> asyncio.Event:
+    def watch(self, name: str, owner: str | None = None) -> asyncio.Event:
         event = asyncio.Event()
-        self._events.setdefault(name, set()).add(event)
+        self._by_name.setdefault(name, {})[event] = owner
+        if owner is None:
+            self._anonymous.setdefault(name, set()).add(event)
+        else:
+            self._by_owner[name, owner] = event
         return event
 
     def unwatch(self, name: str, event: asyncio.Event) -> None:
-        events = self._events.get(name)
-        if events is not None:
-            events.discard(event)
-            if not events:
-                del self._events[name]
+        events = self._by_name.get(name)
+        if events is None or event not in events:
+            return
+        owner = events.pop(event)
+        if not events:
+            del self._by_name[name]
+        if owner is not None:
+            if self._by_owner.get((name, owner)) is event:
+                del self._by_owner[name, owner]
+            return
+        anonymous = self._anonymous[name]
+        anonymous.discard(event)
+        if not anonymous:
+            del self._anonymous[name]
 
-    def wake(self, name: str) -> None:
-        for event in self._events.get(name, ()):
+    def wake(self, name: str, owner: str | None = None) -> None:
+        """Wake ``owner``'s waiter of ``name`` (if it waits in this process), or all of them."""
+        if owner is None:
+            for event in self._by_name.get(name, ()):
+                event.set()
+            return
+        mine = self._by_owner.get((name, owner))
+        if mine is not None:
+            mine.set()
+        for event in self._anonymous.get(name, ()):
             event.set()
 
+    def wake_signal(self, payload: str) -> None:
+        """Wake the waiters a release payload (:func:`release_signal`) names."""
+        self.wake(*parse_release_signal(payload))
+
     def wake_all(self) -> None:
-        for events in self._events.values():
+        for events in self._by_name.values():
             for event in events:
                 event.set()
 
@@ -226,11 +314,14 @@ class DistributedLock(abc.ABC):
     #: (or the backend has none).
     poll_cap_s: float = 0.5
     poll_initial_s: float = 0.005
+    #: A queued waiter's entry lives this long after each attempt (backends that queue).
+    waiter_lease_s: float = DEFAULT_WAITER_LEASE_S
 
     def __init__(self, runner: OperationRunner, clock: Clock = SYSTEM_CLOCK) -> None:
         self._run = runner
         self.clock = clock
         self._observers: list[LockObserver] = []
+        self._leaving: set[asyncio.Future[None]] = set()
 
     # -- public API ------------------------------------------------------------------------
     async def try_acquire(self, name: str, ttl: Duration) -> LockGuard | None:
@@ -243,29 +334,55 @@ class DistributedLock(abc.ABC):
         return self._new_guard(name, owner, attempt.fencing_token, ms)
 
     async def acquire(self, name: str, ttl: Duration, timeout: Duration) -> LockGuard:
-        """Wait up to ``timeout`` (0 makes one attempt); ``LockTimeoutError`` when it runs out."""
+        """Wait up to ``timeout`` (0 makes one attempt); ``LockTimeoutError`` when it runs out.
+
+        With a timeout above 0 the caller queues (on backends that queue): it gets the lock in
+        its turn, after the waiters that came before it.
+        """
         name, ms = check_lock_name(name), lock_ttl_to_ms(ttl)
         wait_s = timeout_to_seconds(timeout)
         owner = new_owner_token()
+        if wait_s <= 0:  # one attempt, which takes a free lock like try_acquire
+            attempt = await self._run("acquire", self._try_acquire(name, owner, ms))
+            if attempt.fencing_token is None:
+                raise self._timed_out(name, wait_s)
+            return self._new_guard(name, owner, attempt.fencing_token, ms)
         deadline = self.clock.monotonic() + wait_s
         backoff = self.poll_initial_s
+        wait_ms = max(1, round(self.waiter_lease_s * 1000))
+        # A queued waiter re-attempts (renewing its entry) four times per waiter lease at least.
+        renew_s = min(self.poll_cap_s, self.waiter_lease_s / 4)
         # Watch before the first attempt, so a release between attempt and wait is not missed.
-        async with self.watch_releases(name) as watch:
-            while True:
-                attempt = await self._run("acquire", self._try_acquire(name, owner, ms))
-                if attempt.fencing_token is not None:
-                    return self._new_guard(name, owner, attempt.fencing_token, ms)
-                remaining = deadline - self.clock.monotonic()
-                if remaining <= 0:
-                    raise LockTimeoutError(
-                        f"lock {name!r} is still held by another owner after waiting {wait_s:g}s"
+        async with self.watch_releases(name, owner) as watch:
+            try:
+                while True:
+                    attempt = await self._run(
+                        "acquire", self._try_acquire(name, owner, ms, wait_ms)
                     )
-                pause = random.uniform(backoff / 2, backoff)
-                if attempt.retry_after_ms is not None:
-                    # Never sleep past the holder's lease end: an expired lock is free.
-                    pause = min(pause, attempt.retry_after_ms / 1000 + 0.001)
-                await watch.wait(min(pause, remaining))
-                backoff = min(backoff * 2, self.poll_cap_s)
+                    if attempt.fencing_token is not None:
+                        return self._new_guard(name, owner, attempt.fencing_token, ms)
+                    remaining = deadline - self.clock.monotonic()
+                    if remaining <= 0:
+                        raise self._timed_out(name, wait_s)
+                    if attempt.queued and watch.live:
+                        # Our turn comes with a signal addressed to us; polling only renews
+                        # the waiter lease (and covers a lost signal).
+                        pause = random.uniform(renew_s / 2, renew_s)
+                    else:
+                        pause = random.uniform(backoff / 2, backoff)
+                        if attempt.queued:
+                            pause = min(pause, renew_s)
+                        backoff = min(backoff * 2, self.poll_cap_s)
+                    if attempt.retry_after_ms is not None:
+                        # Never sleep past the holder's lease end: an expired lock is free.
+                        pause = min(pause, attempt.retry_after_ms / 1000 + 0.001)
+                    await watch.wait(min(pause, remaining))
+            except asyncio.CancelledError:
+                await self._leave_shielded(name, owner)
+                raise
+            except Exception:
+                await self._leave_quietly(name, owner)
+                raise
 
     def hold(
         self,
@@ -290,8 +407,17 @@ class DistributedLock(abc.ABC):
 
     # -- backend primitives ----------------------------------------------------------------
     @abc.abstractmethod
-    async def _try_acquire(self, name: str, owner: str, ttl_ms: int) -> AcquireAttempt:
-        """Take the lock if free (or expired), bumping the fencing counter in the same step."""
+    async def _try_acquire(
+        self, name: str, owner: str, ttl_ms: int, wait_ms: int | None = None
+    ) -> AcquireAttempt:
+        """Take the lock if free (or expired), bumping the fencing counter in the same step.
+
+        ``wait_ms=None`` (``try_acquire``, ``acquire(timeout=0)``): take it if free, whoever
+        waits. Otherwise the caller waits: take it only if it is free and no live waiter is
+        queued ahead of ``owner`` (then remove ``owner``'s entry in the same step); if not,
+        queue ``owner`` (or keep its place) with an entry that expires ``wait_ms`` from now, and
+        answer ``queued=True``. A backend without a queue ignores ``wait_ms``.
+        """
 
     @abc.abstractmethod
     async def _extend(self, name: str, owner: str, ttl_ms: int) -> bool:
@@ -311,12 +437,48 @@ class DistributedLock(abc.ABC):
     @abc.abstractmethod
     async def _list_held(self) -> list[LockInfo]: ...
 
+    async def _leave_queue(self, name: str, owner: str) -> None:
+        """Remove ``owner`` from ``name``'s queue; if the lock is free, signal the new head.
+
+        Best effort (the entry expires with its waiter lease anyway); the default, for backends
+        without a queue, does nothing.
+        """
+        return
+
     @contextlib.asynccontextmanager
-    async def watch_releases(self, name: str) -> AsyncIterator[ReleaseWatch]:
-        """Override with a real signal (pub/sub, LISTEN/NOTIFY); the default only sleeps."""
+    async def watch_releases(
+        self, name: str, owner: str | None = None
+    ) -> AsyncIterator[ReleaseWatch]:
+        """Override with a real signal (pub/sub, LISTEN/NOTIFY); the default only sleeps.
+
+        ``owner`` is the waiter's token: a signal that names the next owner need only wake it.
+        """
         yield SleepWatch(self.clock)
 
     # -- internals -------------------------------------------------------------------------
+    @staticmethod
+    def _timed_out(name: str, wait_s: float) -> LockTimeoutError:
+        return LockTimeoutError(
+            f"lock {name!r} is still held by another owner after waiting {wait_s:g}s"
+        )
+
+    async def _leave_quietly(self, name: str, owner: str) -> None:
+        """Leave the queue, bounded and silent: the caller is already raising its own error."""
+        try:
+            async with asyncio.timeout(LEAVE_QUEUE_TIMEOUT_S):
+                await self._run("leave_queue", self._leave_queue(name, owner))
+        except Exception as exc:  # best effort: the entry expires with its waiter lease
+            log.debug("lockyard: leaving the queue of lock %r failed: %r", name, exc)
+
+    async def _leave_shielded(self, name: str, owner: str) -> None:
+        """Leave the queue after a cancellation; a second cancellation lets it finish alone."""
+        leave = asyncio.ensure_future(self._leave_quietly(name, owner))
+        try:
+            await asyncio.shield(leave)
+        except asyncio.CancelledError:
+            self._leaving.add(leave)
+            leave.add_done_callback(self._leaving.discard)
+
     def _new_guard(self, name: str, owner: str, fencing_token: int, ttl_ms: int) -> LockGuard:
         guard = LockGuard(self, name, owner, fencing_token, ttl_ms)
         self._notify("lock_acquired", guard)

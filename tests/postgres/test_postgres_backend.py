@@ -366,10 +366,21 @@ async def test_sweep_deletes_in_batches(
 # -- LISTEN/NOTIFY ----------------------------------------------------------------------------
 
 
-async def handover_time(ly: lockyard.Connection, name: str) -> float:
-    """Seconds from a release to the waiter holding the lock, with polling made useless."""
+@pytest_asyncio.fixture
+async def peer(
+    ly: lockyard.Connection, postgres_server: PostgresServer
+) -> AsyncIterator[lockyard.Connection]:
+    """A second handle on ly's store: another client, as another process would be (a release
+    whose next waiter is in the releasing handle itself wakes it without a notification)."""
+    url = postgres_server.url(prefix=backend_of(ly).config.prefix, schema=SCHEMA)
+    async with lockyard.connect(url) as handle:
+        yield handle
+
+
+async def handover_time(ly: lockyard.Connection, peer: lockyard.Connection, name: str) -> float:
+    """Seconds from a release by ``peer`` to ly's waiter holding the lock, polling made useless."""
     ly.locks.poll_initial_s = ly.locks.poll_cap_s = 5.0
-    holder = await ly.locks.acquire(name, 30, timeout=1)
+    holder = await peer.locks.acquire(name, 30, timeout=1)
     waiter = asyncio.create_task(ly.locks.acquire(name, 30, timeout=10))
     await asyncio.sleep(0.2)
     released_at = time.monotonic()
@@ -381,18 +392,22 @@ async def handover_time(ly: lockyard.Connection, name: str) -> float:
     return elapsed
 
 
-async def test_release_wakes_a_waiter_through_notify(ly: lockyard.Connection) -> None:
-    assert await handover_time(ly, "notify") < 0.1
+async def test_release_wakes_a_waiter_through_notify(
+    ly: lockyard.Connection, peer: lockyard.Connection
+) -> None:
+    assert await handover_time(ly, peer, "notify") < 0.1
     assert backend_of(ly).listener.connections == 1
 
 
-async def test_break_wakes_a_waiter_through_notify(ly: lockyard.Connection) -> None:
+async def test_break_wakes_a_waiter_through_notify(
+    ly: lockyard.Connection, peer: lockyard.Connection
+) -> None:
     ly.locks.poll_initial_s = ly.locks.poll_cap_s = 5.0
     holder = await ly.locks.acquire("broken", 30, timeout=1)
     waiter = asyncio.create_task(ly.locks.acquire("broken", 30, timeout=10))
     await asyncio.sleep(0.2)
     broken_at = time.monotonic()
-    assert await ly.locks.break_lock("broken")
+    assert await peer.locks.break_lock("broken")
     guard = await waiter
     assert time.monotonic() - broken_at < 0.1
     assert guard.fencing_token > holder.fencing_token
@@ -400,10 +415,10 @@ async def test_break_wakes_a_waiter_through_notify(ly: lockyard.Connection) -> N
 
 
 async def test_the_listener_reconnects_after_its_connection_is_killed(
-    ly: lockyard.Connection, raw: asyncpg.Connection
+    ly: lockyard.Connection, peer: lockyard.Connection, raw: asyncpg.Connection
 ) -> None:
     listener = backend_of(ly).listener
-    assert await handover_time(ly, "before") < 0.1
+    assert await handover_time(ly, peer, "before") < 0.1
     assert listener.backend_pid is not None
     assert await raw.fetchval("SELECT pg_terminate_backend($1)", listener.backend_pid)
 
@@ -411,7 +426,7 @@ async def test_the_listener_reconnects_after_its_connection_is_killed(
         return listener.connections == 2
 
     await wait_until(reconnected)
-    assert await handover_time(ly, "after") < 0.1
+    assert await handover_time(ly, peer, "after") < 0.1
 
 
 async def test_waiters_still_get_the_lock_while_the_listener_is_down(

@@ -127,18 +127,22 @@ async def first_operation_after_start(ly: lockyard.Connection) -> None:
     assert await ly.store.get("ns:t:state:record") == "v3"
 
 
-async def wake_through_notify(ly: lockyard.Connection) -> None:
+async def wake_through_notify(ly: lockyard.Connection, server: PostgresServer) -> None:
     listener = backend_of(ly).listener
     await asyncio.wait_for(listener.connected.wait(), 10)
     ly.locks.poll_initial_s = ly.locks.poll_cap_s = 5.0
-    holder = await ly.locks.acquire("wake", 30, timeout=1)
-    waiter = asyncio.create_task(ly.locks.acquire("wake", 30, timeout=10))
-    await asyncio.sleep(0.2)
-    released_at = time.monotonic()
-    await holder.release()
-    guard = await waiter
-    assert time.monotonic() - released_at < 0.1
-    await guard.release()
+    # The holder is another client: a waiter in the releasing handle itself is woken without
+    # a notification.
+    peer_url = server.url(prefix=backend_of(ly).config.prefix, schema=SCHEMA)
+    async with lockyard.connect(peer_url) as peer:
+        holder = await peer.locks.acquire("wake", 30, timeout=1)
+        waiter = asyncio.create_task(ly.locks.acquire("wake", 30, timeout=10))
+        await asyncio.sleep(0.2)
+        released_at = time.monotonic()
+        await holder.release()
+        guard = await waiter
+        assert time.monotonic() - released_at < 0.1
+        await guard.release()
 
 
 def url(server: PostgresServer, timeout: float = OPERATION_TIMEOUT_S) -> str:
@@ -159,7 +163,7 @@ async def test_a_restart_loses_nothing_and_the_same_handle_recovers(
         running.start()
         await first_operation_after_start(ly)
         await check(ly, seeded)
-        await wake_through_notify(ly)
+        await wake_through_notify(ly, running)
         assert backend_of(ly).listener.connections >= 2
         await ly.store.purge()
 

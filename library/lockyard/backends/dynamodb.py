@@ -108,7 +108,9 @@ reused. DynamoDB acknowledges a write once it is durable in several Availability
 lock survives node and zone failures; mutual exclusion holds while client clocks agree to well
 within the TTL. Global tables are not supported: their cross-region replication is asynchronous
 and last-writer-wins, so two regions could both grant a lock. DynamoDB has no release signal:
-waiters poll with jittered backoff capped at :attr:`DynamoDBLocks.poll_cap_s`.
+waiters poll with jittered backoff capped at :attr:`DynamoDBLocks.poll_cap_s`, and are not
+queued (``Guarantees.fifo_waiters`` is false): the first attempt after a release wins, so a
+contended lock is not handed out in arrival order.
 
 Failure behaviour
 -----------------
@@ -190,6 +192,7 @@ GUARANTEES = Guarantees(
     fencing="per-name counter bumped in the acquiring write, kept after release, never reused",
     ttl_precision="1 ms (judged on read and in conditions; native TTL reclaims storage later)",
     clock="the client's wall clock: keep hosts in sync, skew well below the shortest lock TTL",
+    fifo_waiters=False,
 )
 
 #: How long opening a connection may wait for CreateTable, its GSIs and TTL to become active.
@@ -644,7 +647,11 @@ class DynamoDBLocks(DistributedLock):
     def _key(self, name: str) -> Item:
         return self._t.pk(layout.LOCK_TAG, name)
 
-    async def _try_acquire(self, name: str, owner: str, ttl_ms: int) -> AcquireAttempt:
+    async def _try_acquire(
+        self, name: str, owner: str, ttl_ms: int, wait_ms: int | None = None
+    ) -> AcquireAttempt:
+        # No queue (wait_ms is ignored): without a release signal there is nothing to hand the
+        # lock over with, so waiters poll and the first attempt after a release wins.
         now = self._t.now_ms()
         result = await self._t.write(
             self._client.update_item,

@@ -6,6 +6,10 @@ across threads or processes). Deadlines use the injectable clock's monotonic tim
 milliseconds. A background task reclaims expired keys and locks through a deadline heap, so
 memory does not grow with keys nobody touches again. The two time indexes are sorted lists
 (``sortedcontainers``): O(log N) to add or remove, O(log N + M) to read what is due.
+
+Locks: a lease per name plus, per name, a FIFO queue of waiters (an insertion-ordered dict of
+owner -> waiter deadline). A waiting attempt takes a free lock only when no live waiter is ahead
+of it; a release (or break, or a lease found expired) wakes the head of the queue directly.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from lockyard.clock import SYSTEM_CLOCK, Clock
 from lockyard.config import MemoryConfig
 from lockyard.guarantees import Guarantees
 from lockyard.keys import kind_of
-from lockyard.locks import AcquireAttempt, DistributedLock, LockInfo, ReleaseWatch
+from lockyard.locks import AcquireAttempt, DistributedLock, LockInfo, ReleaseWaiters, ReleaseWatch
 from lockyard.operations import OperationRunner, default_translate
 from lockyard.store import CasResult, StateStore, checked_sum, parse_counter
 
@@ -36,6 +40,7 @@ GUARANTEES = Guarantees(
     fencing="per-name counter, strictly increasing, never reused",
     ttl_precision="1 ms",
     clock="the process's monotonic clock",
+    fifo_waiters=True,
 )
 
 
@@ -212,17 +217,20 @@ class MemoryStateStore(_Clocked, StateStore):
 
 
 class _EventWatch:
-    def __init__(self, events: dict[str, asyncio.Event], name: str) -> None:
-        self._events = events
-        self._name = name
+    __slots__ = ("_event",)
+
+    live = True  # releases are signalled in-process: none is ever lost
+
+    def __init__(self, event: asyncio.Event) -> None:
+        self._event = event
 
     async def wait(self, timeout: float) -> None:
-        event = self._events.get(self._name)
-        if event is None:
-            event = self._events[self._name] = asyncio.Event()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await event.wait()
+        event = self._event
+        if not event.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await event.wait()
+        event.clear()
 
 
 class MemoryLocks(_Clocked, DistributedLock):
@@ -231,7 +239,9 @@ class MemoryLocks(_Clocked, DistributedLock):
         _Clocked.__init__(self, clock)
         self._leases: dict[str, _Lease] = {}
         self._fencing: dict[str, int] = {}
-        self._release_events: dict[str, asyncio.Event] = {}
+        #: Per name, the waiters in arrival order: owner -> deadline of its waiter lease (ms).
+        self._queues: dict[str, dict[str, int]] = {}
+        self._waiters = ReleaseWaiters()
 
     def _live(self, name: str) -> _Lease | None:
         lease = self._leases.get(name)
@@ -241,31 +251,74 @@ class MemoryLocks(_Clocked, DistributedLock):
             return None
         return lease
 
+    def _head(self, name: str) -> tuple[str, int] | None:
+        """The first live waiter of ``name`` and its deadline, dropping expired ones before it."""
+        queue = self._queues.get(name)
+        if queue is None:
+            return None
+        now = self._now_ms()
+        while queue:
+            owner = next(iter(queue))
+            deadline = queue[owner]
+            if deadline > now:
+                return owner, deadline
+            del queue[owner]
+        del self._queues[name]
+        return None
+
     def _signal(self, name: str) -> None:
-        event = self._release_events.pop(name, None)
-        if event is not None:
-            event.set()
+        """The lock is free: wake the head of its queue (or every waiter, if none is queued)."""
+        head = self._head(name)
+        self._waiters.wake(name, None if head is None else head[0])
 
     def clear(self) -> None:
-        """Drop every lock and fencing counter (``purge``), waking all waiters."""
-        names = list(self._leases)
+        """Drop every lock, queue and fencing counter (``purge``), waking all waiters."""
         self._leases.clear()
         self._fencing.clear()
-        for name in names:
-            self._signal(name)
+        self._queues.clear()
+        self._waiters.wake_all()
 
     def sweep(self) -> None:
         for name in [n for n, lease in self._leases.items() if lease.deadline_ms <= self._now_ms()]:
             self._live(name)
+        now = self._now_ms()
+        for name in [n for n, q in self._queues.items() if all(d <= now for d in q.values())]:
+            del self._queues[name]
 
-    async def _try_acquire(self, name: str, owner: str, ttl_ms: int) -> AcquireAttempt:
+    async def _try_acquire(
+        self, name: str, owner: str, ttl_ms: int, wait_ms: int | None = None
+    ) -> AcquireAttempt:
         lease = self._live(name)
+        head = None if wait_ms is None else self._head(name)
+        if lease is None and (head is None or head[0] == owner):
+            if head is not None:
+                del self._queues[name][owner]
+                if not self._queues[name]:
+                    del self._queues[name]
+            token = self._fencing.get(name, 0) + 1
+            self._fencing[name] = token
+            self._leases[name] = _Lease(owner, self._now_ms() + ttl_ms, token)
+            return AcquireAttempt(token)
+        now = self._now_ms()
         if lease is not None:
-            return AcquireAttempt(None, retry_after_ms=lease.deadline_ms - self._now_ms())
-        token = self._fencing.get(name, 0) + 1
-        self._fencing[name] = token
-        self._leases[name] = _Lease(owner, self._now_ms() + ttl_ms, token)
-        return AcquireAttempt(token)
+            retry_after_ms = lease.deadline_ms - now
+        else:
+            assert head is not None
+            retry_after_ms = head[1] - now
+        if wait_ms is None:
+            return AcquireAttempt(None, retry_after_ms=retry_after_ms)
+        # Join at the tail, or keep our place with a renewed waiter lease.
+        self._queues.setdefault(name, {})[owner] = now + wait_ms
+        return AcquireAttempt(None, retry_after_ms=retry_after_ms, queued=True)
+
+    async def _leave_queue(self, name: str, owner: str) -> None:
+        queue = self._queues.get(name)
+        if queue is None or queue.pop(owner, None) is None:
+            return
+        if not queue:
+            del self._queues[name]
+        if self._live(name) is None:
+            self._signal(name)
 
     async def _extend(self, name: str, owner: str, ttl_ms: int) -> bool:
         lease = self._live(name)
@@ -302,8 +355,14 @@ class MemoryLocks(_Clocked, DistributedLock):
         ]
 
     @contextlib.asynccontextmanager
-    async def watch_releases(self, name: str) -> AsyncIterator[ReleaseWatch]:
-        yield _EventWatch(self._release_events, name)
+    async def watch_releases(
+        self, name: str, owner: str | None = None
+    ) -> AsyncIterator[ReleaseWatch]:
+        event = self._waiters.watch(name, owner)
+        try:
+            yield _EventWatch(event)
+        finally:
+            self._waiters.unwatch(name, event)
 
 
 class MemoryBackend:

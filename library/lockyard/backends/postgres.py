@@ -11,6 +11,11 @@ stores with different prefixes never meet; the SQL is in :mod:`lockyard.backends
   ``(prefix, index_name, at_ms) INCLUDE (key)``.
 - ``S.locks(prefix, name, owner, expires_at, fencing)``: one lease row per lock name, kept after
   release with ``owner`` NULL so that the fencing counter only grows.
+- ``S.lock_waiters(prefix, name, owner, client, ticket, expires_at)``: the callers waiting for
+  each lock, primary key ``(prefix, name, owner)``, in arrival order by ``ticket`` (an identity
+  column; index ``(prefix, name, ticket)``), each with a waiter lease and the id of the client
+  (``PostgresLocks``) it waits in. UNLOGGED: entries live seconds and are re-created by the next
+  attempt, so they need no WAL.
 - ``S.schema_version``: the applied migrations (see :func:`migrate`).
 
 Cost: every store and lock operation is one prepared SQL statement, one round trip on a pooled
@@ -41,6 +46,16 @@ restarts (mutual exclusion holds as long as the database keeps its committed dat
 break send ``pg_notify`` in the same statement; one LISTEN connection per backend wakes waiters,
 reconnecting in the background, with the polling fallback of :mod:`lockyard.locks` meanwhile.
 
+Waiters are served first come, first served: each attempt of a waiting ``acquire`` is still one
+statement (data-modifying CTEs) that takes a free lock only when no live waiter is queued ahead
+of it, deleting its own entry in the same statement, and otherwise queues it or renews its
+waiter lease. Release and break notify ``<name>\n<head owner>``, and the listener wakes only
+that waiter; when the head waits in the releasing client itself, nothing is sent and the client
+wakes it from the statement's result (nothing is sent either when nobody is queued). A
+waiter that gives up leaves the queue (one statement, which notifies the new head if the lock is
+free); entries whose waiter lease passed are skipped, deleted by the next acquisition of the
+name, and swept in the background. ``try_acquire`` does not queue.
+
 Failure: each operation runs under ``operation_timeout`` (client side, and as the server's
 ``statement_timeout``). While the server is unreachable, operations fail fast with
 ``BackendConnectionError``; asyncpg's pool replaces dead connections, so the same handle works
@@ -55,6 +70,7 @@ import functools
 import hashlib
 import logging
 import random
+import secrets
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -112,6 +128,7 @@ GUARANTEES = Guarantees(
     fencing="per-name counter in the lease row, kept after release: strictly increasing",
     ttl_precision="1 ms",
     clock="the PostgreSQL server's clock (clock_timestamp())",
+    fifo_waiters=True,
 )
 
 
@@ -482,10 +499,15 @@ class PostgresStateStore(_PooledStatements, StateStore):
 class _NotifyWatch:
     """A waiter's release signal: one event, set by the listener for this lock's name."""
 
-    __slots__ = ("_event",)
+    __slots__ = ("_connected", "_event")
 
-    def __init__(self, event: asyncio.Event) -> None:
+    def __init__(self, event: asyncio.Event, connected: asyncio.Event) -> None:
         self._event = event
+        self._connected = connected
+
+    @property
+    def live(self) -> bool:
+        return self._connected.is_set()
 
     async def wait(self, timeout: float) -> None:
         if not self._event.is_set():
@@ -513,16 +535,20 @@ class ReleaseListener:
         self.connections = 0
         self.backend_pid: int | None = None
 
-    def watch(self, name: str) -> asyncio.Event:
+    def watch(self, name: str, owner: str | None = None) -> asyncio.Event:
         if self._task is None and not self._closed:
             self._task = asyncio.create_task(self._listen_forever(), name="lockyard-pg-listen")
-        return self._waiters.watch(name)
+        return self._waiters.watch(name, owner)
 
     def unwatch(self, name: str, event: asyncio.Event) -> None:
         self._waiters.unwatch(name, event)
 
+    def wake(self, name: str, owner: str) -> None:
+        """Wake ``owner``'s waiter now if it waits in this process (its notification follows)."""
+        self._waiters.wake(name, owner)
+
     def _on_notification(self, connection: object, pid: int, channel: str, payload: object) -> None:
-        self._waiters.wake(str(payload))
+        self._waiters.wake_signal(str(payload))
 
     def _wake_all(self) -> None:
         self._waiters.wake_all()
@@ -588,41 +614,82 @@ class PostgresLocks(_PooledStatements, DistributedLock):
         self._q = statements
         self._prefix = prefix
         self._listener = listener
+        #: Tags this client's queue entries: a release whose next owner waits here wakes it
+        #: directly instead of notifying ourselves through the server.
+        self._client_id = secrets.token_hex(8)
 
-    async def _try_acquire(self, name: str, owner: str, ttl_ms: int) -> AcquireAttempt:
-        row = await self._fetchrow(self._q.acquire, self._prefix, name, owner, ttl_ms)
-        return AcquireAttempt(row[0], retry_after_ms=row[1])
+    async def _try_acquire(
+        self, name: str, owner: str, ttl_ms: int, wait_ms: int | None = None
+    ) -> AcquireAttempt:
+        row = await self._fetchrow(
+            self._q.acquire, self._prefix, name, owner, ttl_ms, wait_ms, self._client_id
+        )
+        fencing = row[0]
+        return AcquireAttempt(fencing, row[1], queued=fencing is None and wait_ms is not None)
 
     async def _extend(self, name: str, owner: str, ttl_ms: int) -> bool:
         held = await self._fetchval(self._q.extend, self._prefix, name, owner, ttl_ms)
         return held is not None
 
+    async def _hand_over(self, name: str, query: str, *args: object) -> bool:
+        """Run a release/break statement; wake the next owner here if it waits in this process.
+
+        The wake comes before the connection goes back to the pool: asyncpg's release takes
+        a loop iteration (a shielded task), and on a contended lock the hand-over is the path
+        every waiter waits on (measured: about 1.6x the contended cycles per second).
+        """
+        pool = self._pool
+        connection = await pool.acquire()
+        try:
+            released, next_owner = await connection.fetchrow(query, *args)
+            if next_owner:
+                self._listener.wake(name, next_owner)
+            return bool(released > 0)
+        except asyncio.CancelledError:
+            connection.terminate()  # see _PooledStatements
+            raise
+        finally:
+            await pool.release(connection)
+
     async def _release(self, name: str, owner: str) -> bool:
-        channel = self._listener.channel
-        released: int = await self._fetchval(self._q.release, self._prefix, name, owner, channel)
-        return released > 0
+        channel, client = self._listener.channel, self._client_id
+        return await self._hand_over(
+            name, self._q.release, self._prefix, name, owner, channel, client
+        )
 
     async def _is_held(self, name: str, owner: str) -> bool:
         held: bool = await self._fetchval(self._q.is_held, self._prefix, name, owner)
         return held
 
     async def _break(self, name: str) -> bool:
-        broken: int = await self._fetchval(
-            self._q.break_, self._prefix, name, self._listener.channel
-        )
-        return broken > 0
+        channel, client = self._listener.channel, self._client_id
+        return await self._hand_over(name, self._q.break_, self._prefix, name, channel, client)
+
+    async def _leave_queue(self, name: str, owner: str) -> None:
+        channel, client = self._listener.channel, self._client_id
+        head = await self._fetchval(self._q.leave_queue, self._prefix, name, owner, channel, client)
+        if head:
+            self._listener.wake(name, head)
+
+    async def sweep_waiters(self) -> int:
+        """Delete queue entries (of every prefix in the schema) whose waiter lease passed."""
+        status = await self._run("sweep_waiters", self._execute(self._q.sweep_waiters))
+        return int(status.rsplit(" ", 1)[-1])
 
     async def _list_held(self) -> list[LockInfo]:
         rows = await self._fetch(self._q.list_held, self._prefix)
         return [LockInfo(row[0], row[1], row[2], row[3]) for row in rows]
 
     @contextlib.asynccontextmanager
-    async def watch_releases(self, name: str) -> AsyncIterator[ReleaseWatch]:
-        event = self._listener.watch(name)
+    async def watch_releases(
+        self, name: str, owner: str | None = None
+    ) -> AsyncIterator[ReleaseWatch]:
+        listener = self._listener
+        event = listener.watch(name, owner)
         try:
-            yield _NotifyWatch(event)
+            yield _NotifyWatch(event, listener.connected)
         finally:
-            self._listener.unwatch(name, event)
+            listener.unwatch(name, event)
 
 
 # -- the backend ------------------------------------------------------------------------------
@@ -653,6 +720,7 @@ class PostgresBackend:
             await asyncio.sleep(random.uniform(0.75, 1.25) * SWEEP_INTERVAL_S)
             try:
                 await self.store.sweep_expired()
+                await self.locks.sweep_waiters()
             except StateError as exc:  # the server is away: the next round tries again
                 log.debug("lockyard: postgresql sweep failed: %s", exc)
 

@@ -18,9 +18,16 @@ touches lives in one slot.
                                        clock), members = keys of kind ``K`` that have a TTL
 ``lockyard:{P|}:timeout``, ``:chain``  the two time indexes: zset, score = timestamp
 ``lockyard:{P|lock:<name>}:lease``     a lock's lease: string = owner token, ``PX`` = lease
-``lockyard:{P|lock:<name>}:fence``     its fencing counter: hash ``e`` = epoch, ``c`` = count
+``lockyard:{P|lock:<name>}:fence``     its fencing counter: hash ``e`` = epoch, ``c`` = count,
+                                       ``q`` = last queue ticket
+``lockyard:{P|lock:<name>}:queue``     its waiters in arrival order: zset, owner -> ticket
+``lockyard:{P|lock:<name>}:waiters``   their waiter leases: hash, owner -> "<deadline (ms,
+                                       server clock)> <client id>"; both queue keys expire
+                                       with the last waiter lease
 ``lockyard:{P|}:sweep``                short lease so one client per prefix sweeps at a time
-channel ``lockyard:{P|}:released``     pub/sub: lock names, published on release and break
+channel ``lockyard:{P|}:released``     pub/sub: ``<name>\n<next owner>``, published on
+                                       release, break and when a waiter leaves a free lock,
+                                       when the next owner waits in another client
 =====================================  =====================================================
 
 ``K`` is the kind segment (kinds contain no ``:``, and the empty tag ``P|`` is never a kind, so
@@ -40,10 +47,11 @@ hash: atomic); ``check_and_set``, ``set``, ``delete``, ``increment``, ``compare_
 ``ZRANGEBYSCORE -inf now``: O(log N + M). Scans: one ``EVALSHA``, O(log N + M). ``NOSCRIPT``
 (after a restart or failover) is answered by ``SCRIPT LOAD`` and one retry (as redis-py's
 ``Script``); the scripts are loaded when the backend opens.
-Locks: ``try_acquire``, ``extend``, ``release``, ``break_lock`` = one ``EVALSHA``; ``is_held`` =
-``GET``. With ``wait_replicas`` > 0 an acquisition adds one ``WAIT``. ``list_held`` and
-``purge`` are administration: ``SCAN MATCH`` over the store's escaped prefix (never ``KEYS``),
-many round trips, proportional to the whole database.
+Locks: ``try_acquire``, each attempt of ``acquire``, ``extend``, ``release``, ``break_lock`` and
+leaving the queue = one ``EVALSHA``; ``is_held`` = ``GET``. With ``wait_replicas`` > 0 an
+acquisition adds one ``WAIT``. ``list_held`` and ``purge`` are administration: ``SCAN MATCH``
+over the store's escaped prefix (never ``KEYS``), many round trips, proportional to the whole
+database.
 
 Scan strategy and why
 ---------------------
@@ -63,13 +71,27 @@ Locks
 -----
 Acquisition is one script: ``SET lease owner NX PX ttl`` and, in the same script, the fencing
 counter. If the lock is held, the script returns the holder's ``PTTL`` so a waiter never sleeps
-past the lease. ``extend``/``release`` compare the owner token on the server. Release and break
-``PUBLISH`` the name on the prefix's channel; each backend keeps ONE subscribed connection that
-wakes the matching waiters (``asyncio.Event``), and the base class's capped polling covers lost
-messages. Fencing token = ``epoch << 40 | counter``: the epoch is 0 on a single server, and on
-Sentinel the ``config-epoch`` of the master the acquiring connection was opened to (Sentinel
-raises it on every failover). A promoted replica that missed the last acquisitions therefore
-still hands out tokens above every token of the old master, and its counter restarts at 1.
+past the lease. ``extend``/``release`` compare the owner token on the server.
+
+Waiters are served first come, first served: a waiting attempt (``acquire`` with a timeout) takes
+a free lock only if no live waiter is ahead of it in the lock's queue, and otherwise joins the
+queue (or keeps its place) with a waiter lease of ``DistributedLock.waiter_lease_s`` (2 s),
+renewed by each attempt, all in the same script. Expired entries are dropped when they reach the
+head, so a crashed waiter holds a hand-off up for at most its waiter lease. ``try_acquire`` does
+not queue: it takes a free lock whoever waits. Release and break ``PUBLISH`` the name and the
+head waiter's owner token on the prefix's channel; each backend keeps ONE subscribed connection
+and wakes only that owner's waiter (``asyncio.Event``) instead of all of them. Queue entries
+carry the id of the client (``RedisLocks``) they wait in: when the head waits in the releasing
+client, the script publishes nothing and the client wakes the waiter from the script's reply;
+nothing is published either when nobody is queued (every waiting ``acquire`` is). The base
+class's capped polling (which queued waiters need only to renew their entry) covers lost
+messages.
+
+Fencing token = ``epoch << 40 | counter``: the epoch is 0 on a single server, and on Sentinel
+the ``config-epoch`` of the master the acquiring connection was opened to (Sentinel raises it on
+every failover). A promoted replica that missed the last acquisitions therefore still hands out
+tokens above every token of the old master, and its counter restarts at 1. A failover can lose
+queue entries like any other write: their waiters re-join at their next attempt.
 
 Guarantees: a single server holds locks while it keeps its data (a restart without persistence
 forgets leases and fencing counters). Sentinel replication is asynchronous, and Sentinel
@@ -200,6 +222,7 @@ REDIS_GUARANTEES = Guarantees(
     "server keeps its data",
     ttl_precision="1 ms",
     clock="the Redis server's clock (PEXPIREAT from TIME, PX leases)",
+    fifo_waiters=True,
 )
 
 SENTINEL_GUARANTEES = Guarantees(
@@ -219,6 +242,7 @@ SENTINEL_GUARANTEES = Guarantees(
     ),
     ttl_precision="1 ms",
     clock="the master's clock (PEXPIREAT from TIME, PX leases)",
+    fifo_waiters=True,
 )
 
 
@@ -325,6 +349,11 @@ class KeyLayout:
     def fence(self, name: str) -> str:
         return f"{self.lock_prefix}{name}}}:fence"
 
+    def lock_keys(self, name: str) -> tuple[str, str, str, str]:
+        """(lease, fence, queue, waiter deadlines) of one lock: one hash slot."""
+        base = f"{self.lock_prefix}{name}}}"
+        return base + ":lease", base + ":fence", base + ":queue", base + ":waiters"
+
     def lock_name(self, lease_key: str) -> str:
         return lease_key[len(self.lock_prefix) : -len("}:lease")]
 
@@ -376,6 +405,7 @@ class Scripts:
         self.extend = self.by_name["extend"]
         self.release = self.by_name["release"]
         self.breaks = self.by_name["break"]
+        self.leave_queue = self.by_name["leave_queue"]
 
     async def load(self) -> None:
         """Load every script in one pipelined round trip, so EVALSHA finds them."""
@@ -529,10 +559,15 @@ def _increment_error(key: str, current: str, delta: int) -> SerializationError:
 
 # -- release signals -----------------------------------------------------------------------------
 class _EventWatch:
-    __slots__ = ("_event",)
+    __slots__ = ("_event", "_signals")
 
-    def __init__(self, event: asyncio.Event) -> None:
+    def __init__(self, event: asyncio.Event, signals: ReleaseSignals) -> None:
         self._event = event
+        self._signals = signals
+
+    @property
+    def live(self) -> bool:
+        return self._signals.subscribed
 
     async def wait(self, timeout: float) -> None:
         event = self._event
@@ -606,14 +641,15 @@ class ReleaseSignals:
                 self._listen(pubsub), name="lockyard-redis-release-signals"
             )
 
-    def watch(self, name: str) -> asyncio.Event:
-        return self._waiters.watch(name)
+    def watch(self, name: str, owner: str | None = None) -> asyncio.Event:
+        return self._waiters.watch(name, owner)
 
     def unwatch(self, name: str, event: asyncio.Event) -> None:
         self._waiters.unwatch(name, event)
 
-    def _wake(self, name: str) -> None:
-        self._waiters.wake(name)
+    def wake(self, name: str, owner: str) -> None:
+        """Wake ``owner``'s waiter now if it waits in this process (its message follows)."""
+        self._waiters.wake(name, owner)
 
     def _wake_all(self) -> None:
         self._waiters.wake_all()
@@ -646,7 +682,7 @@ class ReleaseSignals:
                     )
                     _raise_if_cancelled()
                     if message is not None and message["type"] == "message":
-                        self._wake(message["data"])
+                        self._waiters.wake_signal(message["data"])
                 except (rx.RedisError, OSError, TimeoutError) as exc:
                     logger.debug("redis: release subscription lost, re-subscribing: %r", exc)
                     self._ready.clear()
@@ -696,10 +732,13 @@ class RedisLocks(DistributedLock):
         self._signals = signals
         self._wait_replicas = wait_replicas
         self._wait_timeout_ms = wait_timeout_ms
+        #: Tags this client's queue entries: a release whose next owner waits here wakes it
+        #: directly instead of publishing to ourselves.
+        self._client_id = secrets.token_hex(8)
 
-    async def _try_acquire(self, name: str, owner: str, ttl_ms: int) -> AcquireAttempt:
-        layout = self._layout
-        lease = layout.lease(name)
+    async def _try_acquire(
+        self, name: str, owner: str, ttl_ms: int, wait_ms: int | None = None
+    ) -> AcquireAttempt:
         pool = self._client.connection_pool
         # The acquisition runs on a connection we hold, because the fencing epoch belongs to
         # the server that connection was opened to (and WAIT counts that connection's writes).
@@ -707,14 +746,17 @@ class RedisLocks(DistributedLock):
         try:
             epoch = getattr(connection, "fencing_epoch", 0)
             script = self._scripts.acquire
-            args = (lease, layout.fence(name), owner, ttl_ms, epoch)
+            waiter_lease = "" if wait_ms is None else wait_ms
+            keys = self._layout.lock_keys(name)
+            args = (*keys, owner, ttl_ms, epoch, waiter_lease, self._client_id)
             try:
-                result = await _command(connection, "EVALSHA", script.sha, 2, *args)
+                result = await _command(connection, "EVALSHA", script.sha, 4, *args)
             except rx.NoScriptError:
                 await _command(connection, "SCRIPT", "LOAD", script.script)
-                result = await _command(connection, "EVALSHA", script.sha, 2, *args)
+                result = await _command(connection, "EVALSHA", script.sha, 4, *args)
             if not isinstance(result, list):
-                return AcquireAttempt(None, retry_after_ms=max(int(result), 0))
+                retry_after = max(int(result), 0)
+                return AcquireAttempt(None, retry_after, queued=wait_ms is not None)
             token = int(result[0]) << FENCING_EPOCH_SHIFT | int(result[1])
             if self._wait_replicas:
                 await self._confirm_replicas(connection, name, owner)
@@ -729,10 +771,10 @@ class RedisLocks(DistributedLock):
         if acked >= self._wait_replicas:
             return
         release = self._scripts.release
+        lease, _, queue, waiters = self._layout.lock_keys(name)
         channel = self._layout.release_channel
-        await _command(
-            connection, "EVALSHA", release.sha, 1, self._layout.lease(name), owner, channel, name
-        )
+        args = (lease, queue, waiters, owner, channel, name, self._client_id)
+        await _command(connection, "EVALSHA", release.sha, 3, *args)
         raise BackendError(
             f"lock {name!r}: only {acked} of {self._wait_replicas} replicas confirmed the "
             f"acquisition within {self._wait_timeout_ms} ms; it was released again"
@@ -741,16 +783,36 @@ class RedisLocks(DistributedLock):
     async def _extend(self, name: str, owner: str, ttl_ms: int) -> bool:
         return bool(await self._scripts.extend((self._layout.lease(name),), (owner, ttl_ms)))
 
+    def _queue_keys(self, name: str) -> tuple[str, str, str]:
+        lease, _, queue, waiters = self._layout.lock_keys(name)
+        return lease, queue, waiters
+
+    def _handed_over(self, name: str, result: Any) -> bool:
+        """Parse a release/break reply; wake the next owner here if it waits in this process."""
+        if not isinstance(result, list):
+            return False
+        if result[1]:
+            self._signals.wake(name, result[1])
+        return True
+
     async def _release(self, name: str, owner: str) -> bool:
-        args = (owner, self._layout.release_channel, name)
-        return bool(await self._scripts.release((self._layout.lease(name),), args))
+        args = (owner, self._layout.release_channel, name, self._client_id)
+        result = await self._scripts.release(self._queue_keys(name), args)
+        return self._handed_over(name, result)
 
     async def _is_held(self, name: str, owner: str) -> bool:
         return bool(await self._client.get(self._layout.lease(name)) == owner)
 
     async def _break(self, name: str) -> bool:
-        args = (self._layout.release_channel, name)
-        return bool(await self._scripts.breaks((self._layout.lease(name),), args))
+        args = (self._layout.release_channel, name, self._client_id)
+        result = await self._scripts.breaks(self._queue_keys(name), args)
+        return self._handed_over(name, result)
+
+    async def _leave_queue(self, name: str, owner: str) -> None:
+        args = (owner, self._layout.release_channel, name, self._client_id)
+        head = await self._scripts.leave_queue(self._queue_keys(name), args)
+        if head:
+            self._signals.wake(name, head)
 
     async def _list_held(self) -> list[LockInfo]:
         layout = self._layout
@@ -783,12 +845,14 @@ class RedisLocks(DistributedLock):
         return infos
 
     @contextlib.asynccontextmanager
-    async def watch_releases(self, name: str) -> AsyncIterator[ReleaseWatch]:
+    async def watch_releases(
+        self, name: str, owner: str | None = None
+    ) -> AsyncIterator[ReleaseWatch]:
         signals = self._signals
         await signals.ensure()
-        event = signals.watch(name)
+        event = signals.watch(name, owner)
         try:
-            yield _EventWatch(event)
+            yield _EventWatch(event, signals)
         finally:
             signals.unwatch(name, event)
 

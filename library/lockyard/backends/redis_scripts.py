@@ -180,28 +180,115 @@ return #due
 )
 
 # -- locks --------------------------------------------------------------------------------------
-# Lock scripts share KEYS[1] = lease (string: owner token, PX = the lease) and, where used,
-# KEYS[2] = fencing hash {e = epoch of the last acquisition, c = counter within that epoch}. The
-# fencing hash never expires: counters are never reused.
+# Lock scripts use these keys of one lock (all tagged {P|lock:name}, one slot): the lease
+# (string: owner token, PX = the lease); the fencing hash {e = epoch of the last acquisition,
+# c = counter within that epoch, q = the last queue ticket handed out}, which never expires
+# (counters are never reused); the queue (zset: owner -> ticket, so arrival order) and the
+# waiters hash (owner -> "<end of its waiter lease, ms on the server clock> <client id>") of the
+# callers waiting for it. Queue and waiters expire (PEXPIRE) a waiter lease after the last
+# waiter joined or renewed, so an abandoned queue vanishes by itself.
+#
+# A release publishes "<name>\n<owner of the queue's head>" on the store's release channel, and
+# the listener of each client wakes only that owner's waiter. It publishes nothing when nobody
+# is queued (every waiting acquire is), nor when the head waits in the releasing client itself
+# (same client id): that client wakes it directly from the script's reply.
 
-# try_acquire. ARGV: [1] owner, [2] lease ms, [3] fencing epoch of the connection (Sentinel's
-# config-epoch of this master; 0 on a single server). Returns {epoch, counter} when acquired;
-# otherwise the holder's remaining lease in ms (PTTL), which waiters sleep at most.
-# A newer epoch restarts the counter at 1; an older or equal one continues the stored counter.
-ACQUIRE = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('PTTL', KEYS[1])
+# The first live waiter of a queue, removing expired entries in front of it (each is removed
+# once, so the cost is amortised over the joins). Returns its owner, the ms left on its waiter
+# lease and its client id; or nil when nobody live is queued.
+_QUEUE_HEAD = (
+    _NOW_MS
+    + """
+local function queue_head(queue, waiters)
+  local now = nil
+  while true do
+    local first = redis.call('ZRANGE', queue, 0, 0)
+    if #first == 0 then
+      return nil
+    end
+    local owner = first[1]
+    local entry = redis.call('HGET', waiters, owner) or '0 '
+    local deadline, client = string.match(entry, '^(%d+) (.*)$')
+    deadline = tonumber(deadline or '0')
+    now = now or now_ms()
+    if deadline > now then
+      return owner, deadline - now, client
+    end
+    redis.call('ZREM', queue, owner)
+    redis.call('HDEL', waiters, owner)
+  end
 end
-local fence = redis.call('HMGET', KEYS[2], 'e', 'c')
-local epoch = tonumber(fence[1] or '0')
-local wanted = tonumber(ARGV[3])
-if wanted > epoch or not fence[2] then
-  epoch = math.max(epoch, wanted)
-  redis.call('HSET', KEYS[2], 'e', string.format('%.0f', epoch), 'c', 1)
-  return {epoch, 1}
+
+-- Tell the head of the queue that the lock is free, unless it waits in the calling client
+-- (which wakes it from the reply) or nobody waits. Returns the head's owner, or ''.
+local function signal_head(queue, waiters, channel, name, caller)
+  local head, _, client = queue_head(queue, waiters)
+  if not head then
+    return ''
+  end
+  if client ~= caller then
+    redis.call('PUBLISH', channel, name .. '\\n' .. head)
+  end
+  return head
 end
-return {epoch, redis.call('HINCRBY', KEYS[2], 'c', 1)}
 """
+)
+
+# try_acquire, and each attempt of a waiting acquire. KEYS: [1] lease, [2] fencing hash,
+# [3] queue, [4] waiters. ARGV: [1] owner, [2] lease ms, [3] fencing epoch of the connection
+# (Sentinel's config-epoch of this master; 0 on a single server), [4] waiter lease ms, or '' for
+# an attempt that does not queue (try_acquire: takes a free lock whoever waits), [5] the
+# caller's client id (with a waiter lease).
+# A waiting attempt takes the lock only when it is free and the queue has no live waiter ahead
+# of ARGV[1] (its own entry then goes); otherwise it joins the queue at the tail, or keeps its
+# place, with its waiter lease renewed.
+# Returns {epoch, counter} when acquired; otherwise the ms to wait at most: the holder's
+# remaining lease (PTTL), or, when the lock is free but another waiter is first, that waiter's
+# remaining waiter lease. A newer epoch restarts the counter at 1; an older or equal one
+# continues the stored counter.
+ACQUIRE = (
+    _QUEUE_HEAD
+    + """
+local owner = ARGV[1]
+local waiting = ARGV[4] ~= ''
+local head, head_left = nil, nil
+if waiting then
+  head, head_left = queue_head(KEYS[3], KEYS[4])
+end
+if (head == nil or head == owner) and redis.call('SET', KEYS[1], owner, 'NX', 'PX', ARGV[2]) then
+  if head == owner then
+    redis.call('ZREM', KEYS[3], owner)
+    redis.call('HDEL', KEYS[4], owner)
+  end
+  local fence = redis.call('HMGET', KEYS[2], 'e', 'c')
+  local epoch = tonumber(fence[1] or '0')
+  local wanted = tonumber(ARGV[3])
+  if wanted > epoch or not fence[2] then
+    epoch = math.max(epoch, wanted)
+    redis.call('HSET', KEYS[2], 'e', string.format('%.0f', epoch), 'c', 1)
+    return {epoch, 1}
+  end
+  return {epoch, redis.call('HINCRBY', KEYS[2], 'c', 1)}
+end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  left = head_left or 0
+end
+if waiting then
+  if not redis.call('ZSCORE', KEYS[3], owner) then
+    redis.call('ZADD', KEYS[3], redis.call('HINCRBY', KEYS[2], 'q', 1), owner)
+  end
+  local lease = tonumber(ARGV[4])
+  redis.call('HSET', KEYS[4], owner, string.format('%.0f', now_ms() + lease) .. ' ' .. ARGV[5])
+  for _, key in ipairs({KEYS[3], KEYS[4]}) do
+    if redis.call('PTTL', key) < lease then
+      redis.call('PEXPIRE', key, lease)
+    end
+  end
+end
+return left
+"""
+)
 
 # extend. ARGV: [1] owner, [2] lease ms. Returns 1 if the owner held it (lease reset to now +
 # ARGV[2]), 0 otherwise (nothing touched).
@@ -212,25 +299,51 @@ end
 return 0
 """
 
-# release. ARGV: [1] owner, [2] release channel, [3] lock name. Returns 1 if the owner held it
-# (deleted, and the name published on the channel), 0 otherwise (nothing touched).
-RELEASE = """
+# release. KEYS: [1] lease, [2] queue, [3] waiters. ARGV: [1] owner, [2] release channel,
+# [3] lock name, [4] the caller's client id. Returns {1, owner of the queue's head or ''} if the
+# owner held it (deleted, and the head signalled as described above), 0 otherwise (nothing
+# touched).
+RELEASE = (
+    _QUEUE_HEAD
+    + """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
-  return 1
+  return {1, signal_head(KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4])}
 end
 return 0
 """
+)
 
-# break_lock. ARGV: [1] release channel, [2] lock name. Returns 1 if a live lease was removed.
-BREAK = """
+# break_lock. KEYS: [1] lease, [2] queue, [3] waiters. ARGV: [1] release channel, [2] lock name,
+# [3] the caller's client id. Returns {1, owner of the queue's head or ''} if a live lease was
+# removed (and the head signalled), 0 otherwise.
+BREAK = (
+    _QUEUE_HEAD
+    + """
 if redis.call('DEL', KEYS[1]) == 1 then
-  redis.call('PUBLISH', ARGV[1], ARGV[2])
-  return 1
+  return {1, signal_head(KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])}
 end
 return 0
 """
+)
+
+# A waiter gives up (timeout, cancellation, error). KEYS: [1] lease, [2] queue, [3] waiters.
+# ARGV: [1] owner, [2] release channel, [3] lock name, [4] the caller's client id. Removes
+# ARGV[1] from the queue; if it was queued and the lock is free, signals the new head (it would
+# otherwise wait for a release that already happened). Returns that head's owner, or ''.
+LEAVE_QUEUE = (
+    _QUEUE_HEAD
+    + """
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then
+  return ''
+end
+redis.call('HDEL', KEYS[3], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return ''
+end
+return signal_head(KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4])
+"""
+)
 
 # list_held, per lock found by SCAN (sent with EVAL in a pipeline). No ARGV. Returns {} when
 # the lease is gone, else {owner, remaining ms, epoch, counter}.
@@ -256,4 +369,5 @@ SCRIPTS: dict[str, str] = {
     "extend": EXTEND,
     "release": RELEASE,
     "break": BREAK,
+    "leave_queue": LEAVE_QUEUE,
 }

@@ -466,6 +466,10 @@ class GuaranteesStatus(ResourceModel):
     fencing: str
     ttl_precision: str
     clock: str
+    fifo_waiters: bool = Field(
+        default=False,
+        description="Waiting acquirers are served in arrival order (a FIFO queue per lock).",
+    )
 
 
 class LocksStatus(ResourceModel):
