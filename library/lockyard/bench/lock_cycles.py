@@ -22,7 +22,6 @@ waiting, when it got the lock and when it began releasing, and derives:
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
 import math
 import threading
@@ -31,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from lockyard.bench.stats import NAN, OPS_PER_S, Sample, now_ns, percentile
+from lockyard.bench.stats import NAN, OPS_PER_S, Sample, now_ns, percentile, settle_gc
 
 #: How long one acquisition may wait before the library gives up (counted as a timeout).
 ACQUIRE_TIMEOUT_S = 30.0
@@ -139,7 +138,7 @@ async def uncontended_async(handle: AsyncHandle, n: int, max_seconds: float) -> 
             await handle.release()
     latencies: list[int] = []
     timeouts = 0
-    gc.collect()
+    settle_gc()
     started = now_ns()
     deadline = started + int(max_seconds * 1e9)
     for _ in range(n):
@@ -161,7 +160,7 @@ def _uncontended_sync(handle: SyncHandle, n: int, max_seconds: float) -> dict[st
             handle.release()
     latencies: list[int] = []
     timeouts = 0
-    gc.collect()
+    settle_gc()
     started = now_ns()
     deadline = started + int(max_seconds * 1e9)
     for _ in range(n):
@@ -201,7 +200,7 @@ async def contended_async(handles: Sequence[AsyncHandle], plan: ContendedPlan) -
                 log.leave(cycle)
                 await handle.release()
 
-    gc.collect()
+    settle_gc()
     started = now_ns()
     async with asyncio.timeout(plan.max_seconds + ACQUIRE_TIMEOUT_S + 30):
         async with asyncio.TaskGroup() as group:
@@ -235,7 +234,7 @@ async def contended_sync(handles: Sequence[SyncHandle], plan: ContendedPlan) -> 
         threading.Thread(target=worker, args=(n, h), name=f"bench-worker-{n}", daemon=True)
         for n, h in enumerate(handles)
     ]
-    gc.collect()
+    settle_gc()
     started = now_ns()
     for thread in threads:
         thread.start()
