@@ -26,7 +26,9 @@ def write_chart(results: Results, path: Path) -> Path:
     ratio_backends = list(dict.fromkeys(b for (b, s, _, m) in ratios if s == LOCKYARD))
     figures = results.aggregate()
     lock_rows: list[Key] = [
-        key for key in figures if key[1] in ("lock", "peer") and key[4] == "uncontended"
+        key
+        for key in figures
+        if key[1] in ("lock", "peer") and key[3] == "lock_cycle" and key[4] == "uncontended"
     ]
     panels = (1 if ratio_backends else 0) + (1 if lock_rows else 0)
     if panels == 0:

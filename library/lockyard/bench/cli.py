@@ -251,6 +251,8 @@ async def run(args: argparse.Namespace, command: str) -> int:
             chart = write_chart(results, out / "chart.png")
         except ImportError as exc:
             results.note("all", "chart", f"not drawn: {describe(exc)} (pip install matplotlib)")
+        except Exception as exc:  # a drawing bug must not cost the measurements: report them
+            results.note("all", "chart", f"not drawn: {describe(exc)}")
     report = write_report(results, checks, out, chart)
     print(terminal_report(results, checks))
     print(f"report: {report}" + (f"\nchart: {chart}" if chart else ""))
