@@ -8,8 +8,9 @@ Leases back is :mod:`lockyard.mirror.leases`. Needs the ``kubernetes`` extra.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lockyard._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lockyard.mirror.kubeapi import KubeApiError, KubeClient, load_api_client
@@ -27,29 +28,22 @@ if TYPE_CHECKING:
 # Loaded on first use (PEP 562): the CLI imports lockyard.mirror.kubeapi and leases without
 # paying for the mirror itself and everything it imports.
 _LAZY = {
-    "KubeApiError": "kubeapi",
-    "KubeClient": "kubeapi",
-    "load_api_client": "kubeapi",
-    "Holder": "lease_mirror",
-    "LeaseMirror": "lease_mirror",
-    "MirrorMetrics": "lease_mirror",
-    "enable_lease_mirroring": "lease_mirror",
-    "maybe_mirror": "lease_mirror",
-    "mirror_of": "lease_mirror",
-    "lease_name": "lease_names",
-    "store_selector": "lease_names",
-    "MirroredLease": "leases",
+    "KubeApiError": "lockyard.mirror.kubeapi",
+    "KubeClient": "lockyard.mirror.kubeapi",
+    "load_api_client": "lockyard.mirror.kubeapi",
+    "Holder": "lockyard.mirror.lease_mirror",
+    "LeaseMirror": "lockyard.mirror.lease_mirror",
+    "MirrorMetrics": "lockyard.mirror.lease_mirror",
+    "enable_lease_mirroring": "lockyard.mirror.lease_mirror",
+    "maybe_mirror": "lockyard.mirror.lease_mirror",
+    "mirror_of": "lockyard.mirror.lease_mirror",
+    "lease_name": "lockyard.mirror.lease_names",
+    "store_selector": "lockyard.mirror.lease_names",
+    "MirroredLease": "lockyard.mirror.leases",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lockyard.mirror' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"lockyard.mirror.{module}"), name)
-    globals()[name] = value
-    return value
-
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
 
 __all__ = [
     "Holder",
