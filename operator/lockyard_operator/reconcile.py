@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import shutil
 import time
 from collections import OrderedDict
@@ -144,6 +145,29 @@ class _Store:
     last_patch: dict[str, Any] | None = None
     last_write: float = 0.0
     deleted: bool = False
+
+
+#: One PEM block (RFC 7468): a BEGIN line, base64 text (RFC 1421 headers allowed), an END line.
+_PEM_BLOCK = re.compile(r"-----BEGIN ([^-\n]+)-----(.*?)-----END \1-----", re.DOTALL)
+
+
+def _check_pem(ref: SecretKeyRef, text: str) -> None:
+    """A client file (CA, certificate, key) read from a Secret must be PEM.
+
+    Checked here because the TLS library's own error ("[X509] PEM lib") names neither the
+    Secret nor the key.
+    """
+    blocks = _PEM_BLOCK.findall(text)
+    try:
+        for _, body in blocks:
+            lines = [line.strip() for line in body.splitlines() if ":" not in line]
+            base64.b64decode("".join(lines), validate=True)
+    except binascii.Error:
+        blocks = []
+    if not blocks:
+        raise _Failed(
+            reasons.INVALID_SPEC, f'key "{ref.key}" of Secret "{ref.name}" is not a PEM file'
+        )
 
 
 def _decode(secret: Mapping[str, Any], ref: SecretKeyRef) -> str:
@@ -358,6 +382,7 @@ class Reconciler:
         }
 
         def secret_file(secret_ref: SecretKeyRef) -> str:
+            _check_pem(secret_ref, values[secret_ref])
             folder = self._files_dir(store)
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             path = folder / hashlib.sha256(str(secret_ref).encode()).hexdigest()[:16]
