@@ -14,6 +14,10 @@ pytestmark = pytest.mark.dynamodb
 class TestDynamoDBConformance(Conformance):
     # No release signal exists in DynamoDB: waiters poll (DynamoDBLocks.poll_cap_s = 50 ms).
     handover_bound_s = 0.25
+    # moto answers in 5-30 ms quietly but in hundreds under a loaded CI run; a 0.3 s TTL
+    # lapsed between two writes there once (a real race, not a backend fault).
+    short_ttl_s = 0.6
+    expiry_wait_s = 0.9
 
     @pytest.fixture
     def lockyard_connect(self, moto_server: MotoServer, shared_table: str) -> ConnectFactory:

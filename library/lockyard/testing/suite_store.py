@@ -51,9 +51,14 @@ class StoreConformance(ConformanceBase):
         assert await ly.store.get_versioned(k) == ("first", 1)
 
     async def test_check_and_set_leaves_the_ttl_of_a_live_value(self, ly: Connection) -> None:
-        k = key("dedup")
-        assert await ly.store.check_and_set(k, "a", ttl=self.short_ttl_s)
-        assert not await ly.store.check_and_set(k, "b", ttl=3600)
+        created: dict[str, tuple[bool, bool]] = {}
+
+        async def set_up(k: str) -> None:
+            first = await ly.store.check_and_set(k, "a", ttl=self.short_ttl_s)
+            created[k] = (first, await ly.store.check_and_set(k, "b", ttl=3600))
+
+        k = await self.key_set_up_within_short_ttl(set_up, "dedup")
+        assert created[k] == (True, False)
         await self.expire()
         assert await ly.store.get(k) is None
 
@@ -78,17 +83,24 @@ class StoreConformance(ConformanceBase):
         assert await ly.store.get_versioned(k) == ("c", 3)
 
     async def test_set_without_ttl_clears_an_earlier_ttl(self, ly: Connection) -> None:
-        k = key()
-        await ly.store.set(k, "a", ttl=self.short_ttl_s)
-        await ly.store.set(k, "b")
+        async def set_up(k: str) -> None:
+            await ly.store.set(k, "a", ttl=self.short_ttl_s)
+            await ly.store.set(k, "b")
+
+        k = await self.key_set_up_within_short_ttl(set_up)
         await self.expire()
         assert await ly.store.get_versioned(k) == ("b", 2)
 
     async def test_set_with_ttl_replaces_the_expiry(self, ly: Connection) -> None:
-        k = key()
-        await ly.store.set(k, "a")
-        await ly.store.set(k, "b", ttl=timedelta(seconds=self.short_ttl_s))
-        assert await ly.store.get(k) == "b"
+        seen: dict[str, str | None] = {}
+
+        async def set_up(k: str) -> None:
+            await ly.store.set(k, "a")
+            await ly.store.set(k, "b", ttl=timedelta(seconds=self.short_ttl_s))
+            seen[k] = await ly.store.get(k)
+
+        k = await self.key_set_up_within_short_ttl(set_up)
+        assert seen[k] == "b"
         await self.expire()
         assert await ly.store.get(k) is None
 
