@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any
 
+from lockyard._resource import AsyncResource
 from lockyard.backend import Backend, load_opener
 from lockyard.config import BackendConfig, parse_url, validate_config
 from lockyard.config.backends import CommonSettings
@@ -20,7 +21,7 @@ from lockyard.locks import DistributedLock
 from lockyard.store import StateStore
 
 
-class Connection:
+class Connection(AsyncResource):
     """An open backend: ``.store``, ``.locks``, ``.backend``, ``.guarantees``, ``close()``."""
 
     def __init__(self, backend: Backend, config: BackendConfig) -> None:
@@ -77,17 +78,6 @@ class Connection:
                     await self._close_callbacks.pop()()
             finally:
                 await self._backend.close()
-
-    async def __aenter__(self) -> Connection:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return f"<lockyard.Connection backend={self.backend} prefix={self.prefix!r}>"

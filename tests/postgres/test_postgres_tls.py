@@ -12,7 +12,8 @@ import pytest
 import lockyard
 from lockyard.backends import postgres as pg
 from lockyard.config import PostgresConfig, parse_url
-from lockyard.testing.servers.postgres import PostgresServer, make_ca, make_client_certificate
+from lockyard.testing.servers.postgres import PostgresServer
+from lockyard.testing.servers.tls import make_ca, make_client_certificate
 
 pytestmark = pytest.mark.postgres
 

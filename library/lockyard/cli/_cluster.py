@@ -9,16 +9,12 @@ operator's naming rule), that Secret's data, :func:`lockyard.kube.binding.read_b
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import contextlib
 import shutil
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lockyard.cli._output import CliError
+from lockyard.cli._output import EXIT_USAGE, CliError
 from lockyard.errors import ConfigError
 from lockyard.mirror.kubeapi import (
     KubeApiError,
@@ -51,6 +47,15 @@ def connect(args: argparse.Namespace) -> tuple[KubeClient, str]:
     return KubeClient(client, owns=True), kubeconfig_namespace(kubeconfig, context)
 
 
+def connect_scope(args: argparse.Namespace) -> tuple[KubeClient, str | None]:
+    """:func:`connect`, and the namespace in scope: ``None`` with ``-A``, else ``-n`` or the
+    kubeconfig context's."""
+    if args.all_namespaces and args.namespace:
+        raise CliError("-A and -n cannot be used together", EXIT_USAGE)
+    kube, default_namespace = connect(args)
+    return kube, None if args.all_namespaces else (args.namespace or default_namespace)
+
+
 def api_problem(exc: KubeApiError, what: str) -> CliError:
     if exc.status == 0:
         return CliError(f"cannot reach the Kubernetes API while {what}: {exc.reason}")
@@ -72,6 +77,7 @@ def list_stores(kube: KubeClient, namespace: str | None) -> list[dict[str, Any]]
 
 def read_binding_secret(kube: KubeClient, namespace: str, store: str) -> dict[str, str]:
     """The decoded data of StateStore ``namespace/store``'s binding Secret."""
+    from lockyard.kube.binding import decode_secret_data
     from lockyard.kube.names import store_object_name
 
     try:
@@ -92,12 +98,9 @@ def read_binding_secret(kube: KubeClient, namespace: str, store: str) -> dict[st
             ) from exc
         raise api_problem(exc, f"reading the binding Secret {namespace}/{secret_name}") from exc
     try:
-        return {
-            key: base64.b64decode(value).decode()
-            for key, value in (secret.get("data") or {}).items()
-        }
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise CliError(f"binding Secret {namespace}/{secret_name} is not valid text") from exc
+        return decode_secret_data(secret, f"binding Secret {namespace}/{secret_name}")
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
 
 
 @contextlib.asynccontextmanager
@@ -111,25 +114,14 @@ async def open_store(
     process and cannot be opened from here (``CliError``).
     """
     from lockyard.connection import open_connection
-    from lockyard.kube.binding import read_binding
+    from lockyard.kube.binding import read_secret_binding
 
     data = read_binding_secret(kube, namespace, store)
-    files: Path | None = None
-
-    def file_path(key: str) -> str:
-        nonlocal files
-        if files is None:
-            files = Path(tempfile.mkdtemp(prefix=f"lockyard-{store}-"))
-        path = files / key
-        path.write_text(data[key])
-        path.chmod(0o600)
-        return str(path)
-
     try:
-        try:
-            binding = read_binding(data, file_path)
-        except ConfigError as exc:
-            raise CliError(f"StateStore {namespace}/{store}: {exc}") from exc
+        binding, files = read_secret_binding(data, store)
+    except ConfigError as exc:
+        raise CliError(f"StateStore {namespace}/{store}: {exc}") from exc
+    try:
         if binding.backend == "memory":
             raise CliError(
                 f"StateStore {namespace}/{store} uses the memory backend: its locks live inside "

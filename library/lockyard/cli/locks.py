@@ -41,7 +41,6 @@ from lockyard.cli._output import (
     add_scope_arguments,
     column_widths,
     dump,
-    fail,
     human_duration,
     remaining,
     render_table,
@@ -285,26 +284,20 @@ def print_rows(rows: Sequence[Row], args: argparse.Namespace, stream: TextIO) ->
 
 def run_list(args: argparse.Namespace) -> int:
     """``lockyard locks``."""
-    try:
-        return _list(args, sys.stdout)
-    except CliError as exc:
-        return fail(str(exc), exc.code)
+    return _list(args, sys.stdout)
 
 
 def _list(args: argparse.Namespace, stream: TextIO) -> int:
-    from lockyard.cli._cluster import api_problem, connect
+    from lockyard.cli._cluster import api_problem, connect_scope
     from lockyard.mirror.kubeapi import KubeApiError
     from lockyard.mirror.lease_names import store_selector
 
-    if args.all_namespaces and args.namespace:
-        raise CliError("-A and -n cannot be used together", EXIT_USAGE)
     if args.output_watch_events and not args.watch:
         raise CliError("--output-watch-events needs --watch", EXIT_USAGE)
-    kube, default_namespace = connect(args)
+    kube, namespace = connect_scope(args)
     try:
         if args.request_timeout:
             kube.timeout = (min(kube.timeout[0], args.request_timeout), args.request_timeout)
-        namespace = None if args.all_namespaces else (args.namespace or default_namespace)
         args.resolved_namespace = namespace
         selector = store_selector(args.store)
         try:
@@ -479,10 +472,7 @@ async def _held_locks(kube: Any, namespace: str, store: str) -> dict[str, Any] |
 
 def run_break(args: argparse.Namespace) -> int:
     """``lockyard locks break LOCK --store S``."""
-    try:
-        return asyncio.run(_break(args, sys.stdin, sys.stdout))
-    except CliError as exc:
-        return fail(str(exc), exc.code)
+    return asyncio.run(_break(args, sys.stdin, sys.stdout))
 
 
 def _confirm(question: str, stdin: TextIO, stream: TextIO) -> bool:

@@ -1,7 +1,8 @@
 """``lockyard`` (and ``kubectl lockyard``): inspect locks and stores, run migrations.
 
 Each subcommand lives in its own module exposing ``register(subparsers)``; this module only
-assembles them. Exit codes follow kubectl: 0 success, 1 error, 2 usage.
+assembles them and reports a ``CliError`` a handler raises. Exit codes follow kubectl: 0
+success, 1 error, 2 usage.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from lockyard import __version__
+from lockyard.cli._output import CliError, fail
 
 #: Subcommand modules, imported lazily so one missing extra does not break the others.
 SUBCOMMANDS = ("lockyard.cli.locks", "lockyard.cli.stores", "lockyard.cli.migrate")
@@ -35,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
+    except CliError as exc:
+        return fail(str(exc), exc.code)
     except KeyboardInterrupt:
         return 130
     return code

@@ -17,14 +17,12 @@ from typing import Any, TextIO
 
 from lockyard.cli._output import (
     EXIT_OK,
-    EXIT_USAGE,
     Cell,
     CliError,
     add_kube_arguments,
     add_output_argument,
     add_scope_arguments,
     dump,
-    fail,
     human_duration,
     render_table,
     use_color,
@@ -54,20 +52,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_stores(args: argparse.Namespace) -> int:
-    try:
-        return _stores(args, sys.stdout)
-    except CliError as exc:
-        return fail(str(exc), exc.code)
+    return _stores(args, sys.stdout)
 
 
 def _stores(args: argparse.Namespace, stream: TextIO) -> int:
-    from lockyard.cli._cluster import connect, list_stores
+    from lockyard.cli._cluster import connect_scope, list_stores
 
-    if args.all_namespaces and args.namespace:
-        raise CliError("-A and -n cannot be used together", EXIT_USAGE)
-    kube, default_namespace = connect(args)
+    kube, namespace = connect_scope(args)
     try:
-        namespace = None if args.all_namespaces else (args.namespace or default_namespace)
         objects = list_stores(kube, namespace)
     finally:
         kube.close()

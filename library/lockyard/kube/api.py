@@ -18,9 +18,10 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
+
+from lockyard._resource import AsyncResource
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 REQUEST_TIMEOUT_S = 30.0
@@ -90,7 +91,7 @@ def object_path(
     return path
 
 
-class KubeApi:
+class KubeApi(AsyncResource):
     """An open API client; ``await KubeApi.connect()``, then ``await api.close()``."""
 
     def __init__(self, api_client: Any) -> None:
@@ -115,17 +116,6 @@ class KubeApi:
 
     async def close(self) -> None:
         await self._client.close()
-
-    async def __aenter__(self) -> KubeApi:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def request(
         self,

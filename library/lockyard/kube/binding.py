@@ -14,13 +14,21 @@ The operator publishes one Secret per StateStore; a workload mounts it (``$SERVI
 | ``tls_ca_file``, ``sslrootcert``, ... (see ``FILE_PARAMS``) | a client file's content, if used |
 
 A file key is named after the URL parameter that takes the file's path: whoever reads the
-binding writes (or finds) the file and adds ``<key>=<path>`` to the URL.
+binding writes (or finds) the file and adds ``<key>=<path>`` to the URL. A binding read through
+the API comes as Secret data (:func:`decode_secret_data`); :func:`read_secret_binding` writes its
+file keys to a private temporary folder.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from lockyard.config import BackendConfig, to_url
@@ -112,3 +120,40 @@ def read_binding(data: Mapping[str, str], file_path: Callable[[str], str]) -> St
         default_ttl_seconds=ttl,
         lease_mirroring=data.get("lease-mirroring", "false").strip().lower() == "true",
     )
+
+
+def decode_secret_data(secret: Mapping[str, Any], what: str) -> dict[str, str]:
+    """A Secret object's base64 ``data`` as text; else ``ConfigError`` naming ``what``."""
+    try:
+        return {
+            key: base64.b64decode(value).decode()
+            for key, value in (secret.get("data") or {}).items()
+        }
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} is not valid text") from exc
+
+
+def read_secret_binding(data: Mapping[str, str], store: str) -> tuple[StoreBinding, Path | None]:
+    """The binding in a Secret's decoded ``data``, and the folder its file keys were written to.
+
+    The folder (mode 0700, files 0600) is made only when there are file keys, else ``None``; the
+    caller deletes it once the connection no longer needs the files. On an error nothing is left.
+    """
+    folder: Path | None = None
+
+    def file_path(key: str) -> str:
+        nonlocal folder
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix=f"lockyard-{store}-"))
+        path = folder / key
+        path.write_text(data[key])
+        path.chmod(0o600)
+        return str(path)
+
+    try:
+        binding = read_binding(data, file_path)
+    except BaseException:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return binding, folder

@@ -15,13 +15,10 @@ Role allows. The ``kubernetes`` client is imported only for the second way and f
 
 from __future__ import annotations
 
-import base64
-import binascii
 import importlib
 import logging
 import os
 import shutil
-import tempfile
 import weakref
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,13 @@ from lockyard.config.resource import API_GROUP, API_VERSION, PLURAL
 from lockyard.connection import Connection, open_connection
 from lockyard.errors import ConfigError
 from lockyard.kube.api import KubeApi, KubeApiError, object_path
-from lockyard.kube.binding import FILE_PARAMS, StoreBinding, read_binding
+from lockyard.kube.binding import (
+    FILE_PARAMS,
+    StoreBinding,
+    decode_secret_data,
+    read_binding,
+    read_secret_binding,
+)
 from lockyard.kube.names import store_object_name
 
 log = logging.getLogger(__name__)
@@ -50,19 +53,8 @@ async def open_store(name: str, namespace: str | None = None) -> Connection:
         return connection
     namespace = namespace or current_namespace()
     data = await _read_binding_secret(name, namespace)
-    files: Path | None = None
-
-    def file_path(key: str) -> str:
-        nonlocal files
-        if files is None:
-            files = Path(tempfile.mkdtemp(prefix=f"lockyard-{name}-"))
-        path = files / key
-        path.write_text(data[key])
-        path.chmod(0o600)
-        return str(path)
-
+    binding, files = read_secret_binding(data, name)
     try:
-        binding = read_binding(data, file_path)
         connection = await open_connection(binding.url)
     except BaseException:
         if files is not None:
@@ -162,13 +154,7 @@ async def _read_binding_secret(name: str, namespace: str) -> dict[str, str]:
             raise ConfigError(
                 _api_problem(exc, f"binding Secret {namespace}/{binding}", name)
             ) from None
-    try:
-        return {
-            key: base64.b64decode(value).decode()
-            for key, value in (secret.get("data") or {}).items()
-        }
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise ConfigError(f"binding Secret {namespace}/{binding} is not valid text") from exc
+    return decode_secret_data(secret, f"binding Secret {namespace}/{binding}")
 
 
 def _api_problem(exc: KubeApiError, what: str, store: str) -> str:

@@ -45,7 +45,6 @@ import contextlib
 import http.client
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -55,11 +54,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import Self
+from types import FrameType
+
+from lockyard.testing.servers.process import ServerHarness, ServerStartError
+from lockyard.testing.servers.tls import KeyPair, make_ca, make_certificate, run_openssl
 
 __all__ = [
     "BINARIES",
@@ -170,71 +171,36 @@ def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
 
 # --- certificates -----------------------------------------------------------------------------
 
-_OPENSSL_CONFIG = """\
-[req]
-distinguished_name = dn
-prompt = no
-x509_extensions = ca
-
-[dn]
-CN = lockyard-local-ca
-
-[ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign, digitalSignature
-subjectKeyIdentifier = hash
-"""
-
-_LEAF_EXTENSIONS = """\
-[leaf]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = {usage}
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-{san}
-"""
+# A cluster from `make cluster-up` may stay up for a long time: its certificates must outlive it.
+_CERT_DAYS = 3650
 
 
-@dataclass(frozen=True)
-class _KeyPair:
-    cert: Path
-    key: Path
+@contextlib.contextmanager
+def _pki_errors() -> Iterator[None]:
+    try:
+        yield
+    except ServerStartError as exc:
+        raise ControlPlaneError(f"cannot make the control plane's certificates: {exc}") from exc
 
 
 class _Pki:
-    """A CA and the certificates it signs, made with the openssl command line tool."""
+    """The cluster's CA, the certificates it signs and the service-account signing keys, made
+    with the openssl command (:mod:`lockyard.testing.servers.tls`)."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.ca = _KeyPair(self.dir / "ca.crt", self.dir / "ca.key")
         self.sa_key = self.dir / "sa.key"
         self.sa_pub = self.dir / "sa.pub"
-
-    def _openssl(self, *args: str) -> None:
-        if shutil.which("openssl") is None:
-            raise ControlPlaneError("the openssl command is needed to make test certificates")
-        result = subprocess.run(
-            ["openssl", *args], cwd=self.dir, capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0:
-            raise ControlPlaneError(f"openssl {args[0]} failed: {result.stderr.strip()}")
-
-    def _ec_key(self, path: Path) -> None:
-        # P-256: quick to generate, accepted by Go's TLS and Python's ssl alike.
-        self._openssl(
-            "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path)
-        )
-
-    def create_ca(self) -> None:
-        config = self.dir / "openssl.cnf"
-        config.write_text(_OPENSSL_CONFIG)
-        self._ec_key(self.ca.key)
-        self._openssl(
-            "req", "-x509", "-new", "-config", str(config), "-key", str(self.ca.key),
-            "-days", "3650", "-out", str(self.ca.cert),
-        )  # fmt: skip
+        with _pki_errors():
+            self.ca = make_ca(self.dir, common_name="lockyard-local-ca", days=_CERT_DAYS)
+            # RSA: what kubeadm uses; every token consumer supports RS256.
+            run_openssl(
+                "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                "-out", str(self.sa_key), cwd=self.dir,
+            )  # fmt: skip
+            run_openssl(
+                "pkey", "-in", str(self.sa_key), "-pubout", "-out", str(self.sa_pub), cwd=self.dir
+            )
 
     def issue(
         self,
@@ -243,41 +209,22 @@ class _Pki:
         *,
         organization: str | None = None,
         server: bool = False,
-        sans: Sequence[str] = (),
-    ) -> _KeyPair:
-        pair = _KeyPair(self.dir / f"{name}.crt", self.dir / f"{name}.key")
-        csr = self.dir / f"{name}.csr"
-        extensions = self.dir / f"{name}.ext"
-        subject = (f"/O={organization}" if organization else "") + f"/CN={common_name}"
-        extensions.write_text(
-            _LEAF_EXTENSIONS.format(
-                usage="serverAuth" if server else "clientAuth",
-                san=f"subjectAltName = {', '.join(sans)}" if sans else "",
+        names: Sequence[str] = (),
+    ) -> KeyPair:
+        with _pki_errors():
+            return make_certificate(
+                self.ca,
+                self.dir,
+                name,
+                common_name,
+                server=server,
+                names=names,
+                organization=organization,
+                days=_CERT_DAYS,
             )
-        )
-        self._ec_key(pair.key)
-        self._openssl(
-            "req", "-new", "-config", str(self.dir / "openssl.cnf"), "-key", str(pair.key),
-            "-subj", subject, "-out", str(csr),
-        )  # fmt: skip
-        self._openssl(
-            "x509", "-req", "-in", str(csr), "-CA", str(self.ca.cert), "-CAkey", str(self.ca.key),
-            "-set_serial", str(secrets.randbits(62)), "-days", "3650",
-            "-extfile", str(extensions), "-extensions", "leaf", "-out", str(pair.cert),
-        )  # fmt: skip
-        csr.unlink()
-        return pair
-
-    def create_service_account_keys(self) -> None:
-        # RSA: what kubeadm uses; every token consumer supports RS256.
-        self._openssl(
-            "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-            "-out", str(self.sa_key),
-        )  # fmt: skip
-        self._openssl("pkey", "-in", str(self.sa_key), "-pubout", "-out", str(self.sa_pub))
 
 
-def _kubeconfig(server: str, ca: Path, client: _KeyPair, user: str) -> str:
+def _kubeconfig(server: str, ca: Path, client: KeyPair, user: str) -> str:
     # JSON is YAML, so every kubeconfig reader accepts it.
     config = {
         "apiVersion": "v1",
@@ -288,7 +235,10 @@ def _kubeconfig(server: str, ca: Path, client: _KeyPair, user: str) -> str:
         "users": [
             {
                 "name": user,
-                "user": {"client-certificate": str(client.cert), "client-key": str(client.key)},
+                "user": {
+                    "client-certificate": str(client.cert_file),
+                    "client-key": str(client.key_file),
+                },
             }
         ],
         "contexts": [{"name": "lockyard", "context": {"cluster": "lockyard", "user": user}}],
@@ -317,7 +267,7 @@ def _child_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("ETCD_")}
 
 
-class ControlPlane:
+class ControlPlane(ServerHarness):
     """etcd + kube-apiserver + kube-controller-manager on loopback; see the module docstring.
 
     ``workdir`` holds certificates, data, logs and the kubeconfig; by default a temporary folder
@@ -334,7 +284,7 @@ class ControlPlane:
         self._etcd: _Component | None = None
         self._apiserver: _Component | None = None
         self._controller_manager: _Component | None = None
-        self._admin: _KeyPair | None = None
+        self._admin: KeyPair | None = None
         self._ca: Path | None = None
         self._tls: ssl.SSLContext | None = None
 
@@ -378,18 +328,6 @@ class ControlPlane:
             if c is not None and c.process is not None and c.running
         }
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self) -> None:
         """Start all three components and wait until the cluster is usable."""
         if self._workdir is not None:
@@ -412,6 +350,10 @@ class ControlPlane:
             self._owns_workdir = False
             self.stop()
             raise
+
+    def close(self) -> None:
+        """The same as `stop` (what leaving a ``with`` block calls)."""
+        self.stop()
 
     def stop(self) -> None:
         """Stop every component this object started; remove its temporary folder."""
@@ -465,35 +407,33 @@ class ControlPlane:
         logs = workdir / "logs"
         logs.mkdir(exist_ok=True)
         pki = _Pki(workdir / "pki")
-        pki.create_ca()
-        pki.create_service_account_keys()
         serving = pki.issue(
             "apiserver",
             "kube-apiserver",
             server=True,
-            sans=[
-                "DNS:localhost",
-                "DNS:kubernetes",
-                "DNS:kubernetes.default",
-                "DNS:kubernetes.default.svc",
-                "DNS:kubernetes.default.svc.cluster.local",
-                "IP:127.0.0.1",
-                "IP:10.0.0.1",  # the `kubernetes` service, first address of the range
+            names=[
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "127.0.0.1",
+                "10.0.0.1",  # the `kubernetes` service, first address of the range
             ],
         )
         admin = pki.issue("admin", ADMIN_USER, organization="system:masters")
         # The identity whose bootstrap RBAC role lets it mint each controller's own token.
         controller_manager = pki.issue("controller-manager", "system:kube-controller-manager")
         self._admin = admin
-        self._ca = pki.ca.cert
+        self._ca = pki.ca.cert_file
 
         etcd_client, etcd_peer, apiserver_port = _free_ports(3)
         self._apiserver_port = apiserver_port
-        self.kubeconfig.write_text(_kubeconfig(self.server, pki.ca.cert, admin, ADMIN_USER))
+        self.kubeconfig.write_text(_kubeconfig(self.server, pki.ca.cert_file, admin, ADMIN_USER))
         controller_manager_kubeconfig = workdir / "controller-manager.kubeconfig"
         controller_manager_kubeconfig.write_text(
             _kubeconfig(
-                self.server, pki.ca.cert, controller_manager, "system:kube-controller-manager"
+                self.server, pki.ca.cert_file, controller_manager, "system:kube-controller-manager"
             )
         )
 
@@ -529,9 +469,9 @@ class ControlPlane:
                 # and no endpoints reconciler, as nothing could reach us through the service.
                 "--advertise-address=127.0.0.1",
                 "--endpoint-reconciler-type=none",
-                f"--tls-cert-file={serving.cert}",
-                f"--tls-private-key-file={serving.key}",
-                f"--client-ca-file={pki.ca.cert}",
+                f"--tls-cert-file={serving.cert_file}",
+                f"--tls-private-key-file={serving.key_file}",
+                f"--client-ca-file={pki.ca.cert_file}",
                 "--authorization-mode=Node,RBAC",
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={pki.sa_pub}",
@@ -555,7 +495,7 @@ class ControlPlane:
                 # roles written for it, as on a kubeadm cluster.
                 "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={pki.sa_key}",
-                f"--root-ca-file={pki.ca.cert}",
+                f"--root-ca-file={pki.ca.cert_file}",
                 # One instance, and a restart must not wait out a dead leader's lease.
                 "--leader-elect=false",
                 # Nothing scrapes or probes it: serving would only need another free port.
@@ -632,7 +572,7 @@ class ControlPlane:
             if self._ca is None or self._admin is None:
                 raise ControlPlaneError("the control plane is not prepared")
             context = ssl.create_default_context(cafile=str(self._ca))
-            context.load_cert_chain(str(self._admin.cert), str(self._admin.key))
+            context.load_cert_chain(str(self._admin.cert_file), str(self._admin.key_file))
             self._tls = context
         # http.client directly: urllib would honour HTTPS_PROXY for a loopback address.
         connection = http.client.HTTPSConnection(

@@ -2,7 +2,8 @@
 
 ``MotoServer`` runs this module as a child process (``python -m lockyard.testing.servers.moto``),
 so a test can stop, kill, freeze (SIGSTOP) and restart it on the same port like a real server.
-moto keeps its data in memory: a restart loses every table.
+moto keeps its data in memory: a restart loses every table. ``close()`` (or leaving ``with``)
+stops it and deletes its folder, unless the caller gave the folder.
 
 The child serves moto's own WSGI application with one difference: requests are handled one at a
 time. moto answers on threads and evaluates a condition and applies the write without a lock, so
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -25,21 +27,21 @@ import threading
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
-from lockyard.testing.servers.process import ServerProcess, free_port, port_open
+from lockyard.testing.servers.process import ServerHarness, ServerProcess, free_port, port_open
 
 DUMMY_KEY_ID = "lockyard-test"
 DUMMY_SECRET = "lockyard-test-secret"
 DEFAULT_REGION = "us-east-1"
 
 
-class MotoServer:
+class MotoServer(ServerHarness):
     """One moto server process; ``stop``/``kill``/``freeze``/``start`` keep the same port."""
 
     def __init__(self, workdir: Path | None = None, port: int | None = None) -> None:
+        self._owns_workdir = workdir is None
         if workdir is None:
             workdir = Path(tempfile.mkdtemp(prefix="lockyard-moto-"))
         self.workdir = workdir
@@ -110,19 +112,15 @@ class MotoServer:
     def running(self) -> bool:
         return self.process.running
 
-    def __enter__(self) -> MotoServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self.process.process is not None and self.process.process.poll() is None:
-            self.thaw()
-        self.stop()
+    def close(self) -> None:
+        """Stop the server (thawed first, in case it is frozen); delete the folder if we made it."""
+        try:
+            if self.running:
+                self.thaw()
+            self.stop()
+        finally:
+            if self._owns_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

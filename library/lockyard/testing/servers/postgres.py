@@ -13,8 +13,8 @@ operating system itself crashes; a killed server loses nothing that was committe
 ``synchronous_commit`` stays on.
 
 With ``tls=True`` a test CA and a server certificate for ``localhost`` and ``127.0.0.1`` are made
-with the ``openssl`` command and ``ssl=on`` is set, so ``sslmode=verify-full`` can be tested end
-to end; :func:`make_ca` makes further CAs (for example an untrusted one).
+with :mod:`lockyard.testing.servers.tls` and ``ssl=on`` is set, so ``sslmode=verify-full`` can be
+tested end to end; that module also makes further CAs and client certificates.
 """
 
 from __future__ import annotations
@@ -27,22 +27,21 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote, urlencode
 
 from lockyard.testing.servers.process import (
+    ServerHarness,
     ServerProcess,
     ServerStartError,
     free_port,
     log_tail,
     require_binary,
 )
+from lockyard.testing.servers.tls import CertificateAuthority, make_ca, make_server_certificate
 
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/local/pgsql/bin")
 INSTALL_HINT = "install PostgreSQL 15 (make system-deps, or apt-get install postgresql-15)"
-SERVER_NAMES = ("localhost", "127.0.0.1")
 
 #: Settings for a fast, disposable server (see the module docstring about fsync).
 FAST_SETTINGS = {
@@ -59,104 +58,13 @@ def pg_binary(name: str) -> str:
     return require_binary(name, INSTALL_HINT, PG_BIN_DIRS)
 
 
-@dataclass(frozen=True)
-class CertificateAuthority:
-    """A CA's certificate and key files (PEM)."""
-
-    cert_file: Path
-    key_file: Path
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    openssl = require_binary("openssl", "install the openssl command (apt-get install openssl)")
-    result = subprocess.run(
-        [openssl, *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60
-    )
-    if result.returncode != 0:
-        raise ServerStartError(f"openssl {args[0]} failed:\n{result.stderr}")
-
-
-def make_ca(folder: Path, name: str = "ca") -> CertificateAuthority:
-    """A self-signed test CA (EC P-256, valid two days) in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
-    _openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN=lockyard test {name}",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=folder,
-    )  # fmt: skip
-    return CertificateAuthority(cert, key)
-
-
-def make_server_certificate(
-    ca: CertificateAuthority, folder: Path, names: tuple[str, ...] = SERVER_NAMES
-) -> tuple[Path, Path]:
-    """A server certificate signed by ``ca`` for ``names`` (DNS names or IPs); (cert, key)."""
-    alt = ",".join(
-        f"IP:{n}" if n.replace(".", "").isdigit() or ":" in n else f"DNS:{n}" for n in names
-    )
-    return _make_certificate(
-        ca, folder, "server", names[0], f"subjectAltName={alt}\nextendedKeyUsage=serverAuth\n"
-    )
-
-
-def make_client_certificate(ca: CertificateAuthority, folder: Path, user: str) -> tuple[Path, Path]:
-    """A client certificate signed by ``ca`` with CN ``user`` (for sslcert/sslkey); (cert, key)."""
-    return _make_certificate(ca, folder, "client", user, "extendedKeyUsage=clientAuth\n")
-
-
-def _make_certificate(
-    ca: CertificateAuthority, folder: Path, name: str, common_name: str, extensions: str
-) -> tuple[Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    cert, key, csr = folder / f"{name}.crt", folder / f"{name}.key", folder / f"{name}.csr"
-    extfile = folder / f"{name}.ext"
-    extfile.write_text(
-        "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\n" + extensions
-    )
-    _openssl(
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={common_name}",
-        cwd=folder,
-    )  # fmt: skip
-    _openssl(
-        "x509", "-req", "-in", str(csr), "-CA", str(ca.cert_file), "-CAkey", str(ca.key_file),
-        "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(extfile),
-        cwd=folder,
-    )  # fmt: skip
-    key.chmod(0o600)
-    return cert, key
-
-
 class _PostgresProcess(ServerProcess):
-    """A ``ServerProcess`` that may run as another OS user (the postmaster itself, no wrapper)."""
+    """The postmaster itself (no wrapper), whose signals reach every process it forked."""
 
     def __init__(
         self, argv: list[str], log_path: Path, cwd: Path, run_as: tuple[int, int] | None
     ) -> None:
-        super().__init__("postgres", argv, log_path, env=_server_env(), cwd=cwd)
-        self.run_as = run_as
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        try:
-            self.process = subprocess.Popen(
-                self.argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                cwd=self.cwd,
-                start_new_session=True,
-                user=self.run_as[0] if self.run_as else None,
-                group=self.run_as[1] if self.run_as else None,
-                extra_groups=[] if self.run_as else None,
-            )
-        finally:
-            log.close()
+        super().__init__("postgres", argv, log_path, env=_server_env(), cwd=cwd, run_as=run_as)
 
     def signal_all(self, sig: int) -> None:
         """Send ``sig`` to the postmaster and every process it forked.
@@ -215,7 +123,7 @@ def _server_env() -> dict[str, str]:
     return env
 
 
-class PostgresServer:
+class PostgresServer(ServerHarness):
     """One disposable PostgreSQL cluster. Use as a context manager, or ``start()``/``close()``."""
 
     def __init__(
@@ -301,21 +209,6 @@ class PostgresServer:
             self.stop()
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- addresses -------------------------------------------------------------------------
     def url(

@@ -1,7 +1,13 @@
-"""Start and stop one server process: free ports, readiness waits, logs on failure."""
+"""Start and stop one server process: free ports, readiness waits, logs on failure.
+
+:class:`ServerProcess` is one child process with its log file; :class:`ServerHarness` is the
+``with`` behaviour every harness shares: start on entry, and clean up (stop, delete the folder) on
+exit or when the start fails, so a failed start leaves nothing behind.
+"""
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import shutil
@@ -11,6 +17,8 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 
 class ServerStartError(RuntimeError):
@@ -50,8 +58,39 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+class ServerHarness(abc.ABC):
+    """A server (or a set of them) used as a context manager; see the module docstring."""
+
+    @abc.abstractmethod
+    def start(self) -> object:
+        """Start and wait until ready; on failure, stop whatever did start."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop and delete what the harness made; safe to call at any time, and again."""
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 class ServerProcess:
-    """One child process with its log file; ``stop()`` ends only this process."""
+    """One child process with its log file; ``stop()`` ends only this process.
+
+    ``run_as`` is a (uid, gid) to run it as, with no supplementary groups (root only).
+    """
 
     def __init__(
         self,
@@ -60,12 +99,14 @@ class ServerProcess:
         log_path: Path,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        run_as: tuple[int, int] | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
         self.env = env
         self.cwd = cwd
+        self.run_as = run_as
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -79,6 +120,9 @@ class ServerProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
+                user=self.run_as[0] if self.run_as else None,
+                group=self.run_as[1] if self.run_as else None,
+                extra_groups=[] if self.run_as else None,
             )
         finally:
             log.close()

@@ -7,7 +7,8 @@ the ``with`` block); nothing here assumes a running service. Options:
   same password and the rules in ``acl`` (see ``docs/backends/redis.md`` for the minimal rules
   Lockyard needs).
 - ``tls=make_test_tls(folder)`` serves TLS only (also replication and, in a Sentinel setup, the
-  sentinels), with a throw-away CA made by the openssl CLI.
+  sentinels), with a throw-away CA from :mod:`lockyard.testing.servers.tls`.
+- ``close()`` (also called ``remove()``) stops and deletes the folder, as leaving ``with`` does.
 - ``RedisServer.restart()`` brings the server back on the same port (for outage tests); the
   servers keep no data on disk, so a restart starts empty.
 - ``RedisSentinelSetup`` runs one master, one replica and three sentinels, and can force a
@@ -21,12 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -34,11 +33,13 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from lockyard.testing.servers.process import (
+    ServerHarness,
     ServerProcess,
     ServerStartError,
     free_port,
     require_binary,
 )
+from lockyard.testing.servers.tls import make_ca, make_client_certificate, make_server_certificate
 
 HINT = "install the Debian packages redis-server and redis-sentinel (make system-deps)"
 HOST = "127.0.0.1"
@@ -62,51 +63,17 @@ class TLSFiles:
     client_key_file: str
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    openssl = require_binary("openssl", "install the Debian package openssl")
-    result = subprocess.run(
-        [openssl, *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60
-    )
-    if result.returncode != 0:
-        raise ServerStartError(f"openssl {args[0]} failed:\n{result.stderr}")
-
-
 def make_test_tls(folder: Path) -> TLSFiles:
-    """Make a throw-away CA and certificates under ``folder`` with the openssl CLI."""
-    folder.mkdir(parents=True, exist_ok=True)
-    curve = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl(
-        "req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3",
-        "-subj", "/CN=Lockyard test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=folder,
-    )  # fmt: skip
-    leaf = {
-        "server": "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        "client": "extendedKeyUsage=clientAuth\n",
-    }
-    for name, extensions in leaf.items():
-        (folder / f"{name}.ext").write_text(
-            "basicConstraints=critical,CA:FALSE\n"
-            "keyUsage=critical,digitalSignature,keyEncipherment\n"
-            "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n" + extensions
-        )
-        _openssl(
-            "req", "-new", *curve, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-            "-subj", f"/CN=lockyard-test-{name}", cwd=folder,
-        )  # fmt: skip
-        _openssl(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.crt", "-days", "3",
-            "-extfile", f"{name}.ext", cwd=folder,
-        )  # fmt: skip
+    """Make a throw-away CA, a server and a client certificate under ``folder`` (openssl CLI)."""
+    ca = make_ca(folder)
+    server = make_server_certificate(ca, folder)
+    client = make_client_certificate(ca, folder, "lockyard-test-client")
     return TLSFiles(
-        ca_file=str(folder / "ca.crt"),
-        cert_file=str(folder / "server.crt"),
-        key_file=str(folder / "server.key"),
-        client_cert_file=str(folder / "client.crt"),
-        client_key_file=str(folder / "client.key"),
+        ca_file=str(ca.cert_file),
+        cert_file=str(server.cert_file),
+        key_file=str(server.key_file),
+        client_cert_file=str(client.cert_file),
+        client_key_file=str(client.key_file),
     )
 
 
@@ -149,7 +116,7 @@ class _Folder:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
-class RedisServer:
+class RedisServer(ServerHarness):
     """One redis-server on a free loopback port; ``stop()`` ends only this process."""
 
     def __init__(
@@ -228,29 +195,16 @@ class RedisServer:
         self.stop()
         self.start(timeout)
 
-    def remove(self) -> None:
+    def close(self) -> None:
         """Stop the server and delete its folder (when the harness made it)."""
         self.stop()
         self._folder.remove()
 
+    remove = close  # the name this method had first; callers still use it
+
     @property
     def running(self) -> bool:
         return self.process.running
-
-    def __enter__(self) -> RedisServer:
-        try:
-            return self.start()
-        except BaseException:
-            self._folder.remove()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.remove()
 
     # -- access ----------------------------------------------------------------------------
     def connection_kwargs(self) -> dict[str, Any]:
@@ -345,7 +299,7 @@ class SentinelProcess:
             return state
 
 
-class RedisSentinelSetup:
+class RedisSentinelSetup(ServerHarness):
     """One master, ``replicas`` replicas and ``sentinels`` sentinels on loopback ports."""
 
     def __init__(
@@ -423,26 +377,14 @@ class RedisSentinelSetup:
         for server in self.servers:
             server.stop()
 
-    def remove(self) -> None:
+    def close(self) -> None:
+        """Stop every process and delete the folders (when the harness made them)."""
         self.stop()
         for server in self.servers:
-            server.remove()
+            server.close()
         self._folder.remove()
 
-    def __enter__(self) -> RedisSentinelSetup:
-        try:
-            return self.start()
-        except BaseException:
-            self.remove()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.remove()
+    remove = close  # the name this method had first; callers still use it
 
     # -- state -----------------------------------------------------------------------------
     def _settled(self) -> bool:
