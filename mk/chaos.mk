@@ -1,16 +1,24 @@
 # `make chaos`: the stress workload while a server is broken and brought back: Redis killed
 # (SIGKILL, appendonly + appendfsync always) and restarted, a Sentinel failover, PostgreSQL
-# restarted and crashed, the moto DynamoDB endpoint restarted. Reports operations attempted and
-# failed, time to recover, the slowest failure against the operation timeout, lock overlaps and
-# lost writes; exit status 1 on any violation or a scenario that did not recover.
+# restarted and crashed, the moto DynamoDB endpoint restarted; and on a local Kubernetes control
+# plane, kube-apiserver stopped and restarted under the operator and lease-mirrored workloads,
+# and the operator killed with SIGKILL mid-reconcile. Reports operations attempted and failed,
+# time to recover, the slowest failure against the operation timeout, lock overlaps, lost
+# writes, stale Leases and half-written objects; exit status 1 on any violation or a scenario
+# that did not recover. lockyard_operator.chaos runs both kinds (the library cannot import the
+# control-plane harness); the control plane is built only when a Kubernetes scenario is asked for.
 
-CHAOS_SCENARIOS ?= redis-kill,sentinel-failover,postgres-restart,postgres-kill,dynamodb-restart
+CHAOS_SCENARIOS ?= redis-kill,sentinel-failover,postgres-restart,postgres-kill,dynamodb-restart,apiserver-restart,operator-kill
 CHAOS_TASKS     ?= 16
 CHAOS_JSON      ?=
 CHAOS_ARGS      ?=
 
+CHAOS_KUBE_SCENARIOS := apiserver-restart operator-kill
+chaos_comma := ,
+CHAOS_NEEDS_CLUSTER := $(filter $(CHAOS_KUBE_SCENARIOS),$(subst $(chaos_comma), ,$(CHAOS_SCENARIOS)))
+
 .PHONY: chaos
 
-chaos: $(VENV)/.installed  ## Kill, fail over and restart each backend under load (CHAOS_SCENARIOS=..., CHAOS_JSON=file)
-	$(PY) -m lockyard.chaos --scenarios $(CHAOS_SCENARIOS) --tasks $(CHAOS_TASKS) \
+chaos: $(VENV)/.installed $(if $(CHAOS_NEEDS_CLUSTER),controlplane,)  ## Break each backend, kube-apiserver and the operator under load (CHAOS_SCENARIOS=..., CHAOS_JSON=file)
+	$(PY) -m lockyard_operator.chaos --scenarios $(CHAOS_SCENARIOS) --tasks $(CHAOS_TASKS) \
 		$(if $(CHAOS_JSON),--json $(CHAOS_JSON),) $(CHAOS_ARGS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import secrets
 import sys
 from collections.abc import Sequence
@@ -21,31 +22,38 @@ from lockyard.stress.cli import non_negative, positive, positive_int
 from lockyard.stress.figures import exit_code, write_figures
 from lockyard.stress.report import counted, invariants_table, lost_acknowledged, table
 
+DESCRIPTION = (
+    "Kill, fail over or restart each backend's server under the stress workload and check that "
+    "callers only see StateErrors within the timeout, that everything recovers on the same "
+    "connections, and that nothing acknowledged is lost."
+)
 
-def scenario_list(text: str) -> list[str]:
+
+def scenario_list(text: str, known: Sequence[str] = tuple(SCENARIOS)) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
         raise argparse.ArgumentTypeError("name at least one scenario")
-    unknown = [name for name in names if name not in SCENARIOS]
+    unknown = [name for name in names if name not in known]
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown scenario {', '.join(map(repr, unknown))}; known: {', '.join(SCENARIOS)}"
+            f"unknown scenario {', '.join(map(repr, unknown))}; known: {', '.join(known)}"
         )
     return names
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m lockyard.chaos",
-        description="Kill, fail over or restart each backend's server under the stress workload "
-        "and check that callers only see StateErrors within the timeout, that everything "
-        "recovers on the same connections, and that nothing acknowledged is lost.",
-    )
+def build_parser(
+    known: Sequence[str] = tuple(SCENARIOS),
+    prog: str = "python -m lockyard.chaos",
+    description: str = DESCRIPTION,
+) -> argparse.ArgumentParser:
+    """The flags of ``make chaos``; ``known`` scenario names (``lockyard_operator.chaos`` adds
+    the Kubernetes ones, which the library cannot import)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--scenarios",
-        type=scenario_list,
-        default=list(SCENARIOS),
-        help=f"comma-separated (default: {','.join(SCENARIOS)})",
+        type=functools.partial(scenario_list, known=tuple(known)),
+        default=list(known),
+        help=f"comma-separated (default: {','.join(known)})",
     )
     parser.add_argument("--tasks", type=positive_int, default=16, help="concurrent tasks (16)")
     parser.add_argument("--connections", type=positive_int, default=4, help="connections (4)")
@@ -168,9 +176,9 @@ def format_summary(results: Sequence[ChaosResult], skipped: dict[str, str]) -> s
     return table(headers, rows) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    settings = ChaosSettings(
+def settings_from(args: argparse.Namespace) -> ChaosSettings:
+    """The settings the flags of :func:`build_parser` ask for (a random seed unless given)."""
+    return ChaosSettings(
         tasks=args.tasks,
         connections=args.connections,
         warmup_s=args.warmup,
@@ -181,6 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         hold_ms=args.hold_ms,
         seed=args.seed if args.seed is not None else secrets.randbelow(2**31),
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_from(args)
     results, skipped = asyncio.run(run_all(args.scenarios, settings))
     print(format_summary(results, skipped))
     if args.json is not None:
