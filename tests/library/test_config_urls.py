@@ -72,11 +72,28 @@ def test_each_scheme_gives_its_model() -> None:
         ("memory://?timeout=0", "operation_timeout"),
         ("dynamodb://x", "table"),
         ("postgresql://h/db?migrate=maybe", "migrate"),
+        ("memory://?prefix=-x", "prefix: must be letters, digits"),
+        ("dynamodb://tbl?region=eu%20west", "region: must be an AWS region name"),
+        ("dynamodb://tbl?endpoint_url=localhost:8000", "endpoint_url: must be an http"),
+        ("dynamodb://tbl?endpoint_url=ftp://h", "endpoint_url: must be an http"),
+        ("dynamodb://tbl?endpoint_url=http://[::1", "endpoint_url: must be an http"),
     ],
 )
 def test_bad_urls_name_the_problem(url: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_url(url)
+
+
+def test_good_endpoints_and_regions_pass() -> None:
+    for endpoint in [
+        "http://127.0.0.1:8000",
+        "https://dynamodb.eu-west-1.amazonaws.com",
+        "http://[::1]:8000/",
+        "http://dynamo.ns.svc.cluster.local:8000/base",
+    ]:
+        config = parse_url(f"dynamodb://tbl?endpoint_url={endpoint}&region=eu-west-1")
+        assert isinstance(config, DynamoDBConfig)
+        assert (config.endpoint_url, config.region) == (endpoint, "eu-west-1")
 
 
 def test_redact_hides_passwords() -> None:

@@ -813,11 +813,19 @@ async def open_backend(config: DynamoDBConfig) -> DynamoDBBackend:
     session = _session(config)
     stack = contextlib.AsyncExitStack()
     try:
-        client = await stack.enter_async_context(
-            session.client(
-                "dynamodb", endpoint_url=config.endpoint_url, config=client_config(config)
+        try:
+            client = await stack.enter_async_context(
+                session.client(
+                    "dynamodb", endpoint_url=config.endpoint_url, config=client_config(config)
+                )
             )
-        )
+        except ValueError as exc:
+            # botocore's own checks (InvalidRegionError is a ValueError too) for anything the
+            # config patterns let through: still the caller's settings, never a backend fault.
+            raise ConfigError(
+                f"dynamodb: botocore refused region {config.region!r} / endpoint_url "
+                f"{config.endpoint_url!r}: {exc}"
+            ) from None
         timeout = TABLE_SETUP_TIMEOUT_S if config.create_table else config.operation_timeout
         setup = OperationRunner("dynamodb", timeout, make_translate(config))
         await setup("open", prepare_table(client, config))

@@ -12,6 +12,17 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 HOSTNAME_PATTERN = r"^[A-Za-z0-9._:\[\]-]+$"
+# botocore's own check of a region name (it raises InvalidRegionError past it).
+AWS_REGION_PATTERN = r"^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
+# What botocore can open: an http(s) URL with a host (or bracketed IPv6), an optional port and path.
+ENDPOINT_URL_PATTERN = r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(:[0-9]{1,5})?(/[^\s?#]*)?$"
+#: What each pattern means in words, for error messages (a regex is no help to a reader).
+PATTERN_MEANINGS = {
+    PREFIX_PATTERN: "letters, digits, '.', '_' and '-', starting with a letter or digit",
+    HOSTNAME_PATTERN: "a host name or IP address (letters, digits, '.', '-', ':', '[', ']')",
+    AWS_REGION_PATTERN: "an AWS region name such as eu-west-1",
+    ENDPOINT_URL_PATTERN: "an http:// or https:// URL with a host, such as http://127.0.0.1:8000",
+}
 
 Port = Annotated[int, Field(ge=1, le=65535, description="TCP port.")]
 Hostname = Annotated[
@@ -135,8 +146,19 @@ class DynamoDBConfig(CommonSettings):
     table: str = Field(
         min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$", description="Table name."
     )
-    region: str = Field(default="us-east-1", min_length=1, max_length=64, description="AWS region.")
-    endpoint_url: str | None = Field(default=None, description="A DynamoDB-compatible endpoint.")
+    region: str = Field(
+        default="us-east-1",
+        min_length=1,
+        max_length=63,
+        pattern=AWS_REGION_PATTERN,
+        description="AWS region, such as eu-west-1.",
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=ENDPOINT_URL_PATTERN,
+        description="A DynamoDB-compatible endpoint: http(s)://host[:port][/path].",
+    )
     create_table: bool = Field(default=False, description="Create the table if it is missing.")
     access_key_id: str | None = Field(default=None, description="Overrides the AWS chain.")
     secret_access_key: SecretStr | None = Field(default=None, description="Goes with the key id.")

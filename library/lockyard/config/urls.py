@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 from pydantic import TypeAdapter, ValidationError
 
 from lockyard.config.backends import (
+    PATTERN_MEANINGS,
     BackendConfig,
     DynamoDBConfig,
     MemoryConfig,
@@ -70,7 +71,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors(include_url=False, include_input=False):
         where = ".".join(str(part) for part in error["loc"]) or "(root)"
-        problems.append(f"{where}: {error['msg']}")
+        meaning = PATTERN_MEANINGS.get(str((error.get("ctx") or {}).get("pattern")))
+        problems.append(f"{where}: must be {meaning}" if meaning else f"{where}: {error['msg']}")
     return "invalid settings: " + "; ".join(problems)
 
 
