@@ -153,20 +153,22 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.connection import (
     AbstractConnection,
     BlockingConnectionPool,
-    Connection,
     ConnectionPool,
-    SSLConnection,
 )
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import (
     MasterNotFoundError,
     Sentinel,
     SentinelConnectionPool,
-    SentinelManagedConnection,
 )
 from redis.backoff import NoBackoff
 
 from lockyard.backends import redis_scripts as lua
+from lockyard.backends.redis_packing import (
+    PackedConnection,
+    PackedSentinelConnection,
+    PackedSSLConnection,
+)
 from lockyard.clock import SYSTEM_CLOCK, Clock
 from lockyard.config import RedisConfig, RedisSentinelConfig
 from lockyard.errors import (
@@ -890,7 +892,7 @@ class EpochSentinel(Sentinel):
         raise MasterNotFoundError(f"No master found for {service_name!r}{detail}")
 
 
-class _SentinelConnection(SentinelManagedConnection):
+class _SentinelConnection(PackedSentinelConnection):
     """A master connection that knows the Sentinel epoch of the server it was opened to."""
 
     fencing_epoch = 0
@@ -904,7 +906,7 @@ class _SentinelConnection(SentinelManagedConnection):
         await self.connect_to(address)  # type: ignore[no-untyped-call]
 
 
-class _SentinelSSLConnection(_SentinelConnection, SSLConnection):
+class _SentinelSSLConnection(_SentinelConnection, PackedSSLConnection):
     pass
 
 
@@ -1231,7 +1233,7 @@ def _tls_kwargs(config: RedisConfig | RedisSentinelConfig) -> dict[str, Any]:
 
 def _single_server_clients(config: RedisConfig) -> tuple[Redis, Redis]:
     kwargs = _connection_kwargs(config) | {"host": config.host, "port": config.port}
-    connection_class = SSLConnection if config.tls.enabled else Connection
+    connection_class = PackedSSLConnection if config.tls.enabled else PackedConnection
     pool = _LeanCheckout(
         max_connections=config.pool_size,
         timeout=None,  # the operation timeout bounds the wait for a free connection
