@@ -67,9 +67,9 @@ import socket
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from types import TracebackType
 from typing import Any, TypeVar
 
+from lockyard._resource import AsyncResource
 from lockyard.clock import Clock
 from lockyard.connection import Connection
 from lockyard.errors import ConfigError
@@ -208,7 +208,7 @@ class _Superseded(Exception):
     pass
 
 
-class LeaseMirror:
+class LeaseMirror(AsyncResource):
     """A lock observer that mirrors a handle's held locks into Leases (see the module docs).
 
     Create it with :func:`enable_lease_mirroring`. ``metrics`` counts its work; ``flush()``
@@ -358,17 +358,6 @@ class LeaseMirror:
         self._wake_round_waiters()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.kube.close()
-
-    async def __aenter__(self) -> LeaseMirror:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- the worker ------------------------------------------------------------------------
     async def _work(self) -> None:

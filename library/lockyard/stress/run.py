@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
+from lockyard._resource import AsyncResource
 from lockyard.config import redact
 from lockyard.connection import Connection, connect
 from lockyard.stress.recorder import Recorder
@@ -103,7 +103,7 @@ class RunResult:
         }
 
 
-class Session:
+class Session(AsyncResource):
     """Connections, a recorder and a workload on one backend URL."""
 
     def __init__(
@@ -136,14 +136,6 @@ class Session:
             self.connections, self.settings.workload, self.rec, self.settings.seed
         )
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         if self.workload is not None and self.stopped_at == 0.0 and self.started_at:

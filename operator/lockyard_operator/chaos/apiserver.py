@@ -45,6 +45,7 @@ from lockyard.connection import Connection
 from lockyard.errors import ConfigError, StateError
 from lockyard.kube.api import KubeApi, KubeApiError
 from lockyard.kube.names import store_object_name
+from lockyard.kube.paths import leases_path, secrets_path, stores_path
 from lockyard.locks import DistributedLock, LockGuard
 from lockyard.mirror import LeaseMirror, MirroredLease, mirror_of, store_selector
 from lockyard.stress.recorder import OpFailed, Recorder
@@ -53,14 +54,12 @@ from lockyard.stress.workload import LOCK_OPS, Workload, WorkloadSettings
 from lockyard.testing.servers.redis import RedisServer
 from lockyard_operator.chaos.cluster import (
     Cluster,
-    OperatorProcess,
     decode,
-    leases_path,
     poll,
-    secrets_path,
-    stores_path,
 )
-from lockyard_operator.chaos.result import KubeChaosResult, KubeChaosSettings
+from lockyard_operator.chaos.result import KubeChaosSettings
+from lockyard_operator.chaos.scenario import ScenarioRun
+from lockyard_operator.testing.operator_process import OperatorProcess
 
 NAME = "apiserver-restart"
 STORE = "orders"
@@ -75,13 +74,6 @@ RECOVERY_TIMEOUT_S = 60.0
 VERIFY = "verify"
 #: Lock operations that never wait for a lock: their latency is the backend's and the client's.
 QUICK_LOCK_OPS = ("try_acquire", "extend", "is_held", "release", "break_lock", "list_held")
-
-
-def description(settings: KubeChaosSettings) -> str:
-    return (
-        f"kube-apiserver stopped for {settings.outage_s:g} s and started again while the "
-        f"operator reconciles and {settings.connections} lease-mirrored handles take locks"
-    )
 
 
 class TimedRecorder(Recorder):
@@ -270,21 +262,22 @@ class LeaseSampler:
             del self.first_stale[key]
 
 
-class ApiserverRestart:
+class ApiserverRestart(ScenarioRun):
     """One run of the scenario (see the module docstring)."""
+
+    name = NAME
+
+    @staticmethod
+    def describe(settings: KubeChaosSettings) -> str:
+        return (
+            f"kube-apiserver stopped for {settings.outage_s:g} s and started again while the "
+            f"operator reconciles and {settings.connections} lease-mirrored handles take locks"
+        )
 
     def __init__(
         self, cluster: Cluster, settings: KubeChaosSettings, stack: contextlib.AsyncExitStack
     ) -> None:
-        self.cluster = cluster
-        self.api = cluster.api
-        self.settings = settings
-        self.stack = stack
-        self.result = KubeChaosResult(NAME, description(settings), settings)
-        self.checks = self.result.checks
-        self.folder = cluster.workdir / NAME
-        self.folder.mkdir(exist_ok=True)
-        self.namespace = ""
+        super().__init__(cluster, settings, stack)
         self.operator: OperatorProcess | None = None
         self.connections: list[Connection] = []
         self.mirrors: list[LeaseMirror] = []
@@ -737,11 +730,3 @@ async def _finish_all(*groups: list[Marker]) -> None:
     for group in groups:
         for marker in group:
             await marker.finish()
-
-
-async def run_apiserver_restart(cluster: Cluster, settings: KubeChaosSettings) -> KubeChaosResult:
-    """Run the scenario on ``cluster`` (see the module docstring); its figures."""
-    async with contextlib.AsyncExitStack() as stack:
-        scenario = ApiserverRestart(cluster, settings, stack)
-        await scenario.run()
-    return scenario.result

@@ -18,31 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import os
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from lockyard.chaos.driver import ScenarioUnavailable
-from lockyard.config.resource import API_GROUP, API_VERSION, PLURAL
+from lockyard.config.resource import API_GROUP, API_VERSION
 from lockyard.kube.api import KubeApi, KubeApiError, object_path
 from lockyard.kube.names import store_object_name
-from lockyard.testing.servers.process import free_port
+from lockyard.kube.paths import secrets_path, stores_path
 from lockyard_operator.testing.controlplane import (
     ControlPlane,
     ControlPlaneError,
     find_binaries,
 )
+from lockyard_operator.testing.identities import service_account_token, token_kubeconfig
+from lockyard_operator.testing.operator_process import OperatorProcess
 
 T = TypeVar("T")
 
@@ -52,24 +48,6 @@ OPERATOR_ACCOUNT = "lockyard-operator"
 WORKLOAD_ACCOUNT = "chaos-workload"
 #: Long enough for any run: the tokens are minted once per cluster or scenario.
 TOKEN_DURATION = "6h"
-HEALTHY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 20.0
-
-
-def stores_path(namespace: str, name: str | None = None, sub: str | None = None) -> str:
-    return object_path(API_GROUP, API_VERSION, PLURAL, namespace, name, sub)
-
-
-def secrets_path(namespace: str, name: str | None = None) -> str:
-    return object_path("", "v1", "secrets", namespace, name)
-
-
-def leases_path(namespace: str) -> str:
-    return object_path("coordination.k8s.io", "v1", "leases", namespace)
-
-
-def roles_path(namespace: str) -> str:
-    return object_path("rbac.authorization.k8s.io", "v1", "roles", namespace)
 
 
 def condition(obj: Mapping[str, Any] | None, type_: str) -> dict[str, Any]:
@@ -113,116 +91,6 @@ async def poll(
         if time.monotonic() >= deadline:
             return None
         await asyncio.sleep(every)
-
-
-def kubeconfig_for(path: Path, plane: ControlPlane, user: str, token: str) -> Path:
-    """A kubeconfig authenticating as ``user`` with a bearer ``token``."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "lockyard",
-                "cluster": {"server": plane.server, "certificate-authority": str(plane.ca_file)},
-            }
-        ],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": user, "context": {"cluster": "lockyard", "user": user}}],
-        "current-context": user,
-    }
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return path
-
-
-class OperatorProcess:
-    """``python -m lockyard_operator --namespace NS`` as a child process, logging to a file."""
-
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
-        self.kubeconfig = kubeconfig
-        self.namespace = namespace
-        self.log_path = log
-        self.health_port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
-
-    def start(self) -> OperatorProcess:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
-        argv = [
-            sys.executable, "-m", "lockyard_operator", f"--namespace={self.namespace}",
-            "--metrics-port=0", f"--health-port={self.health_port}",
-        ]  # fmt: skip
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                # Its own session: a Ctrl-C meant for us must not kill it mid-scenario.
-                start_new_session=True,
-            )
-        self.started_at = time.monotonic()
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    @property
-    def pid(self) -> int:
-        return 0 if self.process is None else self.process.pid
-
-    def _healthy(self) -> bool:
-        try:
-            url = f"http://127.0.0.1:{self.health_port}/healthz"
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return bool(response.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
-
-    async def wait_healthy(self, timeout: float = HEALTHY_TIMEOUT_S) -> float | None:
-        """Seconds from the start until kopf's liveness endpoint answered, or ``None``."""
-        deadline = time.monotonic() + timeout
-        while not await asyncio.to_thread(self._healthy):
-            if not self.running or time.monotonic() > deadline:
-                return None
-            await asyncio.sleep(0.1)
-        return time.monotonic() - self.started_at
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up at all, as when a node dies."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def tail(self, lines: int = 20) -> str:
-        return "\n".join(self.log().splitlines()[-lines:])
-
-    def troubles(self) -> list[str]:
-        """Log lines showing a missing permission or a crash."""
-        return [
-            line
-            for line in self.log().splitlines()
-            if "Forbidden" in line or line.startswith("Traceback")
-        ]
 
 
 class Cluster:
@@ -279,14 +147,13 @@ class Cluster:
             "crd/kopfpeerings.kopf.dev", "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s",
         )  # fmt: skip
         token = await self.token(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT)
-        kubeconfig_for(self.operator_kubeconfig, self.plane, OPERATOR_ACCOUNT, token)
+        token_kubeconfig(self.operator_kubeconfig, self.plane, OPERATOR_ACCOUNT, token)
 
     async def token(self, namespace: str, account: str) -> str:
         """A token of ``account`` through the TokenRequest API (``kubectl create token``)."""
-        out = await self.kubectl(
-            "create", "token", account, "-n", namespace, f"--duration={TOKEN_DURATION}"
+        return await asyncio.to_thread(
+            service_account_token, self.plane, namespace, account, TOKEN_DURATION
         )
-        return out.strip()
 
     async def create_namespace(self, stem: str) -> str:
         name = f"{stem}-{secrets.token_hex(3)}"
@@ -299,7 +166,7 @@ class Cluster:
         await self.api.delete(object_path("", "v1", "namespaces", name=name))
 
     def operator(self, namespace: str, log: Path) -> OperatorProcess:
-        return OperatorProcess(self.operator_kubeconfig, namespace, log)
+        return OperatorProcess(self.operator_kubeconfig, [f"--namespace={namespace}"], log)
 
     async def workload_kubeconfig(self, namespace: str, store: str, path: Path) -> Path:
         """A kubeconfig of a ServiceAccount bound to ``store``'s Role, as a workload pod has."""
@@ -323,7 +190,7 @@ class Cluster:
         bindings = object_path("rbac.authorization.k8s.io", "v1", "rolebindings", namespace)
         await self.api.create(bindings, binding)
         token = await self.token(namespace, WORKLOAD_ACCOUNT)
-        return kubeconfig_for(path, self.plane, WORKLOAD_ACCOUNT, token)
+        return token_kubeconfig(path, self.plane, WORKLOAD_ACCOUNT, token)
 
     async def create_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
         body = {

@@ -49,21 +49,20 @@ from lockyard.backends.postgres_sql import LATEST_VERSION
 from lockyard.errors import StateError
 from lockyard.kube.api import KubeApiError, object_path
 from lockyard.kube.names import STORE_LABEL, store_object_name
+from lockyard.kube.paths import roles_path, secrets_path, stores_path
 from lockyard.testing.servers.postgres import PostgresServer
 from lockyard.testing.servers.redis import RedisServer
 from lockyard_operator.chaos.cluster import (
     Cluster,
-    OperatorProcess,
     condition,
     decode,
     is_ready,
     poll,
-    roles_path,
-    secrets_path,
-    stores_path,
 )
-from lockyard_operator.chaos.result import KubeChaosResult, KubeChaosSettings
+from lockyard_operator.chaos.result import KubeChaosSettings
+from lockyard_operator.chaos.scenario import ScenarioRun
 from lockyard_operator.reconcile import BINDING_SECRET_TYPE, workload_rules
+from lockyard_operator.testing.operator_process import OperatorProcess
 
 NAME = "operator-kill"
 FINALIZER = "lockyard.dev/finalizer"
@@ -80,13 +79,6 @@ READY_TIMEOUT_S = 120.0
 PROGRESS_TIMEOUT_S = 20.0
 GC_TIMEOUT_S = 60.0
 STEADY_TTL_AFTER = 7
-
-
-def description(settings: KubeChaosSettings) -> str:
-    return (
-        f"the operator killed with SIGKILL {settings.kills} time(s) while it reconciles "
-        f"{settings.stores} new StateStores, then started again"
-    )
 
 
 @dataclass(frozen=True)
@@ -108,21 +100,22 @@ class Kill:
         }
 
 
-class OperatorKill:
+class OperatorKill(ScenarioRun):
     """One run of the scenario (see the module docstring)."""
+
+    name = NAME
+
+    @staticmethod
+    def describe(settings: KubeChaosSettings) -> str:
+        return (
+            f"the operator killed with SIGKILL {settings.kills} time(s) while it reconciles "
+            f"{settings.stores} new StateStores, then started again"
+        )
 
     def __init__(
         self, cluster: Cluster, settings: KubeChaosSettings, stack: contextlib.AsyncExitStack
     ) -> None:
-        self.cluster = cluster
-        self.api = cluster.api
-        self.settings = settings
-        self.stack = stack
-        self.result = KubeChaosResult(NAME, description(settings), settings)
-        self.checks = self.result.checks
-        self.folder = cluster.workdir / NAME
-        self.folder.mkdir(exist_ok=True)
-        self.namespace = ""
+        super().__init__(cluster, settings, stack)
         self.postgres: PostgresServer | None = None
         self.redis: RedisServer | None = None
         self.operators: list[OperatorProcess] = []
@@ -560,11 +553,3 @@ class OperatorKill:
                 )
                 return
         self.result.notes.append("the StateStores were not all finalized within 60 s")
-
-
-async def run_operator_kill(cluster: Cluster, settings: KubeChaosSettings) -> KubeChaosResult:
-    """Run the scenario on ``cluster`` (see the module docstring); its figures."""
-    async with contextlib.AsyncExitStack() as stack:
-        scenario = OperatorKill(cluster, settings, stack)
-        await scenario.run()
-    return scenario.result

@@ -20,7 +20,7 @@ class KubeScenario:
 KUBE_SCENARIOS = {
     scenario.name: scenario
     for scenario in (
-        KubeScenario(apiserver.NAME, apiserver.run_apiserver_restart),
-        KubeScenario(operator_kill.NAME, operator_kill.run_operator_kill),
+        KubeScenario(apiserver.NAME, apiserver.ApiserverRestart.run_on),
+        KubeScenario(operator_kill.NAME, operator_kill.OperatorKill.run_on),
     )
 }

@@ -26,9 +26,7 @@ from operator_harness import (
     OPERATOR_NAMESPACE,
     REPO,
     Operators,
-    service_account_token,
     stores_path,
-    write_kubeconfig,
 )
 
 from lockyard.kube.api import KubeApi, KubeApiError
@@ -36,6 +34,7 @@ from lockyard.testing.servers.moto import MotoServer
 from lockyard.testing.servers.postgres import PostgresServer
 from lockyard.testing.servers.redis import RedisSentinelSetup, RedisServer
 from lockyard_operator.testing.controlplane import ControlPlane
+from lockyard_operator.testing.identities import service_account_token, token_kubeconfig
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +57,7 @@ def operator_kubeconfig(installed: ControlPlane, tmp_path_factory: pytest.TempPa
     """A kubeconfig of the operator's ServiceAccount (a TokenRequest token)."""
     token = service_account_token(installed, OPERATOR_NAMESPACE, OPERATOR_ACCOUNT)
     folder = tmp_path_factory.mktemp("operator")
-    return write_kubeconfig(folder / "kubeconfig", installed, OPERATOR_ACCOUNT, token)
+    return token_kubeconfig(folder / "kubeconfig", installed, OPERATOR_ACCOUNT, token)
 
 
 @pytest.fixture

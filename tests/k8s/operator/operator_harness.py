@@ -5,151 +5,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
-from lockyard.config.resource import API_GROUP, API_VERSION, PLURAL
+from lockyard.config.resource import API_GROUP, API_VERSION
 from lockyard.kube.api import KubeApi, object_path
-from lockyard.testing.servers.process import free_port
-from lockyard_operator.testing.controlplane import ControlPlane
+from lockyard.kube.paths import secrets_path as secrets_path
+from lockyard.kube.paths import stores_path as stores_path
+from lockyard_operator.testing.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[3]
 OPERATOR_NAMESPACE = "lockyard-system"
 OPERATOR_ACCOUNT = "lockyard-operator"
 #: Probe interval the tests use: short, so outages show within seconds.
 PROBE_S = 2
-
-
-def stores_path(namespace: str, name: str | None = None, sub: str | None = None) -> str:
-    return object_path(API_GROUP, API_VERSION, PLURAL, namespace, name, sub)
-
-
-def secrets_path(namespace: str, name: str | None = None) -> str:
-    return object_path("", "v1", "secrets", namespace, name)
-
-
-def write_kubeconfig(
-    path: Path, plane: ControlPlane, user: str, token: str, namespace: str | None = None
-) -> Path:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "lockyard",
-                "cluster": {"server": plane.server, "certificate-authority": str(plane.ca_file)},
-            }
-        ],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [
-            {
-                "name": user,
-                "context": {"cluster": "lockyard", "user": user}
-                | ({"namespace": namespace} if namespace else {}),
-            }
-        ],
-        "current-context": user,
-    }
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return path
-
-
-def service_account_token(plane: ControlPlane, namespace: str, account: str) -> str:
-    """A token of ``account`` through the TokenRequest API (``kubectl create token``)."""
-    result = plane.kubectl("create", "token", account, "-n", namespace, "--duration=2h")
-    return result.stdout.strip()
-
-
-class OperatorProcess:
-    """``python -m lockyard_operator`` as a child process, logging to a file."""
-
-    def __init__(self, kubeconfig: Path, args: list[str], log: Path) -> None:
-        self.health_port = free_port()
-        self.metrics_port = free_port()
-        self.args = [
-            *args,
-            f"--health-port={self.health_port}",
-            f"--metrics-port={self.metrics_port}",
-        ]
-        self.kubeconfig = kubeconfig
-        self.log_path = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> OperatorProcess:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "lockyard_operator", *self.args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=REPO,
-            )
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def healthy(self) -> bool:
-        try:
-            url = f"http://127.0.0.1:{self.health_port}/healthz"
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return bool(response.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
-
-    async def wait_healthy(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not await asyncio.to_thread(self.healthy):
-            if not self.running:
-                raise AssertionError(f"the operator exited:\n{self.log()[-4000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the operator is not healthy:\n{self.log()[-4000:]}")
-            await asyncio.sleep(0.1)
-
-    def metrics(self) -> str:
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return str(response.read().decode())
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup at all, as when a node dies."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
 
 class Operators:
@@ -167,7 +39,9 @@ class Operators:
         log = self.folder / f"operator-{len(self.started)}.log"
         process = OperatorProcess(self.kubeconfig, [*args, *extra], log).start()
         self.started.append(process)
-        await process.wait_healthy()
+        if await process.wait_healthy(30.0) is None:
+            state = "is not healthy" if process.running else "exited"
+            raise AssertionError(f"the operator {state}:\n{process.log()[-4000:]}")
         return process
 
     def stop_all(self) -> None:
@@ -175,13 +49,23 @@ class Operators:
             process.stop()
 
     def leaked(self) -> list[str]:
+        """Secrets found in the logs, as written or in the encodings a leak would take."""
         logs = "".join(p.log() for p in self.started)
-        return sorted(s for s in self.secrets if s in logs)
+        return sorted(s for s in self.secrets if any(form in logs for form in leak_forms(s)))
 
     def troubles(self) -> list[str]:
-        """Log lines showing missing permissions or unexpected crashes."""
-        lines = "".join(p.log() for p in self.started).splitlines()
-        return [line for line in lines if "Forbidden" in line or line.startswith("Traceback")]
+        """Log lines showing missing permissions, lost events or unexpected crashes."""
+        return [line for process in self.started for line in process.troubles()]
+
+
+def leak_forms(secret: str) -> set[str]:
+    """A secret as written, URL- and form-encoded, and base64-encoded (a Secret's data)."""
+    return {
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret),
+        base64.b64encode(secret.encode()).decode(),
+    }
 
 
 # -- helpers the tests share -------------------------------------------------------------------
@@ -206,6 +90,15 @@ async def create_secret(
     kube: KubeApi, namespace: str, name: str, data: dict[str, str]
 ) -> dict[str, Any]:
     body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data}
+    return await kube.create(secrets_path(namespace), body)
+
+
+async def create_raw_secret(
+    kube: KubeApi, namespace: str, name: str, data: dict[str, bytes]
+) -> dict[str, Any]:
+    """A Secret holding arbitrary bytes (``data``, base64), which ``stringData`` cannot carry."""
+    encoded = {k: base64.b64encode(v).decode() for k, v in data.items()}
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": encoded}
     return await kube.create(secrets_path(namespace), body)
 
 

@@ -15,7 +15,6 @@ spin, and each gets an answer that says what is wrong.
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import itertools
 import json
@@ -35,9 +34,9 @@ from kubernetes.client.exceptions import ApiException
 from operator_harness import (
     Operators,
     condition,
+    create_raw_secret,
     create_secret,
     create_store,
-    secrets_path,
     wait_condition,
 )
 from pydantic import ValidationError
@@ -319,13 +318,7 @@ async def test_random_specs_are_rejected_or_answered_and_never_spin(
     random_secrets: dict[str, dict[str, bytes]],
 ) -> None:
     for name, data in random_secrets.items():
-        body = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name},
-            "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
-        }
-        await kube.create(secrets_path(namespace), body)
+        await create_raw_secret(kube, namespace, name, data)
     operator = await operators.start()
     # The official client is typed loosely; so is this boundary.
     custom: Any = client.CustomObjectsApi(k8s_api)
@@ -508,13 +501,7 @@ async def test_malformed_secrets_get_a_condition_naming_the_key(
         "not-pem": {"ca.crt": b"just some text"},
     }
     for name, data in raw.items():
-        body = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name},
-            "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
-        }
-        await kube.create(secrets_path(namespace), body)
+        await create_raw_secret(kube, namespace, name, data)
     await operators.start()
 
     def redis(secret: str, key: str = "password") -> dict[str, Any]:

@@ -30,11 +30,9 @@ from operator_harness import (
     eventually,
     read_secret,
     secrets_path,
-    service_account_token,
     stores_path,
     update_secret,
     wait_condition,
-    write_kubeconfig,
 )
 
 import lockyard
@@ -46,6 +44,7 @@ from lockyard.testing.servers.moto import MotoServer
 from lockyard.testing.servers.postgres import PostgresServer
 from lockyard.testing.servers.redis import RedisServer, TLSFiles, make_test_tls
 from lockyard_operator.testing.controlplane import ControlPlane
+from lockyard_operator.testing.identities import service_account_token, token_kubeconfig
 
 
 class Password:
@@ -427,7 +426,7 @@ async def test_a_workload_reads_its_own_binding_only(
                 },
             )
         token = await asyncio.to_thread(service_account_token, installed, namespace, account)
-        return write_kubeconfig(tmp_path / account, installed, account, token, namespace)
+        return token_kubeconfig(tmp_path / account, installed, account, token, namespace)
 
     configs = {
         "app-alpha": await workload("app-alpha", "alpha"),

@@ -17,15 +17,14 @@ from operator_harness import (
     create_secret,
     create_store,
     read_secret,
-    service_account_token,
     wait_condition,
-    write_kubeconfig,
 )
 
 import lockyard
 from lockyard.kube.api import KubeApi, object_path
 from lockyard.testing.servers.redis import RedisServer
 from lockyard_operator.testing.controlplane import ControlPlane
+from lockyard_operator.testing.identities import service_account_token, token_kubeconfig
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e]
 
@@ -116,7 +115,7 @@ async def test_connect_store_under_the_per_store_role(
         },
     )
     token = await asyncio.to_thread(service_account_token, installed, namespace, "app")
-    kubeconfig = write_kubeconfig(tmp_path / "app.kubeconfig", installed, "app", token, namespace)
+    kubeconfig = token_kubeconfig(tmp_path / "app.kubeconfig", installed, "app", token, namespace)
     env = {"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     result = await asyncio.to_thread(
         subprocess.run,
