@@ -16,8 +16,10 @@ driver's:
 - DynamoDB (aioboto3, a client set up like Lockyard's: same pool, timeouts, no botocore
   retries): reads -> GetItem (strongly consistent), writes -> PutItem, on a scratch table.
 
-Scans and index reads return 20 entries in Lockyard and one row (or none) in the baseline, so
-their ratios include the cost of the larger reply; that is stated next to them in the report.
+On PostgreSQL, scans and due reads are paired with a prepared SELECT returning the same 20 rows
+from the same indexes (a key range, a ``kind``, a due range). On Redis and DynamoDB they are
+paired with the one-key call above, so their ratios include the cost of the larger reply; the
+report says so next to them.
 """
 
 from __future__ import annotations
@@ -157,7 +159,30 @@ RETURNING version"""
 SELECT = """
 SELECT value, version FROM {s}.entries
 WHERE prefix = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > now())"""
+# The reads that return many rows, each the plainest statement over the index Lockyard's uses.
+# $2/$3 the key range; 20 keys fall in it, the other raw rows outside.
+RANGE_SELECT = """
+SELECT key, value FROM {s}.entries
+WHERE prefix = $1 AND key >= $2 AND key < $3 AND (expires_at IS NULL OR expires_at > now())"""
+# $2 the kind of exactly those 20 keys (``kind`` is the generated column Lockyard indexes).
+KIND_SELECT = """
+SELECT key, value FROM {s}.entries
+WHERE prefix = $1 AND kind = $2 AND (expires_at IS NULL OR expires_at > now())"""
+# $2 the due time: 20 of the index rows are due by then.
+DUE_SELECT = """
+SELECT key FROM {s}.time_index WHERE prefix = $1 AND index_name = 'timeout' AND at_ms <= $2"""
+INDEX_ROW = """
+INSERT INTO {s}.time_index (prefix, index_name, key, at_ms) VALUES ($1, 'timeout', $2, $3)"""
 RAW_PREFIX = "raw"
+#: Rows each many-row read returns, and the rows around them it must skip.
+RAW_MATCHES, RAW_OTHERS = 20, 180
+RAW_DUE_AT_MS = 1_000_000
+#: The raw call paired with each many-row read.
+MANY_ROW_CALLS = {
+    "scan_keys": "range select",
+    "scan_keys_by_kind": "kind select",
+    "get_expired_timeouts": "due select",
+}
 #: Lockyard operations whose raw pair is the conditional update rather than the upsert.
 UPDATE_OPS = frozenset({"compare_and_swap"})
 
@@ -187,6 +212,8 @@ class PostgresRaw(RawDriver):
         self._pool: Any = None
 
     def call_for(self, op: str) -> str:
+        if op in MANY_ROW_CALLS:
+            return MANY_ROW_CALLS[op]
         if op in READ_OPS:
             return "select"
         return "update" if op in UPDATE_OPS else "upsert"
@@ -216,11 +243,38 @@ class PostgresRaw(RawDriver):
         upsert = UPSERT.format(s=schema)
         for i in range(RAW_KEYS):
             await self._pool.execute(upsert, RAW_PREFIX, _raw_key(i), "x" * 32, 600_000)
+        # The many-row reads' rows: RAW_MATCHES in the range, of the kind and due; the others
+        # beside them (a neighbouring kind, later key range, due later).
+        index_row = INDEX_ROW.format(s=schema)
+        for i in range(RAW_MATCHES + RAW_OTHERS):
+            kind = "scan" if i < RAW_MATCHES else "scanother"
+            key = f"bench:raw:{kind}:item-{i:03d}"
+            await self._pool.execute(upsert, RAW_PREFIX, key, "x" * 32, 600_000)
+            due = RAW_DUE_AT_MS - i if i < RAW_MATCHES else RAW_DUE_AT_MS + i
+            await self._pool.execute(index_row, RAW_PREFIX, key, due)
 
     def op(self, call: str) -> Op:
         pool = self._pool
         schema = quote_schema_name(self._schema)
-        statement = {"upsert": UPSERT, "update": UPDATE, "select": SELECT}[call].format(s=schema)
+        statement = {
+            "upsert": UPSERT,
+            "update": UPDATE,
+            "select": SELECT,
+            "range select": RANGE_SELECT,
+            "kind select": KIND_SELECT,
+            "due select": DUE_SELECT,
+        }[call].format(s=schema)
+        many_row_args: tuple[object, ...] = {
+            "range select": ("bench:raw:scan:item-", "bench:raw:scan:item."),
+            "kind select": ("scan",),
+            "due select": (RAW_DUE_AT_MS,),
+        }.get(call, ())
+        if many_row_args:
+
+            async def read_many(i: int, task: int) -> object:
+                return await pool.fetch(statement, RAW_PREFIX, *many_row_args)
+
+            return read_many
         if call == "select":
 
             async def read(i: int, task: int) -> object:
