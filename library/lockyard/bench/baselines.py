@@ -10,7 +10,7 @@ driver's:
   command (``get`` = HGET, ``get_versioned`` = HMGET, the index ZADD / ZREM / ZRANGEBYSCORE) ->
   GET, and every operation Lockyard runs as a Lua script -> EVALSHA of an empty script;
 - PostgreSQL (asyncpg, a pool set up like Lockyard's: same size, no per-release reset round
-  trip; Lockyard's own table, made by its migrations in a scratch schema): reads -> a prepared
+  trip; Lockyard's own table, under a prefix of its own): reads -> a prepared
   SELECT by primary key, ``compare_and_swap`` -> a prepared conditional UPDATE ... RETURNING,
   other writes -> a prepared INSERT ... ON CONFLICT upsert;
 - DynamoDB (aioboto3, a client set up like Lockyard's: same pool, timeouts, no botocore
@@ -31,6 +31,7 @@ from typing import Any
 
 from lockyard.bench.stats import Op
 from lockyard.config import BackendConfig, DynamoDBConfig, PostgresConfig, RedisConfig
+from lockyard.store import MAX_INDEX_TIMESTAMP_MS
 
 READ_OPS = frozenset(
     {"get", "get_versioned", "scan_keys", "scan_keys_by_kind", "get_expired_timeouts"}
@@ -139,9 +140,10 @@ class RedisRaw(RawDriver):
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------
-# The raw statements run on the very table Lockyard writes (its migrations, applied to a scratch
-# schema: same columns, generated `kind`, same secondary indexes), so the ratio measures
-# Lockyard's own work and not a cheaper table. $1 is the prefix, as in Lockyard's statements.
+# The raw statements run on the very table Lockyard writes, in the benchmark's own schema, under
+# a prefix of their own: same columns, generated `kind`, same indexes, and the same amount of
+# data around them, so the ratio measures Lockyard's own work and not a smaller or cheaper table.
+# $1 is the prefix, as in Lockyard's statements.
 # Upsert: $2 key, $3 value, $4 ttl in ms; creates at version 1 or bumps the version.
 UPSERT = """
 INSERT INTO {s}.entries AS t (prefix, key, value, version, expires_at)
@@ -168,12 +170,18 @@ WHERE prefix = $1 AND key >= $2 AND key < $3 AND (expires_at IS NULL OR expires_
 KIND_SELECT = """
 SELECT key, value FROM {s}.entries
 WHERE prefix = $1 AND kind = $2 AND (expires_at IS NULL OR expires_at > now())"""
-# $2 the due time: 20 of the index rows are due by then.
-DUE_SELECT = """
-SELECT key FROM {s}.time_index WHERE prefix = $1 AND index_name = 'timeout' AND at_ms <= $2"""
+# $2 the due time: 20 of the index rows are due by then. The lower bound is the predicate of the
+# partial index Lockyard's due reads use (without it PostgreSQL cannot use that index).
+DUE_SELECT = f"""
+SELECT key FROM {{s}}.time_index
+WHERE prefix = $1 AND index_name = 'timeout'
+  AND at_ms >= {-MAX_INDEX_TIMESTAMP_MS} AND at_ms <= $2"""
+RAW_CLEANUP = (
+    "DELETE FROM {s}.entries WHERE prefix = $1",
+    "DELETE FROM {s}.time_index WHERE prefix = $1",
+)
 INDEX_ROW = """
 INSERT INTO {s}.time_index (prefix, index_name, key, at_ms) VALUES ($1, 'timeout', $2, $3)"""
-RAW_PREFIX = "raw"
 #: Rows each many-row read returns, and the rows around them it must skip.
 RAW_MATCHES, RAW_OTHERS = 20, 180
 RAW_DUE_AT_MS = 1_000_000
@@ -208,7 +216,9 @@ class PostgresRaw(RawDriver):
 
     def __init__(self, config: PostgresConfig) -> None:
         self._config = config
-        self._schema = f"lockyard_bench_raw_{uuid.uuid4().hex[:8]}"
+        #: Lockyard's schema (its connection has migrated it); the raw rows get their own prefix.
+        self._schema = config.schema_name
+        self._prefix = f"raw-{uuid.uuid4().hex[:10]}"
         self._pool: Any = None
 
     def call_for(self, op: str) -> str:
@@ -220,8 +230,6 @@ class PostgresRaw(RawDriver):
 
     async def prepare(self) -> None:
         import asyncpg
-
-        from lockyard.backends.postgres_sql import MIGRATIONS
 
         config = self._config
         self._pool = await asyncpg.create_pool(
@@ -236,22 +244,18 @@ class PostgresRaw(RawDriver):
             reset=_no_reset,
         )
         schema = quote_schema_name(self._schema)
-        await self._pool.execute(f"CREATE SCHEMA {schema}")
-        for migration in MIGRATIONS:
-            for statement in migration.statements:
-                await self._pool.execute(statement.format(s=schema))
         upsert = UPSERT.format(s=schema)
         for i in range(RAW_KEYS):
-            await self._pool.execute(upsert, RAW_PREFIX, _raw_key(i), "x" * 32, 600_000)
+            await self._pool.execute(upsert, self._prefix, _raw_key(i), "x" * 32, 600_000)
         # The many-row reads' rows: RAW_MATCHES in the range, of the kind and due; the others
         # beside them (a neighbouring kind, later key range, due later).
         index_row = INDEX_ROW.format(s=schema)
         for i in range(RAW_MATCHES + RAW_OTHERS):
             kind = "scan" if i < RAW_MATCHES else "scanother"
             key = f"bench:raw:{kind}:item-{i:03d}"
-            await self._pool.execute(upsert, RAW_PREFIX, key, "x" * 32, 600_000)
+            await self._pool.execute(upsert, self._prefix, key, "x" * 32, 600_000)
             due = RAW_DUE_AT_MS - i if i < RAW_MATCHES else RAW_DUE_AT_MS + i
-            await self._pool.execute(index_row, RAW_PREFIX, key, due)
+            await self._pool.execute(index_row, self._prefix, key, due)
 
     def op(self, call: str) -> Op:
         pool = self._pool
@@ -272,18 +276,18 @@ class PostgresRaw(RawDriver):
         if many_row_args:
 
             async def read_many(i: int, task: int) -> object:
-                return await pool.fetch(statement, RAW_PREFIX, *many_row_args)
+                return await pool.fetch(statement, self._prefix, *many_row_args)
 
             return read_many
         if call == "select":
 
             async def read(i: int, task: int) -> object:
-                return await pool.fetchrow(statement, RAW_PREFIX, _raw_key(i))
+                return await pool.fetchrow(statement, self._prefix, _raw_key(i))
 
             return read
 
         async def write(i: int, task: int) -> object:
-            return await pool.fetchrow(statement, RAW_PREFIX, _raw_key(i), "x" * 32, 600_000)
+            return await pool.fetchrow(statement, self._prefix, _raw_key(i), "x" * 32, 600_000)
 
         return write
 
@@ -292,7 +296,8 @@ class PostgresRaw(RawDriver):
             return
         try:
             schema = quote_schema_name(self._schema)
-            await self._pool.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            for statement in RAW_CLEANUP:
+                await self._pool.execute(statement.format(s=schema), self._prefix)
         finally:
             await self._pool.close()
 

@@ -377,8 +377,8 @@ def _method(settings: dict[str, object]) -> list[str]:
         " and a prepared SELECT of the same rows through the same index (key range, `kind`, due"
         " range) for scans and due reads, a"
         " conditional UPDATE ... RETURNING for `compare_and_swap` and INSERT ... ON CONFLICT"
-        " upsert for other writes, on Lockyard's own table (its migrations, in a scratch schema,"
-        " so the same indexes are maintained); aioboto3 GetItem (consistent) for reads and"
+        " upsert for other writes, on Lockyard's own table under a prefix of their own (same"
+        " indexes, same amount of data around them); aioboto3 GetItem (consistent) for reads and"
         " PutItem for writes.",
         "- Lock cycles: uncontended is acquire + release on one task (or thread), timed as one"
         f" cycle. Contended is {settings['lock_workers']} workers looping acquire -> critical"

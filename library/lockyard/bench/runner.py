@@ -35,7 +35,7 @@ from lockyard.bench.stats import OPS_PER_S, Op, Sample, time_concurrent, time_se
 from lockyard.bench.store_ops import STORE_OPS, OpContext, StoreOp
 from lockyard.config import BackendConfig, parse_url
 from lockyard.connection import Connection
-from lockyard.errors import LockTimeoutError
+from lockyard.errors import LockTimeoutError, StateError
 from lockyard.locks import DistributedLock, LockGuard
 
 Progress = Callable[[str], None]
@@ -68,6 +68,16 @@ def describe(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+#: Seconds the final purge of the run's prefix may take.
+PURGE_TIMEOUT_S = 300.0
+
+
+def _only_state_errors(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_state_errors(inner) for inner in exc.exceptions)
+    return isinstance(exc, StateError)
 
 
 class LockyardHandle:
@@ -113,6 +123,8 @@ class TargetRun:
 
     async def run(self) -> None:
         async with contextlib.AsyncExitStack() as stack:
+            # Registered first, so it runs last: once every connection is closed.
+            stack.push_async_callback(self._purge)
             connections: list[tuple[Scenario, Connection]] = []
             for scenario in self.plan.scenarios:
                 if not scenario.applies_to(self.backend):
@@ -153,12 +165,17 @@ class TargetRun:
                     await self._peer_cycles(pass_no, peer)
 
     async def _close(self, connection: Connection) -> None:
+        await connection.close()
+
+    async def _purge(self) -> None:
+        """Remove everything the run wrote, on a connection of its own with a long timeout:
+        thousands of entries take moto longer than one operation's timeout."""
+        config = self.config.model_copy(update={"operation_timeout": PURGE_TIMEOUT_S})
         try:
-            await connection.store.purge()
+            async with lockyard.connect(config) as connection:
+                await connection.store.purge()
         except Exception as exc:
             self._note("cleanup", f"purging the benchmark's prefix failed: {describe(exc)}")
-        finally:
-            await connection.close()
 
     async def _close_raw(self, raw: RawDriver) -> None:
         try:
@@ -241,8 +258,14 @@ class TargetRun:
                     await op.cleanup(store, ctx)
                 except Exception as exc:
                     # Noted, and tried again in the next pass: the other passes still count.
-                    self._note(name, f"failed in pass {pass_no + 1}: {describe(exc)}")
-                    self.progress(traceback.format_exc(limit=4))
+                    self._failed_pass(name, pass_no, exc)
+
+    def _failed_pass(self, name: str, pass_no: int, exc: Exception) -> None:
+        """Note a Lockyard measurement that failed; a traceback only for an unexpected error
+        (a ``StateError``, such as a timeout under moto's load, is fully said by its message)."""
+        self._note(name, f"failed in pass {pass_no + 1}: {describe(exc)}")
+        if not _only_state_errors(exc):
+            self.progress(traceback.format_exc(limit=4))
 
     async def _measure(
         self,
@@ -321,8 +344,7 @@ class TargetRun:
                 metrics = await step()
             except Exception as exc:
                 # Noted, and tried again in the next pass (Lockyard is never dropped).
-                self._note(name, f"failed in pass {pass_no + 1}: {describe(exc)}")
-                self.progress(traceback.format_exc(limit=4))
+                self._failed_pass(name, pass_no, exc)
                 continue
             self.results.add(
                 Record(self.backend, "lock", subject, "lock_cycle", mode, pass_no, metrics)

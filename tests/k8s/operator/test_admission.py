@@ -41,6 +41,11 @@ def body(spec: dict[str, Any]) -> dict[str, Any]:
         ({"memory": {}, "prefix": "has space"}, ["spec.prefix", "should match"]),
         ({"postgresql": {"sslmode": "sometimes"}}, ["spec.postgresql.sslmode"]),
         ({"dynamodb": {"region": "eu-west-1"}}, ["spec.dynamodb.table", "Required"]),
+        ({"dynamodb": {"table": "tbl", "region": "eu west"}}, ["spec.dynamodb.region", "should"]),
+        (
+            {"dynamodb": {"table": "tbl", "endpointUrl": "localhost:8000"}},
+            ["spec.dynamodb.endpointUrl", "should match"],
+        ),
         ({"redisSentinel": {"master": "m", "sentinels": []}}, ["spec.redisSentinel.sentinels"]),
         (
             {"redis": {"passwordSecretRef": {"name": "Not_A_Name", "key": "k"}}},
