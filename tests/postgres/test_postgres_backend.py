@@ -10,20 +10,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 import pytest
 import pytest_asyncio
+from postgres_helpers import backend_of
 
 import lockyard
 from lockyard.backends import postgres as pg
 from lockyard.backends import postgres_sql as sql
+from lockyard.testing.fixtures import unique_prefix
 from lockyard.testing.servers.postgres import PostgresServer
 from lockyard.testing.servers.process import free_port
 
 pytestmark = pytest.mark.postgres
 
 SCHEMA = "pgtests"
-
-
-def prefix() -> str:
-    return f"p{uuid.uuid4().hex[:10]}"
 
 
 async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -33,26 +31,6 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"not true after {timeout}s: {check}")
-
-
-def backend_of(ly: lockyard.Connection) -> pg.PostgresBackend:
-    backend = ly._backend
-    assert isinstance(backend, pg.PostgresBackend)
-    return backend
-
-
-@pytest_asyncio.fixture
-async def ly(postgres_server: PostgresServer) -> AsyncIterator[lockyard.Connection]:
-    async with lockyard.connect(postgres_server.url(prefix=prefix(), schema=SCHEMA)) as handle:
-        yield handle
-        await handle.store.purge()
-
-
-@pytest_asyncio.fixture
-async def raw(postgres_server: PostgresServer) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(postgres_server.dsn())
-    yield connection
-    await connection.close()
 
 
 # -- the handle -------------------------------------------------------------------------------
@@ -67,7 +45,7 @@ async def test_the_handle_reports_backend_version_and_guarantees(ly: lockyard.Co
 
 
 async def test_each_operation_is_one_statement(postgres_server: PostgresServer) -> None:
-    url = postgres_server.url(prefix=prefix(), schema=SCHEMA, pool_size="1")
+    url = postgres_server.url(prefix=unique_prefix(), schema=SCHEMA, pool_size="1")
     async with lockyard.connect(url) as ly:
         logged: list[str] = []
         async with backend_of(ly).pool.acquire() as connection:
@@ -109,7 +87,7 @@ async def test_scans_and_due_reads_use_the_indexes(
     ly: lockyard.Connection, raw: asyncpg.Connection
 ) -> None:
     # Many stores and kinds, as in production: an index must beat reading the table.
-    filler = prefix()
+    filler = unique_prefix()
     await raw.execute(
         f"""
         INSERT INTO {SCHEMA}.entries (prefix, key, value, version, expires_at)
@@ -274,7 +252,7 @@ async def test_an_unknown_database_is_a_backend_error(postgres_server: PostgresS
 async def test_a_blocked_statement_times_out_and_the_handle_recovers(
     postgres_server: PostgresServer, raw: asyncpg.Connection
 ) -> None:
-    url = postgres_server.url(prefix=prefix(), schema=SCHEMA, timeout="0.5")
+    url = postgres_server.url(prefix=unique_prefix(), schema=SCHEMA, timeout="0.5")
     async with lockyard.connect(url) as ly:
         key = "ns:t:state:blocked"
         await ly.store.set(key, "a")
@@ -312,7 +290,7 @@ def test_translate_error_maps_by_class() -> None:
 
 
 async def test_a_closed_handle_raises_a_lockyard_error(postgres_server: PostgresServer) -> None:
-    ly = await lockyard.connect(postgres_server.url(prefix=prefix(), schema=SCHEMA))
+    ly = await lockyard.connect(postgres_server.url(prefix=unique_prefix(), schema=SCHEMA))
     await ly.close()
     with pytest.raises(lockyard.StateError):
         await ly.store.get("ns:t:state:x")
@@ -332,7 +310,7 @@ async def test_expired_rows_are_deleted_in_the_background(
     postgres_server: PostgresServer, raw: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pg, "SWEEP_INTERVAL_S", 0.1)
-    store_prefix = prefix()
+    store_prefix = unique_prefix()
     async with lockyard.connect(postgres_server.url(prefix=store_prefix, schema=SCHEMA)) as ly:
         await asyncio.gather(*(ly.store.set(f"ns:t:history:h{i}", "v", ttl=1) for i in range(50)))
         await ly.store.set("ns:t:history:kept", "v")
@@ -453,7 +431,7 @@ async def test_each_store_listens_on_its_own_channel(postgres_server: PostgresSe
 async def test_close_leaves_no_connections_behind(
     postgres_server: PostgresServer, raw: asyncpg.Connection
 ) -> None:
-    store_prefix = prefix()
+    store_prefix = unique_prefix()
     ly = await lockyard.connect(postgres_server.url(prefix=store_prefix, schema=SCHEMA))
     guard = await ly.locks.acquire("x", 5, timeout=1)
     await guard.release()

@@ -4,46 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-import pytest_asyncio
+from postgres_helpers import backend_of
 
 import lockyard
-from lockyard.backends import postgres as pg
 from lockyard.backends import postgres_sql as sql
 from lockyard.locks import parse_release_signal
+from lockyard.testing.fixtures import unique_prefix
 from lockyard.testing.servers.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
 
 SCHEMA = "pgqueue"
-
-
-def prefix() -> str:
-    return f"q{uuid.uuid4().hex[:10]}"
-
-
-def backend_of(ly: lockyard.Connection) -> pg.PostgresBackend:
-    backend = ly._backend
-    assert isinstance(backend, pg.PostgresBackend)
-    return backend
-
-
-@pytest_asyncio.fixture
-async def ly(postgres_server: PostgresServer) -> AsyncIterator[lockyard.Connection]:
-    async with lockyard.connect(postgres_server.url(prefix=prefix(), schema=SCHEMA)) as handle:
-        yield handle
-        await handle.store.purge()
-
-
-@pytest_asyncio.fixture
-async def raw(postgres_server: PostgresServer) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(postgres_server.dsn())
-    yield connection
-    await connection.close()
 
 
 async def waiters(raw: asyncpg.Connection, store_prefix: str, name: str) -> list[str]:
@@ -144,7 +118,7 @@ async def test_lock_statements_use_the_indexes(
     ly: lockyard.Connection, raw: asyncpg.Connection
 ) -> None:
     # Many stores, locks and waiters, as in production: an index must beat reading the table.
-    filler = prefix()
+    filler = unique_prefix()
     await raw.execute(
         f"""
         INSERT INTO {SCHEMA}.locks (prefix, name, owner, expires_at, fencing)

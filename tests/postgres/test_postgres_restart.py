@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
+from postgres_helpers import backend_of
 
 import lockyard
-from lockyard.backends import postgres as pg
 from lockyard.locks import LockGuard
 from lockyard.testing.servers.postgres import PostgresServer
 
@@ -36,12 +36,6 @@ def running(server: PostgresServer) -> PostgresServer:
     if not server.running:
         server.start()
     return server
-
-
-def backend_of(ly: lockyard.Connection) -> pg.PostgresBackend:
-    backend = ly._backend
-    assert isinstance(backend, pg.PostgresBackend)
-    return backend
 
 
 @dataclass

@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 from redis.crc import key_slot
+from redis_helpers import backend_of, fresh_connection
 
 import lockyard
 from lockyard import OperationTimeoutError, SerializationError
@@ -101,18 +102,8 @@ def _keys(args: list[str]) -> list[str]:
 
 @pytest_asyncio.fixture
 async def ly(redis_server: RedisServer) -> AsyncIterator[lockyard.Connection]:
-    connection = await lockyard.connect(redis_server.url(unique_prefix()) + "&pool_size=1")
-    try:
+    async with fresh_connection(redis_server.url(unique_prefix()) + "&pool_size=1") as connection:
         yield connection
-    finally:
-        await connection.store.purge()
-        await connection.close()
-
-
-def _backend(ly: lockyard.Connection) -> RedisBackend:
-    backend = ly._backend
-    assert isinstance(backend, RedisBackend)
-    return backend
 
 
 async def test_every_operation_is_one_round_trip_in_one_hash_slot(
@@ -239,7 +230,7 @@ async def test_the_sweep_reclaims_members_nobody_scans(
     await ly.store.set("ns:acme:history:reborn", "v", ttl=0.05)
     await asyncio.sleep(0.1)
     await ly.store.set("ns:acme:history:reborn", "again")
-    backend = _backend(ly)
+    backend = backend_of(ly)
     examined = await backend.sweep()
     assert examined >= 1201
     with redis_server.admin() as admin:
@@ -260,7 +251,7 @@ async def test_the_background_sweep_runs_by_itself(
     async with lockyard.connect(redis_server.url(prefix)) as ly:
         await ly.store.set("ns:acme:quota:q", "v", ttl=0.05)
         index = f"lockyard:{{{prefix}|quota}}:i"
-        backend = _backend(ly)
+        backend = backend_of(ly)
         with redis_server.admin() as admin:
             assert admin.zcard(index) == 1
             # No test hook: wait for the task's own sweeps (interval 0.1 s, jittered).

@@ -9,9 +9,10 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 from redis.crc import key_slot
+from redis_helpers import backend_of, fresh_connection
 
 import lockyard
-from lockyard.backends.redis import KeyLayout, RedisBackend
+from lockyard.backends.redis import KeyLayout
 from lockyard.locks import DEFAULT_WAITER_LEASE_S, parse_release_signal
 from lockyard.testing.fixtures import unique_prefix
 from lockyard.testing.servers.redis import RedisServer
@@ -21,18 +22,8 @@ pytestmark = pytest.mark.redis
 
 @pytest_asyncio.fixture
 async def ly(redis_server: RedisServer) -> AsyncIterator[lockyard.Connection]:
-    connection = await lockyard.connect(redis_server.url(unique_prefix()))
-    try:
+    async with fresh_connection(redis_server.url(unique_prefix())) as connection:
         yield connection
-    finally:
-        await connection.store.purge()
-        await connection.close()
-
-
-def backend_of(ly: lockyard.Connection) -> RedisBackend:
-    backend = ly._backend
-    assert isinstance(backend, RedisBackend)
-    return backend
 
 
 def test_a_locks_keys_share_one_hash_slot() -> None:
