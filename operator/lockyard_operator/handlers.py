@@ -36,7 +36,8 @@ from lockyard.config.resource import (
     referenced_secrets,
 )
 from lockyard.config.urls import describe_validation_error
-from lockyard.kube.api import KubeApi, KubeApiError, object_path
+from lockyard.kube.api import KubeApi, KubeApiError
+from lockyard.kube.paths import stores_path
 from lockyard_operator import reasons
 from lockyard_operator.reaper import REAP_INTERVAL_S
 from lockyard_operator.reconcile import Outcome, Reconciler, StoreRef
@@ -224,7 +225,7 @@ async def reconcile_by_name(
     reconciler: Reconciler, api: KubeApi, namespace: str, name: str
 ) -> None:
     """Reconcile a store now, reading it from the API (for triggers other than its own events)."""
-    path = object_path(API_GROUP, API_VERSION, PLURAL, namespace, name)
+    path = stores_path(namespace, name)
     try:
         body = await api.get_or_none(path)
     except KubeApiError as exc:

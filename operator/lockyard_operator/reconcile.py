@@ -57,6 +57,7 @@ from lockyard.errors import ConfigError, StateError
 from lockyard.kube.api import KubeApi, KubeApiError, object_path
 from lockyard.kube.binding import FILE_PARAMS, binding_data
 from lockyard.kube.names import STORE_LABEL, store_label_value, store_object_name
+from lockyard.kube.paths import leases_path, secrets_path, stores_path
 from lockyard.mirror.kubeapi import KubeApiError as MirrorApiError
 from lockyard_operator import reasons
 from lockyard_operator.classify import Problem, classify, scrub
@@ -348,7 +349,7 @@ class Reconciler:
         values: dict[SecretKeyRef, str] = {}
         for _, secret_ref in spec.secret_refs():
             if secret_ref.name not in secrets:
-                path = object_path("", "v1", "secrets", ref.namespace, secret_ref.name)
+                path = secrets_path(ref.namespace, secret_ref.name)
                 try:
                     secret = await self._api.get_or_none(path)
                 except KubeApiError as exc:
@@ -501,7 +502,7 @@ class Reconciler:
         if store.published != digest:
             failure: _Failed | None
             try:
-                await self._apply(ref, object_path("", "v1", "secrets", ref.namespace), secret)
+                await self._apply(ref, secrets_path(ref.namespace), secret)
                 roles = object_path("rbac.authorization.k8s.io", "v1", "roles", ref.namespace)
                 await self._apply(ref, roles, role)
             except KubeApiError as exc:
@@ -565,7 +566,7 @@ class Reconciler:
             await self._api.replace(path, replacement)
 
     async def _delete_leases(self, ref: StoreRef) -> int:
-        leases = object_path("coordination.k8s.io", "v1", "leases", ref.namespace)
+        leases = leases_path(ref.namespace)
         selector = {"labelSelector": f"{STORE_LABEL}={store_label_value(ref.name)}"}
         found = await self._api.get(leases, params=selector)
         count = len(found.get("items") or [])
@@ -651,7 +652,7 @@ class Reconciler:
         if recent and _without_latency(patch) == _without_latency(store.last_patch):
             # Nothing but the latency moved: refresh it now and then, not on every probe.
             return
-        path = object_path(API_GROUP, API_VERSION, PLURAL, ref.namespace, ref.name, "status")
+        path = stores_path(ref.namespace, ref.name, "status")
         try:
             await self._api.merge_patch(path, patch)
         except KubeApiError as exc:

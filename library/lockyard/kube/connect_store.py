@@ -23,10 +23,9 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from lockyard.config.resource import API_GROUP, API_VERSION, PLURAL
 from lockyard.connection import Connection, open_connection
 from lockyard.errors import ConfigError
-from lockyard.kube.api import KubeApi, KubeApiError, object_path
+from lockyard.kube.api import KubeApi, KubeApiError
 from lockyard.kube.binding import (
     FILE_PARAMS,
     StoreBinding,
@@ -35,6 +34,7 @@ from lockyard.kube.binding import (
     read_secret_binding,
 )
 from lockyard.kube.names import store_object_name
+from lockyard.kube.paths import secrets_path, stores_path
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ async def _read_binding_secret(name: str, namespace: str) -> dict[str, str]:
             f"cannot reach the Kubernetes API to find StateStore {namespace}/{name}: {exc}"
         ) from exc
     async with api:
-        path = object_path(API_GROUP, API_VERSION, PLURAL, namespace, name)
+        path = stores_path(namespace, name)
         try:
             store = await api.get(path)
         except KubeApiError as exc:
@@ -149,7 +149,7 @@ async def _read_binding_secret(name: str, namespace: str) -> dict[str, str]:
                 f"(kubectl get statestore {name} -n {namespace})"
             )
         try:
-            secret = await api.get(object_path("", "v1", "secrets", namespace, binding))
+            secret = await api.get(secrets_path(namespace, binding))
         except KubeApiError as exc:
             raise ConfigError(
                 _api_problem(exc, f"binding Secret {namespace}/{binding}", name)
