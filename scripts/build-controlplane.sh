@@ -28,7 +28,7 @@ source "$TOOLS/versions.env"
 : "${KUBERNETES_VERSION:?missing in versions.env}" "${ETCD_VERSION:?missing in versions.env}"
 
 BIN_DIR="$CACHE/controlplane/$KUBERNETES_VERSION-$ETCD_VERSION/bin"
-K8S_CMDS=(kube-apiserver kube-controller-manager kubectl)
+K8S_CMDS=(kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler)
 ALL_BINS=("${K8S_CMDS[@]}" etcd)
 
 # Hermetic Go settings: no cgo (static binaries), never switch toolchains behind our

@@ -9,7 +9,6 @@ whoever waits.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from datetime import timedelta
 
@@ -19,6 +18,7 @@ from lockyard import LockExpiredError, LockLostError, LockTimeoutError
 from lockyard.connection import Connection
 from lockyard.locks import new_owner_token
 from lockyard.testing.fixtures import ConformanceBase
+from lockyard.testing.virtual_time import loop_time
 
 
 def lock_name() -> str:
@@ -134,12 +134,12 @@ class LockConformance(ConformanceBase):
         async def release_later() -> None:
             nonlocal released_at
             await asyncio.sleep(0.3)
-            released_at = time.monotonic()
+            released_at = loop_time()
             await holder.release()
 
         task = asyncio.create_task(release_later())
         waiter = await ly.locks.acquire(name, 5, timeout=10)
-        acquired_at = time.monotonic()
+        acquired_at = loop_time()
         await task
         assert waiter.fencing_token > holder.fencing_token
         assert acquired_at - released_at <= self.handover_bound_s + 0.05
@@ -148,19 +148,19 @@ class LockConformance(ConformanceBase):
     async def test_acquire_takes_a_lock_whose_holder_expired(self, ly: Connection) -> None:
         name = lock_name()
         await ly.locks.acquire(name, self.short_ttl_s, timeout=1)
-        started = time.monotonic()
+        started = loop_time()
         guard = await ly.locks.acquire(name, 5, timeout=10)
-        assert time.monotonic() - started <= self.short_ttl_s + self.handover_bound_s + 0.2
+        assert loop_time() - started <= self.short_ttl_s + self.handover_bound_s + 0.2
         await guard.release()
 
     async def test_acquire_times_out_on_time(self, ly: Connection) -> None:
         name = lock_name()
         holder = await ly.locks.acquire(name, 30, timeout=1)
         for timeout in (0, 0.3):
-            started = time.monotonic()
+            started = loop_time()
             with pytest.raises(LockTimeoutError) as raised:
                 await ly.locks.acquire(name, 5, timeout=timeout)
-            elapsed = time.monotonic() - started
+            elapsed = loop_time() - started
             assert elapsed <= timeout + self.timeout_slack_s + 0.05
             assert elapsed >= timeout
             assert isinstance(raised.value, TimeoutError)
@@ -282,11 +282,11 @@ class LockConformance(ConformanceBase):
         patient = asyncio.create_task(ly.locks.acquire(name, 30, timeout=10))
         with pytest.raises(LockTimeoutError):
             await quitter
-        released_at = time.monotonic()
+        released_at = loop_time()
         await holder.release()
         guard = await patient
         # Not held up by the quitter's entry (its waiter lease has most of 2 s left).
-        assert time.monotonic() - released_at <= self.handover_bound_s + 0.05
+        assert loop_time() - released_at <= self.handover_bound_s + 0.05
         assert guard.fencing_token > holder.fencing_token
         await guard.release()
 
@@ -300,10 +300,10 @@ class LockConformance(ConformanceBase):
         quitter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await quitter
-        released_at = time.monotonic()
+        released_at = loop_time()
         await holder.release()
         guard = await patient
-        assert time.monotonic() - released_at <= self.handover_bound_s + 0.05
+        assert loop_time() - released_at <= self.handover_bound_s + 0.05
         await guard.release()
 
     async def test_a_crashed_waiter_stalls_a_hand_off_at_most_its_waiter_lease(
@@ -312,7 +312,7 @@ class LockConformance(ConformanceBase):
         name = lock_name()
         lease_s = 0.5
         holder = await ly.locks.acquire(name, 30, timeout=1)
-        queued_at = time.monotonic()
+        queued_at = loop_time()
         await queue_ghost(ly, name, lease_s)
         waiter = asyncio.create_task(ly.locks.acquire(name, 30, timeout=10))
         await asyncio.sleep(self.queue_join_s)
@@ -321,7 +321,7 @@ class LockConformance(ConformanceBase):
         # The ghost's entry lapses lease_s after it queued; a queued waiter re-attempts at
         # least every poll_cap_s, so it takes the lock within that (plus a hand-over) at most.
         bound = lease_s + ly.locks.poll_cap_s + self.handover_bound_s + 0.1
-        assert time.monotonic() - queued_at <= bound
+        assert loop_time() - queued_at <= bound
         assert guard.fencing_token > holder.fencing_token
         await guard.release()
 
