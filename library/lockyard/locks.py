@@ -50,6 +50,17 @@ DEFAULT_WAITER_LEASE_S = 2.0
 #: expire with its waiter lease anyway), so that LockTimeoutError stays within the contract's
 #: 100 ms of the timeout whatever the backend's state.
 LEAVE_QUEUE_TIMEOUT_S = 0.1
+#: ``hold()`` declares its lease lost this fraction of the TTL before the local deadline (the
+#: start of the last confirmed acquiring or renewing call plus the TTL), so the cancelled block
+#: has time to stop before another owner can take the lock; bounded below and above.
+LOSS_MARGIN_FRACTION = 0.1
+LOSS_MARGIN_MIN_S = 0.005
+LOSS_MARGIN_MAX_S = 1.0
+
+
+def loss_margin_s(ttl_s: float) -> float:
+    """How long before its local lease deadline a holder gives the lease up."""
+    return min(max(ttl_s * LOSS_MARGIN_FRACTION, LOSS_MARGIN_MIN_S), LOSS_MARGIN_MAX_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +239,7 @@ class LockGuard:
         "_locks",
         "_released",
         "fencing_token",
+        "lease_deadline",
         "lease_ms",
         "lost",
         "name",
@@ -236,13 +248,23 @@ class LockGuard:
     )
 
     def __init__(
-        self, locks: DistributedLock, name: str, owner: str, fencing_token: int, lease_ms: int
+        self,
+        locks: DistributedLock,
+        name: str,
+        owner: str,
+        fencing_token: int,
+        lease_ms: int,
+        started: float,
     ) -> None:
         self._locks = locks
         self.name = name
         self.owner = owner
         self.fencing_token = fencing_token
         self.lease_ms = lease_ms
+        #: The holder's own bound on its lease (``clock.monotonic()`` seconds): the start of the
+        #: call that acquired or last renewed it plus its TTL. The backend's lease began after
+        #: that call started, so it cannot end before this.
+        self.lease_deadline = started + lease_ms / 1000
         self.renewed_at = locks.clock.wall()
         self.lost = asyncio.Event()
         self._released = False
@@ -254,6 +276,7 @@ class LockGuard:
         """Set the remaining lease to ``ttl`` from now; ``LockExpiredError`` if no longer held."""
         ms = lock_ttl_to_ms(ttl)
         locks = self._locks
+        started = locks.clock.monotonic()
         held = await locks._run("extend", locks._extend(self.name, self.owner, ms))
         if not held:
             self.lost.set()
@@ -262,6 +285,7 @@ class LockGuard:
                 "this guard: it expired, was released or was taken by another owner"
             )
         self.lease_ms = ms
+        self.lease_deadline = started + ms / 1000
         self.renewed_at = locks.clock.wall()
         locks._notify("lock_extended", self)
 
@@ -328,10 +352,11 @@ class DistributedLock(abc.ABC):
         """One attempt: a guard, or ``None`` if anyone holds a live lock of that name."""
         name, ms = check_lock_name(name), lock_ttl_to_ms(ttl)
         owner = new_owner_token()
+        started = self.clock.monotonic()
         attempt = await self._run("try_acquire", self._try_acquire(name, owner, ms))
         if attempt.fencing_token is None:
             return None
-        return self._new_guard(name, owner, attempt.fencing_token, ms)
+        return self._new_guard(name, owner, attempt.fencing_token, ms, started)
 
     async def acquire(self, name: str, ttl: Duration, timeout: Duration) -> LockGuard:
         """Wait up to ``timeout`` (0 makes one attempt); ``LockTimeoutError`` when it runs out.
@@ -343,10 +368,11 @@ class DistributedLock(abc.ABC):
         wait_s = timeout_to_seconds(timeout)
         owner = new_owner_token()
         if wait_s <= 0:  # one attempt, which takes a free lock like try_acquire
+            started = self.clock.monotonic()
             attempt = await self._run("acquire", self._try_acquire(name, owner, ms))
             if attempt.fencing_token is None:
                 raise self._timed_out(name, wait_s)
-            return self._new_guard(name, owner, attempt.fencing_token, ms)
+            return self._new_guard(name, owner, attempt.fencing_token, ms, started)
         deadline = self.clock.monotonic() + wait_s
         backoff = self.poll_initial_s
         wait_ms = max(1, round(self.waiter_lease_s * 1000))
@@ -356,11 +382,12 @@ class DistributedLock(abc.ABC):
         async with self.watch_releases(name, owner) as watch:
             try:
                 while True:
+                    started = self.clock.monotonic()
                     attempt = await self._run(
                         "acquire", self._try_acquire(name, owner, ms, wait_ms)
                     )
                     if attempt.fencing_token is not None:
-                        return self._new_guard(name, owner, attempt.fencing_token, ms)
+                        return self._new_guard(name, owner, attempt.fencing_token, ms, started)
                     remaining = deadline - self.clock.monotonic()
                     if remaining <= 0:
                         raise self._timed_out(name, wait_s)
@@ -479,8 +506,10 @@ class DistributedLock(abc.ABC):
             self._leaving.add(leave)
             leave.add_done_callback(self._leaving.discard)
 
-    def _new_guard(self, name: str, owner: str, fencing_token: int, ttl_ms: int) -> LockGuard:
-        guard = LockGuard(self, name, owner, fencing_token, ttl_ms)
+    def _new_guard(
+        self, name: str, owner: str, fencing_token: int, ttl_ms: int, started: float
+    ) -> LockGuard:
+        guard = LockGuard(self, name, owner, fencing_token, ttl_ms, started)
         self._notify("lock_acquired", guard)
         return guard
 
@@ -518,30 +547,45 @@ class LockHold:
     async def __aenter__(self) -> LockGuard:
         guard = await self._locks.acquire(self._name, self._ttl_ms / 1000, self._timeout)
         self._guard = guard
-        if self._auto_renew:
-            self._block = asyncio.current_task()
-            self._renewer = asyncio.create_task(
-                self._renew_until_lost(guard), name=f"lockyard-renew:{self._name}"
-            )
+        self._block = asyncio.current_task()
+        self._renewer = asyncio.create_task(
+            self._renew_until_lost(guard), name=f"lockyard-renew:{self._name}"
+        )
         return guard
 
     async def _renew_until_lost(self, guard: LockGuard) -> None:
+        """Renew every ttl/3 (when asked to); declare loss at the local deadline at the latest.
+
+        Loss is declared when the backend says the lock is gone, or when no renewal has been
+        confirmed ``loss_margin_s(ttl)`` before ``guard.lease_deadline``, whatever the operation
+        timeout and however the backend misbehaves (stopped, partitioned, slow): a renewal still
+        in flight then is abandoned, since its outcome can no longer make the block safe.
+        """
         clock = self._locks.clock
-        interval = self._ttl_ms / 3000
-        lease_end = clock.monotonic() + self._ttl_ms / 1000
+        ttl_s = self._ttl_ms / 1000
+        margin = loss_margin_s(ttl_s)
+        interval = ttl_s / 3
         while True:
-            await clock.sleep(interval)
+            remaining = guard.lease_deadline - margin - clock.monotonic()
+            if remaining <= 0:
+                break
+            if not self._auto_renew:
+                await clock.sleep(remaining)
+                continue
+            await clock.sleep(min(interval, remaining))
+            remaining = guard.lease_deadline - margin - clock.monotonic()
+            if remaining <= 0:
+                break
             try:
-                await guard.extend(self._ttl_ms / 1000)
-                lease_end = clock.monotonic() + self._ttl_ms / 1000
-                interval = self._ttl_ms / 3000
+                async with asyncio.timeout(remaining):
+                    await guard.extend(ttl_s)
+                interval = ttl_s / 3
             except LockExpiredError:
                 break
-            except StateError:
-                # A transient backend failure: retry sooner while the lease can still be saved.
-                if clock.monotonic() >= lease_end:
-                    break
-                interval = max(0.01, min(interval, (lease_end - clock.monotonic()) / 3))
+            except (StateError, TimeoutError):
+                # Transient, or too slow to save this lease: retry sooner while it can be saved.
+                left = guard.lease_deadline - margin - clock.monotonic()
+                interval = max(0.01, min(interval, left / 3))
         guard.lost.set()
         if self._block is not None and not self._block.done():
             self._cancelled_block = True

@@ -23,6 +23,9 @@ import selectors
 import time
 
 
+_LATENESS_S = 1e-6
+
+
 class _VirtualNow:
     """The shared reading of one loop's virtual clock (seconds, starts at the real one)."""
 
@@ -45,7 +48,9 @@ class _JumpingSelector(selectors.DefaultSelector):
             return list(super().select(None))
         events = list(super().select(0))
         if not events and timeout > 0:
-            self._clock.now += timeout
+            # A microsecond late, as real timers always are: ``start + d - start`` can round
+            # below ``d`` in floating point, and code waiting for a deadline must see it passed.
+            self._clock.now += timeout + _LATENESS_S
         return events
 
 
