@@ -7,7 +7,7 @@ PY      := $(VENV)/bin/python
 PIP     := $(VENV)/bin/pip
 CACHE   ?= $(HOME)/.cache/lockyard
 
-.PHONY: help install system-deps lint typecheck test check
+.PHONY: help install system-deps lint typecheck test unit check
 
 help:  ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -17,25 +17,34 @@ system-deps:  ## Install the Debian packages the tests and demo start (redis, se
 
 # constraints.txt pins the versions CI was green with (aioboto3 pins botocore exactly; without
 # the pins pip backtracks through years of boto3/moto releases).
-$(VENV)/.installed: pyproject.toml constraints.txt
+# The tooling (devtools/, distribution lockyard-dev) is installed next to the product, never in it.
+$(VENV)/.installed: pyproject.toml devtools/pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[all,dev]'
+	$(PIP) install -q -c constraints.txt -e '.[all,dev]' -e ./devtools
 	touch $@
 
 install: system-deps $(VENV)/.installed  ## Create .venv with the package, every extra and the dev tools
 
 lint: $(VENV)/.installed  ## ruff (lint + format check) and import-linter
-	$(VENV)/bin/ruff check library operator tests
-	$(VENV)/bin/ruff format --check library operator tests
+	$(VENV)/bin/ruff check library operator devtools tests
+	$(VENV)/bin/ruff format --check library operator devtools tests
 	$(VENV)/bin/lint-imports
 
-typecheck: $(VENV)/.installed  ## mypy --strict on both packages
+typecheck: $(VENV)/.installed  ## mypy --strict on both packages and the tooling
 	$(VENV)/bin/mypy
 
 test: install controlplane  ## Set up everything, then lint, typecheck and run every test against real servers
 	$(MAKE) lint typecheck verify-crds
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast tier: every test that needs no server (pure tests, the memory backend's conformance
+# runs). tests/conftest.py marks tests by the server fixtures they use; with LOCKYARD_NO_SERVERS
+# set, a test that starts a server without its marker fails instead of slowing the tier down.
+UNIT_MARKERS := not (redis or sentinel or postgres or dynamodb or k8s or e2e)
+
+unit: $(VENV)/.installed  ## Tests that need no server, in under a minute (no lint, no control plane)
+	LOCKYARD_NO_SERVERS=1 $(PY) -m pytest -m '$(UNIT_MARKERS)' -q $(PYTEST_ARGS)
 
 check: test
 

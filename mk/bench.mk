@@ -10,14 +10,14 @@ BENCH_SCENARIOS ?= default,mirroring-on
 
 # The peer libraries (python-redis-lock, pottery, aioredlock, tooz, psycopg2-binary), resolved
 # together with every other extra: tooz's newest debtcollector wants wrapt>=2, aiobotocore wrapt<2.
-$(VENV)/.bench-installed: pyproject.toml constraints.txt $(VENV)/.installed
-	$(PIP) install -q -c constraints.txt -e '.[all,dev,bench]'
+$(VENV)/.bench-installed: pyproject.toml devtools/pyproject.toml constraints.txt $(VENV)/.installed
+	$(PIP) install -q -c constraints.txt -e '.[all,dev]' -e './devtools[bench]'
 	touch $@
 
 # Lease mirroring is measured against a throwaway control plane that `run` starts and stops.
 bench: controlplane $(VENV)/.bench-installed  ## Benchmark every backend vs raw drivers and peers, mirroring on/off (URL=..., BENCH_ARGS=...)
-	$(PY) -m lockyard_operator.testing.controlplane run -- \
-		$(PY) -m lockyard.bench $(if $(URL),--url '$(URL)',) --scenarios $(BENCH_SCENARIOS) \
+	$(PY) -m lockyard_dev.cluster.controlplane run -- \
+		$(PY) -m lockyard_dev.bench $(if $(URL),--url '$(URL)',) --scenarios $(BENCH_SCENARIOS) \
 		--out $(BENCH_OUT) $(BENCH_ARGS)
 
 bench-smoke: $(VENV)/.installed  ## Run the benchmark's end-to-end smoke test (memory://, tiny iteration counts)

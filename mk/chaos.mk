@@ -5,8 +5,8 @@
 # and the operator killed with SIGKILL mid-reconcile. Reports operations attempted and failed,
 # time to recover, the slowest failure against the operation timeout, lock overlaps, lost
 # writes, stale Leases and half-written objects; exit status 1 on any violation or a scenario
-# that did not recover. lockyard_operator.chaos runs both kinds (the library cannot import the
-# control-plane harness); the control plane is built only when a Kubernetes scenario is asked for.
+# that did not recover. lockyard_dev.chaos runs both kinds; the control plane is built only when
+# a Kubernetes scenario is asked for.
 
 CHAOS_SCENARIOS ?= redis-kill,sentinel-failover,postgres-restart,postgres-kill,dynamodb-restart,apiserver-restart,operator-kill
 CHAOS_TASKS     ?= 16
@@ -20,5 +20,5 @@ CHAOS_NEEDS_CLUSTER := $(filter $(CHAOS_KUBE_SCENARIOS),$(subst $(chaos_comma), 
 .PHONY: chaos
 
 chaos: $(VENV)/.installed $(if $(CHAOS_NEEDS_CLUSTER),controlplane,)  ## Break each backend, kube-apiserver and the operator under load (CHAOS_SCENARIOS=..., CHAOS_JSON=file)
-	$(PY) -m lockyard_operator.chaos --scenarios $(CHAOS_SCENARIOS) --tasks $(CHAOS_TASKS) \
+	$(PY) -m lockyard_dev.chaos --scenarios $(CHAOS_SCENARIOS) --tasks $(CHAOS_TASKS) \
 		$(if $(CHAOS_JSON),--json $(CHAOS_JSON),) $(CHAOS_ARGS)

@@ -12,7 +12,7 @@ controlplane:  ## Build kube-apiserver, kube-controller-manager, kubectl and etc
 	@LOCKYARD_CACHE=$(CACHE) bash scripts/build-controlplane.sh
 
 cluster-up: controlplane $(VENV)/.installed  ## Start a local control plane in the background; prints the KUBECONFIG to export
-	@$(PY) -m lockyard_operator.testing.controlplane up --state-dir $(CLUSTER_STATE)
+	@$(PY) -m lockyard_dev.cluster.controlplane up --state-dir $(CLUSTER_STATE)
 
 cluster-down:  ## Stop the control plane started by cluster-up
-	@$(PY) -m lockyard_operator.testing.controlplane down --state-dir $(CLUSTER_STATE)
+	@$(PY) -m lockyard_dev.cluster.controlplane down --state-dir $(CLUSTER_STATE)

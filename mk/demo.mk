@@ -8,4 +8,4 @@ DEMO_ARGS    ?=
 .PHONY: demo
 
 demo: install controlplane  ## Run the demo (control plane, Redis, operator, workload; DEMO_SECONDS=N to bound it)
-	$(PY) -m lockyard_operator.demo $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS),) $(DEMO_ARGS)
+	$(PY) -m lockyard_dev.demo $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS),) $(DEMO_ARGS)

@@ -12,7 +12,7 @@ STRESS_ARGS     ?=
 .PHONY: stress stress-smoke
 
 stress: $(VENV)/.installed  ## Stress every backend, checking invariants (STRESS_DURATION=s per backend, STRESS_BACKENDS=..., STRESS_JSON=file)
-	$(PY) -m lockyard.stress --backends $(STRESS_BACKENDS) --duration $(STRESS_DURATION) \
+	$(PY) -m lockyard_dev.stress --backends $(STRESS_BACKENDS) --duration $(STRESS_DURATION) \
 		--tasks $(STRESS_TASKS) $(if $(STRESS_JSON),--json $(STRESS_JSON),) $(STRESS_ARGS)
 
 stress-smoke: $(VENV)/.installed  ## Run the stress and chaos smoke tests and the checker tests

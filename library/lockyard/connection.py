@@ -19,6 +19,7 @@ from lockyard.errors import ConfigError
 from lockyard.guarantees import Guarantees
 from lockyard.locks import DistributedLock
 from lockyard.store import StateStore
+from lockyard.telemetry.attributes import open_described
 
 
 class Connection(AsyncResource):
@@ -99,7 +100,7 @@ def resolve_config(target: str | CommonSettings | Mapping[str, Any]) -> BackendC
 async def open_connection(target: str | CommonSettings | Mapping[str, Any]) -> Connection:
     config = resolve_config(target)
     opener = load_opener(config.backend)
-    backend = await opener(config)
+    backend = await open_described(opener, config)  # labelled for telemetry, never with secrets
     return Connection(backend, config)
 
 

@@ -1,10 +1,10 @@
 """Distributed locks: ``DistributedLock`` hands out ``LockGuard`` leases with fencing tokens.
 
 The acquisition loop, auto-renewal and loss detection live here once; a backend supplies five
-owner-checked primitives (acquire, extend, release, is-held, break) and, optionally, a way to be
-woken when a lock is released (pub/sub, LISTEN/NOTIFY, an in-process event). Waiters never busy
-poll: they sleep until a release signal, the holder's lease end, or a capped, jittered backoff,
-whichever comes first; the backoff only matters when a signal is lost.
+owner-checked primitives (acquire, extend, release, is-held, break) and, optionally, release
+signals that wake waiters (:mod:`lockyard.signals`: in-process, pub/sub, LISTEN/NOTIFY). Waiters
+never busy poll: they sleep until a release signal, the holder's lease end, or a capped, jittered
+backoff, whichever comes first; the backoff only matters when a signal is lost.
 
 Fair hand-off. A backend that queues waiters (``Guarantees.fifo_waiters``) keeps, per lock name,
 a FIFO queue of the callers that wait (``acquire`` with a timeout above 0). A waiting attempt
@@ -29,7 +29,6 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
@@ -38,6 +37,13 @@ from lockyard.clock import SYSTEM_CLOCK, Clock
 from lockyard.durations import Duration, lock_ttl_to_ms, timeout_to_seconds
 from lockyard.errors import LockExpiredError, LockLostError, LockTimeoutError, StateError
 from lockyard.operations import OperationRunner
+from lockyard.signals import ReleaseSignals, ReleaseWatch, SleepWatch
+
+# Re-exported: they lived here before lockyard.signals, and callers import them from here.
+from lockyard.signals import ReleaseWaiters as ReleaseWaiters
+from lockyard.signals import parse_release_signal as parse_release_signal
+from lockyard.signals import release_signal as release_signal
+from lockyard.telemetry import hooks as telemetry
 
 log = logging.getLogger("lockyard.locks")
 
@@ -88,117 +94,6 @@ class LockInfo:
     expires_in_ms: int
 
 
-class ReleaseWatch(Protocol):
-    """Wakes a waiter when the watched lock may have been released."""
-
-    @property
-    def live(self) -> bool:
-        """Whether a release signal would reach this watch now (a subscription is up).
-
-        Only read for queued attempts (``AcquireAttempt.queued``): a queued waiter with a live
-        watch is told when its turn comes, so it polls only to renew its waiter lease.
-        """
-        ...
-
-    async def wait(self, timeout: float) -> None:
-        """Return on a release signal or after ``timeout`` seconds, whichever is first."""
-        ...
-
-
-class SleepWatch:
-    """The fallback watch: no signal, only the (already jittered) pause."""
-
-    live = False
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-
-    async def wait(self, timeout: float) -> None:
-        await self._clock.sleep(timeout)
-
-
-def release_signal(name: str, next_owner: str | None) -> str:
-    """The payload a release publishes: the name, a newline, the queue's head owner or ``""``.
-
-    Backends build the same text on the server (Lua, SQL); see :func:`parse_release_signal`.
-    """
-    return f"{name}\n{next_owner or ''}"
-
-
-def parse_release_signal(payload: str) -> tuple[str, str | None]:
-    """``(name, next owner or None)`` from a release payload.
-
-    Owner tokens never contain a newline, so the split is at the last one (names may contain
-    newlines). A payload without one (an older Lockyard) is a bare name: wake all its waiters.
-    """
-    name, newline, owner = payload.rpartition("\n")
-    if not newline:
-        return payload, None
-    return name, owner or None
-
-
-class ReleaseWaiters:
-    """Per-name, per-owner events a backend's release listener sets (pub/sub, LISTEN/NOTIFY).
-
-    Each waiting ``acquire`` registers one event under its lock name and owner token. A release
-    message that names the next owner wakes only that waiter (it is first in the queue; the
-    others would only find it ahead of them); one without an owner wakes every waiter of the
-    name, and a reconnect wakes all (messages may have been lost meanwhile). Waiters registered
-    without an owner are woken by every message for their name.
-    """
-
-    def __init__(self) -> None:
-        self._by_name: dict[str, dict[asyncio.Event, str | None]] = {}
-        self._by_owner: dict[tuple[str, str], asyncio.Event] = {}
-        self._anonymous: dict[str, set[asyncio.Event]] = {}
-
-    def watch(self, name: str, owner: str | None = None) -> asyncio.Event:
-        event = asyncio.Event()
-        self._by_name.setdefault(name, {})[event] = owner
-        if owner is None:
-            self._anonymous.setdefault(name, set()).add(event)
-        else:
-            self._by_owner[name, owner] = event
-        return event
-
-    def unwatch(self, name: str, event: asyncio.Event) -> None:
-        events = self._by_name.get(name)
-        if events is None or event not in events:
-            return
-        owner = events.pop(event)
-        if not events:
-            del self._by_name[name]
-        if owner is not None:
-            if self._by_owner.get((name, owner)) is event:
-                del self._by_owner[name, owner]
-            return
-        anonymous = self._anonymous[name]
-        anonymous.discard(event)
-        if not anonymous:
-            del self._anonymous[name]
-
-    def wake(self, name: str, owner: str | None = None) -> None:
-        """Wake ``owner``'s waiter of ``name`` (if it waits in this process), or all of them."""
-        if owner is None:
-            for event in self._by_name.get(name, ()):
-                event.set()
-            return
-        mine = self._by_owner.get((name, owner))
-        if mine is not None:
-            mine.set()
-        for event in self._anonymous.get(name, ()):
-            event.set()
-
-    def wake_signal(self, payload: str) -> None:
-        """Wake the waiters a release payload (:func:`release_signal`) names."""
-        self.wake(*parse_release_signal(payload))
-
-    def wake_all(self) -> None:
-        for events in self._by_name.values():
-            for event in events:
-                event.set()
-
-
 class LockObserver(Protocol):
     """Told of a guard's life; must return at once (queue work, never await the network)."""
 
@@ -236,6 +131,7 @@ class LockGuard:
     """One acquisition of a lock. Holds its owner token; checks ownership on the backend."""
 
     __slots__ = (
+        "__weakref__",  # telemetry notices a guard dropped unreleased
         "_locks",
         "_released",
         "fencing_token",
@@ -272,6 +168,7 @@ class LockGuard:
     def __repr__(self) -> str:
         return f"LockGuard(name={self.name!r}, fencing_token={self.fencing_token})"
 
+    @telemetry.instrument_guard("extend")
     async def extend(self, ttl: Duration) -> None:
         """Set the remaining lease to ``ttl`` from now; ``LockExpiredError`` if no longer held."""
         ms = lock_ttl_to_ms(ttl)
@@ -289,6 +186,7 @@ class LockGuard:
         self.renewed_at = locks.clock.wall()
         locks._notify("lock_extended", self)
 
+    @telemetry.instrument_guard("release")
     async def release(self) -> None:
         """Release the lock; ``LockExpiredError`` if this guard no longer held it."""
         locks = self._locks
@@ -341,13 +239,22 @@ class DistributedLock(abc.ABC):
     #: A queued waiter's entry lives this long after each attempt (backends that queue).
     waiter_lease_s: float = DEFAULT_WAITER_LEASE_S
 
-    def __init__(self, runner: OperationRunner, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        runner: OperationRunner,
+        clock: Clock = SYSTEM_CLOCK,
+        signals: ReleaseSignals | None = None,
+    ) -> None:
         self._run = runner
         self.clock = clock
+        #: Where this backend's releases wake waiters (``lockyard.signals``); ``None``: waiters
+        #: only poll.
+        self.release_signals = signals
         self._observers: list[LockObserver] = []
         self._leaving: set[asyncio.Future[None]] = set()
 
     # -- public API ------------------------------------------------------------------------
+    @telemetry.instrument_acquire("try_acquire")
     async def try_acquire(self, name: str, ttl: Duration) -> LockGuard | None:
         """One attempt: a guard, or ``None`` if anyone holds a live lock of that name."""
         name, ms = check_lock_name(name), lock_ttl_to_ms(ttl)
@@ -358,6 +265,7 @@ class DistributedLock(abc.ABC):
             return None
         return self._new_guard(name, owner, attempt.fencing_token, ms, started)
 
+    @telemetry.instrument_acquire("acquire")
     async def acquire(self, name: str, ttl: Duration, timeout: Duration) -> LockGuard:
         """Wait up to ``timeout`` (0 makes one attempt); ``LockTimeoutError`` when it runs out.
 
@@ -425,6 +333,7 @@ class DistributedLock(abc.ABC):
         """Every live lock of this store (order unspecified)."""
         return await self._run("list_held", self._list_held())
 
+    @telemetry.instrument_break
     async def break_lock(self, name: str) -> bool:
         """Force-release ``name`` whoever holds it; the next holder gets a higher fencing token."""
         return await self._run("break_lock", self._break(check_lock_name(name)))
@@ -472,15 +381,18 @@ class DistributedLock(abc.ABC):
         """
         return
 
-    @contextlib.asynccontextmanager
-    async def watch_releases(
+    def watch_releases(
         self, name: str, owner: str | None = None
-    ) -> AsyncIterator[ReleaseWatch]:
-        """Override with a real signal (pub/sub, LISTEN/NOTIFY); the default only sleeps.
+    ) -> contextlib.AbstractAsyncContextManager[ReleaseWatch]:
+        """A waiter's watch on ``name``, woken by the backend's release signals, if it has any.
 
         ``owner`` is the waiter's token: a signal that names the next owner need only wake it.
+        Without release signals the watch only sleeps.
         """
-        yield SleepWatch(self.clock)
+        signals = self.release_signals
+        if signals is None:
+            return contextlib.nullcontext(SleepWatch(self.clock))
+        return signals.watch_releases(name, owner)
 
     # -- internals -------------------------------------------------------------------------
     @staticmethod
@@ -544,6 +456,7 @@ class LockHold:
         self._block: asyncio.Task[object] | None = None
         self._cancelled_block = False
 
+    @telemetry.instrument_hold_enter
     async def __aenter__(self) -> LockGuard:
         guard = await self._locks.acquire(self._name, self._ttl_ms / 1000, self._timeout)
         self._guard = guard
@@ -591,6 +504,7 @@ class LockHold:
             self._cancelled_block = True
             self._block.cancel(f"lockyard: lock {guard.name!r} was lost")
 
+    @telemetry.instrument_hold_exit
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,

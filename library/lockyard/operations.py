@@ -17,10 +17,15 @@ about once per timeout period while calls keep coming, and not at all when the r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lockyard.errors import OperationTimeoutError, StateError
+from lockyard.telemetry.hooks import observe_operation
+from lockyard.telemetry.state import active
+
+if TYPE_CHECKING:
+    from lockyard.telemetry.attributes import BackendAttributes
 
 T = TypeVar("T")
 
@@ -81,13 +86,15 @@ class _Watchdog:
 class OperationRunner:
     """Runs backend coroutines under the operation timeout, translating driver errors."""
 
-    __slots__ = ("_watchdog", "backend", "timeout", "translate")
+    __slots__ = ("_watchdog", "backend", "telemetry", "timeout", "translate")
 
     def __init__(self, backend: str, timeout: float, translate: ErrorTranslator) -> None:
         self.backend = backend
         self.timeout = timeout
         self.translate = translate
         self._watchdog: _Watchdog | None = None
+        #: What telemetry may say about this backend (set when a connection opens it).
+        self.telemetry: BackendAttributes | None = None
 
     def _watch(self, task: asyncio.Task[object]) -> tuple[_Watchdog, _Call]:
         loop = task.get_loop()
@@ -98,7 +105,13 @@ class OperationRunner:
         watchdog.add(call)
         return watchdog, call
 
-    async def __call__(self, operation: str, awaitable: Awaitable[T]) -> T:
+    def __call__(self, operation: str, awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+        telemetry = active()  # None until an OpenTelemetry SDK is installed: the fast path
+        if telemetry is None:
+            return self._call(operation, awaitable)
+        return observe_operation(telemetry, self, operation, self._call(operation, awaitable))
+
+    async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
         task = asyncio.current_task()
         if task is None:  # not in a task (a bare coroutine driven by hand): no watchdog
             return await self._translated(operation, awaitable)

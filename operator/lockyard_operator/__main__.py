@@ -30,8 +30,8 @@ from pathlib import Path
 
 import kopf
 
-from lockyard.kube.api import KubeApi, KubeApiError, object_path
 from lockyard_operator.handlers import post_event, register
+from lockyard_operator.kube import KubeApi, KubeApiError, object_path
 from lockyard_operator.metrics import Metrics, MetricsServer
 from lockyard_operator.reconcile import Reconciler
 

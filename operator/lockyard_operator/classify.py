@@ -36,6 +36,9 @@ AWS_AUTHENTICATION_CODES = frozenset(
     {
         "UnrecognizedClientException",
         "InvalidSignatureException",
+        # What IAM-style endpoints say for a wrong secret key and a denied action.
+        "SignatureDoesNotMatch",
+        "AccessDenied",
         "InvalidClientTokenId",
         "MissingAuthenticationToken",
         "ExpiredTokenException",
@@ -75,6 +78,18 @@ def _aws_code(exc: BaseException) -> str | None:
     return None
 
 
+def _aws_forbidden(exc: BaseException) -> bool:
+    """An AWS-style answer with HTTP status 403: the endpoint refused who signed the request.
+
+    Some DynamoDB-compatible endpoints (moto among them) answer in a format botocore cannot
+    parse a code from, so the status is the only dependable sign.
+    """
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return bool(response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403)
+    return False
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return text or type(exc).__name__
@@ -88,7 +103,11 @@ def classify(exc: BaseException) -> Problem:
         if isinstance(link, ssl.SSLError) or _names(link) & TLS_ERRORS:
             return Problem(reasons.TLS_FAILED, f"TLS handshake failed: {_describe(link)}")
     for link in chain:
-        if _names(link) & AUTHENTICATION_ERRORS or _aws_code(link) in AWS_AUTHENTICATION_CODES:
+        if (
+            _names(link) & AUTHENTICATION_ERRORS
+            or _aws_code(link) in AWS_AUTHENTICATION_CODES
+            or _aws_forbidden(link)
+        ):
             return Problem(reasons.AUTHENTICATION_FAILED, f"authentication failed: {summary}")
     for link in chain:
         if isinstance(link, ConfigError):

@@ -26,17 +26,19 @@ from typing import Any
 import yaml
 
 from lockyard.config.resource import (
+    BACKEND_MEMBERS,
+    EXACTLY_ONE_MESSAGE,
+    StateStoreSpec,
+    StateStoreStatus,
+)
+from lockyard.kube.identity import (
     API_GROUP,
     API_VERSION,
-    BACKEND_MEMBERS,
     CRD_NAME,
-    EXACTLY_ONE_MESSAGE,
     KIND,
     PLURAL,
     SHORT_NAMES,
     SINGULAR,
-    StateStoreSpec,
-    StateStoreStatus,
 )
 
 STATESTORE_FILE = f"{CRD_NAME}.yaml"

@@ -11,14 +11,15 @@ Triggers of a reconciliation:
 - create, update (any change of spec, labels or annotations) and resume (operator start);
 - a change to a Secret the store references (an index of StateStores by referenced Secret
   filters the Secret events down to those);
-- the probe daemon, every ``probeIntervalSeconds`` (a ping while all is well; the whole
-  reconciliation while something is wrong, so a store heals on its own).
+- the probe daemon, every ``probeIntervalSeconds`` (a fresh login and a ping while all is well;
+  the whole reconciliation while something is wrong, so a store heals on its own).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -36,11 +37,11 @@ from lockyard.config.resource import (
     referenced_secrets,
 )
 from lockyard.config.urls import describe_validation_error
-from lockyard.kube.api import KubeApi, KubeApiError
-from lockyard.kube.paths import stores_path
 from lockyard_operator import reasons
+from lockyard_operator.kube import KubeApi, KubeApiError, stores_path
 from lockyard_operator.reaper import REAP_INTERVAL_S
-from lockyard_operator.reconcile import Outcome, Reconciler, StoreRef
+from lockyard_operator.reconcile import Reconciler
+from lockyard_operator.state import Outcome, StoreRef
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +184,11 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, api: KubeA
         **_: Any,
     ) -> None:
         # spec, meta and status are live views: they follow the object while the daemon runs.
-        while await pause(stopped, probe_interval(spec)):
+        # The first wait is a random part of the interval, so the stores an operator starts
+        # with are not all probed in the same instant (each still within one interval).
+        wait = random.uniform(0, probe_interval(spec))
+        while await pause(stopped, wait):
+            wait = probe_interval(spec)
             if meta.get("deletionTimestamp"):
                 return
             ref = store_ref(meta)

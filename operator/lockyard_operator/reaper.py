@@ -1,44 +1,27 @@
 """Reaping: remove mirrored Leases whose lock the backend no longer holds.
 
-A holder's own mirror deletes its Lease on release and when its lease runs out, but a holder that
-dies (SIGKILL, OOM, node loss) cannot; nor can a holder whose lock was broken by someone else.
-:func:`reap_leases` compares one store's Leases with the backend's truth
-(``DistributedLock.list_held``) and:
-
-- **deletes** every Lease whose acquisition is over: the backend holds no lock of that name, or
-  holds it under another fencing token (a newer acquisition, which has or will get its own
-  Lease). Deletes are conditional on the ``resourceVersion`` the reaper read, so a Lease a new
-  holder took over in the meantime is left alone;
-- **corrects** the Lease of a live acquisition that looks expired (its holder's mirror is behind,
-  for instance cut off from the API server): ``renewTime`` becomes now and the lease duration the
-  backend's remaining lease, so ``kubectl`` shows a held lock as held;
-- counts held locks with no Lease (``unmirrored``), and reports ``held`` for ``status.locks``.
-
-Order matters for safety: the Leases are listed *before* the backend is asked. A Lease in the
-list was written after its lock was acquired, so that acquisition is older than the backend's
-answer, and fencing tokens only grow: if the backend does not report that very token, that
-acquisition is over, and deleting its Lease is always right.
-
-Timing: a holder killed outright keeps its lock until the lock's TTL runs out; the reaper removes
-the Lease on its first pass after that. Called on a timer every ``REAP_INTERVAL_S`` seconds, it
-acts within TTL + 5 s (+ one pass), inside the TTL + 10 s it is required to.
-
-No kopf here: the operator wires :func:`reap_leases` into a timer; tests call it directly.
+A holder that dies (SIGKILL, OOM, node loss) cannot delete its own Lease, nor can one whose lock
+someone broke. :func:`reap_leases` compares one store's Leases with the backend's truth
+(``DistributedLock.list_held``): it deletes every Lease whose acquisition is over, corrects the
+Lease of a live acquisition that looks expired, and counts held locks with no Lease. The Leases
+are listed *before* the backend is asked, which is what makes each delete safe; why, and the
+timing it gives, are in docs/leases.md ("Reaping"). No kopf here: the operator wires
+:func:`reap_leases` into a timer; tests call it directly.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lockyard.kube.api import KubeApi
+from lockyard.kube.errors import KubeApiError
 from lockyard.locks import DistributedLock, LockInfo
-from lockyard.mirror.kubeapi import LEASES, KubeApiError, KubeClient
-from lockyard.mirror.lease_names import LEASE_MS_ANNOTATION, store_selector
+from lockyard.mirror.lease_names import LEASE_MS_ANNOTATION
+from lockyard.mirror.lease_writer import LeaseWriter
 from lockyard.mirror.leases import MirroredLease, format_micro_time
 
 #: Seconds between reaper passes the operator's timer should use (see the module docstring).
@@ -66,46 +49,8 @@ class ReapResult:
     conflicts: int
 
 
-class _Leases:
-    """Lease calls over whichever client the caller has: the operator's asyncio ``KubeApi``
-    (``lockyard.kube.api``), a ``kubernetes.client.ApiClient`` or a ``KubeClient`` (both
-    blocking: run in a thread). Errors come out as an HTTP status (0: unreachable)."""
-
-    def __init__(self, api: Any) -> None:
-        self._async = inspect.iscoroutinefunction(getattr(api, "request", None))
-        self._api: Any = api if self._async or isinstance(api, KubeClient) else KubeClient(api)
-
-    async def _call(self, method: str, path: str, query: dict[str, str], body: Any) -> Any:
-        if self._async:
-            try:
-                return await self._api.request(method, path, params=query or None, body=body)
-            except Exception as exc:
-                status = getattr(exc, "status", None)
-                if isinstance(status, int):
-                    raise KubeApiError(status, str(exc)) from exc
-                raise
-        kube: KubeClient = self._api
-        return await asyncio.to_thread(
-            kube.request, method, path, query=list(query.items()), body=body
-        )
-
-    async def list(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        path = f"{LEASES}/namespaces/{namespace}/leases"
-        listed = await self._call("GET", path, {"labelSelector": selector}, None)
-        return list(listed.get("items") or [])
-
-    async def replace(self, namespace: str, name: str, body: dict[str, Any]) -> None:
-        await self._call("PUT", f"{LEASES}/namespaces/{namespace}/leases/{name}", {}, body)
-
-    async def delete(self, namespace: str, name: str, resource_version: str | None) -> None:
-        options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
-        if resource_version is not None:
-            options["preconditions"] = {"resourceVersion": resource_version}
-        await self._call("DELETE", f"{LEASES}/namespaces/{namespace}/leases/{name}", {}, options)
-
-
 async def reap_leases(
-    api: Any,
+    api: KubeApi,
     namespace: str,
     store_name: str,
     locks: DistributedLock,
@@ -114,17 +59,13 @@ async def reap_leases(
 ) -> ReapResult:
     """One reaping pass over the Leases of StateStore ``namespace/store_name``.
 
-    ``api`` is the operator's ``lockyard.kube.api.KubeApi``, a ``kubernetes.client.ApiClient`` or
-    a ``lockyard.mirror.KubeClient``; ``locks`` is the store's open ``DistributedLock``. API
-    failures raise ``lockyard.mirror.KubeApiError`` (``.status``; 0 = unreachable) and backend
-    failures ``lockyard.StateError``: the timer retries on its next tick.
+    ``locks`` is the store's open ``DistributedLock``. The Leases are read and written through
+    the mirror's :class:`~lockyard.mirror.lease_writer.LeaseWriter` (conditional on the
+    ``resourceVersion`` listed). API failures raise ``lockyard.kube.errors.KubeApiError`` and
+    backend failures ``lockyard.StateError``: the timer retries on its next tick.
     """
-    leases = _Leases(api)
-    objects = [
-        obj
-        for obj in await leases.list(namespace, store_selector(store_name))
-        if MirroredLease.from_object(obj).store == store_name
-    ]
+    leases = LeaseWriter(api, store_name, namespace)
+    objects = await leases.list()
     held = {info.name: info for info in await locks.list_held()}
 
     deleted = corrected = conflicts = 0
@@ -134,19 +75,18 @@ async def reap_leases(
         info = held.get(lease.lock)
         try:
             if info is None or lease.fencing_token != info.fencing_token:
-                await leases.delete(namespace, lease.name, lease.resource_version)
-                deleted += 1
+                deleted += await leases.delete(lease.name, lease.resource_version)
                 continue
             mirrored.add(lease.lock)
             expires_in = lease.expires_in(now())
             if expires_in is None or expires_in < -CORRECT_AFTER_S:
-                await leases.replace(namespace, lease.name, _corrected(obj, info, now()))
+                await leases.replace(lease.name, _corrected(obj, info, now()))
                 corrected += 1
         except KubeApiError as exc:
-            if exc.status not in (404, 409):
+            if not (exc.not_found or exc.conflict):
                 raise
             # 404: already gone. 409: changed since listed; the next pass sees the new state.
-            conflicts += exc.status == 409
+            conflicts += exc.conflict
     return ReapResult(
         held=len(held),
         leases=len(objects),

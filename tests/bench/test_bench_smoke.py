@@ -1,6 +1,6 @@
 """``make bench`` end to end on memory://, with tiny counts: a smoke test, never a timed test.
 
-The benchmark runs through the entry point ``make bench`` uses (``python -m lockyard.bench``,
+The benchmark runs through the entry point ``make bench`` uses (``python -m lockyard_dev.bench``,
 as a subprocess) and must write the report, the JSON figures and the chart with every section.
 Flag validation is checked in-process through ``main()``.
 """
@@ -14,15 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from lockyard.bench.cli import main
-from lockyard.bench.store_ops import STORE_OP_NAMES
+from lockyard_dev.bench.cli import main
+from lockyard_dev.bench.store_ops import STORE_OP_NAMES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.timeout(420)  # above the run's own 300 s, so its message wins
 def test_bench_writes_report_chart_and_figures_on_memory(tmp_path: Path) -> None:
     out = tmp_path / "results"
-    argv = [sys.executable, "-m", "lockyard.bench", "--url", "memory://", "--iterations", "20"]
+    argv = [sys.executable, "-m", "lockyard_dev.bench", "--url", "memory://", "--iterations", "20"]
     argv += ["--passes", "2", "--lock-cycles", "48", "--max-seconds", "2", "--out", str(out)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -13,7 +13,7 @@ import pytest_asyncio
 
 import lockyard
 from lockyard.backends.dynamodb import DynamoDBBackend
-from lockyard.testing.servers.moto import DEFAULT_REGION, DUMMY_KEY_ID, DUMMY_SECRET, MotoServer
+from lockyard_dev.servers.moto import DEFAULT_REGION, DUMMY_KEY_ID, DUMMY_SECRET, MotoServer
 
 
 @pytest.fixture(scope="session")

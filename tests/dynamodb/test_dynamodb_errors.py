@@ -29,7 +29,7 @@ from lockyard import (
 )
 from lockyard.backends.dynamodb import (
     THROTTLE_CAP_S,
-    _Table,
+    TableClient,
     is_throttling,
     make_translate,
     throttle_delays,
@@ -104,14 +104,14 @@ class Throttled:
 
 
 async def test_throttled_requests_are_resent_within_the_budget() -> None:
-    table = _Table(None, CONFIG, SYSTEM_CLOCK, lambda: 0.5)
+    table = TableClient(None, CONFIG, SYSTEM_CLOCK, lambda: 0.5)
     method = Throttled(3)
     assert await table.call(method) == {"ok": "tbl"}
     assert method.calls == 4
 
 
 async def test_throttling_beyond_the_budget_surfaces() -> None:
-    table = _Table(
+    table = TableClient(
         None, CONFIG.model_copy(update={"operation_timeout": 0.1}), SYSTEM_CLOCK, lambda: 1
     )
     method = Throttled(100)
@@ -121,7 +121,7 @@ async def test_throttling_beyond_the_budget_surfaces() -> None:
 
 
 async def test_other_errors_are_never_resent() -> None:
-    table = _Table(None, CONFIG, SYSTEM_CLOCK, random.random)
+    table = TableClient(None, CONFIG, SYSTEM_CLOCK, random.random)
     method = Throttled(1, code="InternalServerError")
     with pytest.raises(ClientError):
         await table.call(method)

@@ -21,7 +21,7 @@ import pytest_asyncio
 
 import lockyard
 from lockyard import BackendConnectionError, BackendError, OperationTimeoutError
-from lockyard.testing.servers.moto import MotoServer
+from lockyard_dev.servers.moto import MotoServer
 
 pytestmark = pytest.mark.dynamodb
 

@@ -10,9 +10,9 @@ import pytest
 
 import lockyard
 from lockyard import BackendConnectionError, ConfigError
-from lockyard.backends import dynamodb_layout as layout
-from lockyard.testing.servers.moto import MotoServer
-from lockyard.testing.servers.process import free_port
+from lockyard.backends.dynamodb import layout
+from lockyard_dev.servers.moto import MotoServer
+from lockyard_dev.servers.process import free_port
 
 pytestmark = pytest.mark.dynamodb
 

@@ -1,9 +1,9 @@
 """Fixtures for tests against a real Kubernetes API server.
 
 One control plane (etcd, kube-apiserver, kube-controller-manager; see
-`lockyard_operator.testing.controlplane`) serves the whole session. Every test using it is
-marked ``k8s`` automatically. Nothing is skipped: without the binaries the fixture fails with
-the message to run ``make controlplane``.
+`lockyard_dev.cluster.controlplane`) serves the whole session. Every test using it is
+marked ``k8s`` automatically (by ``tests/conftest.py``). Nothing is skipped: without the
+binaries the fixture fails with the message to run ``make controlplane``.
 
 The official client is synchronous: async tests call it through `asyncio.to_thread`.
 """
@@ -18,14 +18,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from lockyard_operator.testing.controlplane import ControlPlane
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Hooks of a conftest see every collected item, hence the filter on the fixture itself.
-    for item in items:
-        if "control_plane" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.k8s)
+from lockyard_dev.cluster.controlplane import ControlPlane
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """``make chaos``'s Kubernetes scenarios end to end, briefly, through the entry point make uses.
 
-One run of ``python -m lockyard_operator.chaos`` (one control plane of its own) stops
+One run of ``python -m lockyard_dev.chaos`` (one control plane of its own) stops
 kube-apiserver under the operator and lease-mirrored workloads, then kills the operator
 mid-reconcile; both must recover with no violation. The bounds asserted are the scenarios' own
 (recovery within their deadlines, Leases stale no longer than TTL + 10 s), never a speed.
@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from lockyard.chaos.scenarios import SCENARIOS
-from lockyard_operator.chaos.cli import build_parser
-from lockyard_operator.chaos.cli import main as chaos_main
+from lockyard_dev.chaos.cli import build_parser
+from lockyard_dev.chaos.cli import main as chaos_main
+from lockyard_dev.chaos.scenarios import SCENARIOS
 
 STORES = 6
 KILLS = 2
@@ -31,10 +31,11 @@ def by_name(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @pytest.mark.k8s
 @pytest.mark.e2e
 @pytest.mark.slow
+@pytest.mark.timeout(1020)  # above the run's own 900 s, so its message wins
 def test_apiserver_restart_and_operator_kill_recover_without_violation(tmp_path: Path) -> None:
     out = tmp_path / "chaos.json"
     argv = [
-        sys.executable, "-m", "lockyard_operator.chaos",
+        sys.executable, "-m", "lockyard_dev.chaos",
         "--scenarios", "apiserver-restart,operator-kill",
         "--tasks", "8", "--warmup", "1.5", "--outage", "1", "--after", "3",
         "--stores", str(STORES), "--kills", str(KILLS), "--seed", "7", "--json", str(out),

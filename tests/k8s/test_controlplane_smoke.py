@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import MaxRetryError
 
-from lockyard_operator.testing.controlplane import (
+from lockyard_dev.cluster.controlplane import (
     SERVICE_ACCOUNT_ISSUER,
     ControlPlane,
     find_binaries,
@@ -306,6 +306,7 @@ async def test_api_server_restarts_on_the_same_port(
     assert restored.metadata.name == namespace
 
 
+@pytest.mark.timeout(420)  # above the command's own 300 s, so its message wins
 def test_run_gives_a_command_a_throwaway_cluster_and_its_exit_status() -> None:
     # The command lists namespaces through the KUBECONFIG `run` gave it, then exits with 3.
     script = (
@@ -314,7 +315,7 @@ def test_run_gives_a_command_a_throwaway_cluster_and_its_exit_status() -> None:
         " capture_output=True, text=True, check=True).stdout; print(out); sys.exit(3)"
     )
     kubectl = str(find_binaries() / "kubectl")
-    argv = [sys.executable, "-m", "lockyard_operator.testing.controlplane", "run", "--"]
+    argv = [sys.executable, "-m", "lockyard_dev.cluster.controlplane", "run", "--"]
     done = subprocess.run(
         [*argv, sys.executable, "-c", script, kubectl], capture_output=True, text=True, timeout=300
     )
@@ -325,7 +326,7 @@ def test_run_gives_a_command_a_throwaway_cluster_and_its_exit_status() -> None:
 
 
 def test_run_without_a_command_says_how_to_use_it() -> None:
-    argv = [sys.executable, "-m", "lockyard_operator.testing.controlplane", "run"]
+    argv = [sys.executable, "-m", "lockyard_dev.cluster.controlplane", "run"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "name a command" in done.stderr

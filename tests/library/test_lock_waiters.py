@@ -1,4 +1,5 @@
-"""Release signals name the next owner: only its waiter wakes (lockyard.locks.ReleaseWaiters)."""
+"""Release signals (lockyard.signals): a payload wakes only the owner it names, and a listener
+wakes every waiter whenever its connection comes up or goes down, reconnecting with backoff."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import pytest
 
 import lockyard
-from lockyard.locks import ReleaseWaiters, parse_release_signal, release_signal
+from lockyard.signals import ReleaseListener, ReleaseWaiters, parse_release_signal, release_signal
 
 
 def test_release_signals_round_trip_names_with_newlines() -> None:
@@ -63,3 +64,65 @@ async def test_a_waiter_cancelled_twice_still_leaves_the_queue() -> None:
         await holder.release()
         guard = await asyncio.wait_for(patient, 0.1)  # not held up by the quitter's entry
         await guard.release()
+
+
+class QueueListener(ReleaseListener):
+    """A listener whose "connection" is an in-process queue: ``None`` drops it, and the first
+    ``refusals`` attempts to connect fail. (The real ones, Redis pub/sub and PostgreSQL LISTEN,
+    are tested against real servers in tests/redis and tests/postgres.)"""
+
+    def __init__(self, refusals: int = 0) -> None:
+        super().__init__("test-listener", retry_min_s=0.001, retry_max_s=0.004)
+        self.inbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self.refusals = refusals
+        self.attempts = 0
+
+    async def listen(self) -> None:
+        self.attempts += 1
+        if self.attempts <= self.refusals:
+            raise ConnectionError("refused")
+        self.listening()
+        while (payload := await self.inbox.get()) is not None:
+            self.deliver(payload)
+
+
+async def test_a_listener_wakes_every_waiter_when_it_connects_and_when_it_drops() -> None:
+    listener = QueueListener(refusals=2)
+    try:
+        async with (
+            listener.watch_releases("job", "a") as first,
+            listener.watch_releases("job", "b") as second,
+        ):
+            assert not first.live  # the first watch only starts the listener
+            await asyncio.wait_for(listener.connected.wait(), 1)
+            assert listener.attempts == 3  # two refusals, retried with backoff
+            assert first.live
+            # Connecting woke both: a release may have been missed meanwhile.
+            await asyncio.wait_for(asyncio.gather(first.wait(10), second.wait(10)), 1)
+            listener.inbox.put_nowait(release_signal("job", "b"))
+            await asyncio.wait_for(second.wait(10), 1)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await first.wait(0.05)  # only b's turn came: a sleeps its whole pause
+            assert loop.time() - started >= 0.049  # (timers may fire a clock tick early)
+            listener.inbox.put_nowait(None)  # the connection drops
+            await asyncio.wait_for(first.wait(10), 1)  # both woken: no signal can come now
+            await asyncio.wait_for(second.wait(10), 1)
+            await asyncio.wait_for(listener.connected.wait(), 1)  # and it listens again
+            assert listener.connections == 2
+            assert first.live
+    finally:
+        await listener.close()
+    assert not listener.connected.is_set()
+    assert listener._task is None
+
+
+async def test_a_closed_listener_stays_closed() -> None:
+    listener = QueueListener()
+    async with listener.watch_releases("job") as watch:
+        await asyncio.wait_for(listener.connected.wait(), 1)
+        await listener.close()
+        assert not watch.live
+    async with listener.watch_releases("job") as watch:  # a later waiter only polls
+        assert not watch.live
+        assert listener._task is None

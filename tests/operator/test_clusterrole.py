@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from lockyard.config.resource import API_GROUP, PLURAL
-from lockyard_operator.reconcile import workload_rules
+from lockyard_dev.repository import repository_root
+from lockyard_operator.children import workload_rules
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = repository_root()
 CLUSTERROLE = REPO / "deploy" / "clusterrole.yaml"
 GUIDE = REPO / "docs" / "operator.md"
 

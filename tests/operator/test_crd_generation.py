@@ -9,9 +9,10 @@ from typing import Any
 import yaml
 
 from lockyard.config.resource import BACKEND_MEMBERS, EXACTLY_ONE_MESSAGE
+from lockyard_dev.repository import repository_root
 from lockyard_operator import crd
 
-CRDS = Path(__file__).resolve().parents[2] / "crds"
+CRDS = repository_root() / "crds"
 
 
 def test_committed_crds_match_the_models() -> None:

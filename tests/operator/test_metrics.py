@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from lockyard.testing.servers.process import free_port
+from lockyard_dev.servers.process import free_port
 from lockyard_operator.metrics import Metrics, MetricsServer
 
 

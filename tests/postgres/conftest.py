@@ -15,7 +15,7 @@ import pytest_asyncio
 
 import lockyard
 from lockyard.testing.fixtures import unique_prefix
-from lockyard.testing.servers.postgres import PostgresServer
+from lockyard_dev.servers.postgres import PostgresServer
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 
 import lockyard
-from lockyard.bench.baselines import MANY_ROW_CALLS, RAW_MATCHES, PostgresRaw
-from lockyard.bench.store_ops import SCAN_MATCHES
 from lockyard.config import PostgresConfig, parse_url
 from lockyard.testing.fixtures import unique_prefix
-from lockyard.testing.servers.postgres import PostgresServer
+from lockyard_dev.bench.baselines import MANY_ROW_CALLS, RAW_MATCHES, PostgresRaw
+from lockyard_dev.bench.store_ops import SCAN_MATCHES
+from lockyard_dev.servers.postgres import PostgresServer
 
 
 @pytest.mark.asyncio

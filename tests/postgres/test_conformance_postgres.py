@@ -6,7 +6,7 @@ import pytest
 
 import lockyard
 from lockyard.testing import Conformance, ConnectFactory
-from lockyard.testing.servers.postgres import PostgresServer
+from lockyard_dev.servers.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
 

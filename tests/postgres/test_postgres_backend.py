@@ -14,10 +14,10 @@ from postgres_helpers import backend_of
 
 import lockyard
 from lockyard.backends import postgres as pg
-from lockyard.backends import postgres_sql as sql
+from lockyard.backends.postgres import sql
 from lockyard.testing.fixtures import unique_prefix
-from lockyard.testing.servers.postgres import PostgresServer
-from lockyard.testing.servers.process import free_port
+from lockyard_dev.servers.postgres import PostgresServer
+from lockyard_dev.servers.process import free_port
 
 pytestmark = pytest.mark.postgres
 
@@ -309,18 +309,22 @@ async def count_rows(raw: asyncpg.Connection, store_prefix: str) -> int:
 async def test_expired_rows_are_deleted_in_the_background(
     postgres_server: PostgresServer, raw: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pg, "SWEEP_INTERVAL_S", 0.1)
+    monkeypatch.setattr(pg.backend, "SWEEP_INTERVAL_S", 0.1)
     store_prefix = unique_prefix()
     async with lockyard.connect(postgres_server.url(prefix=store_prefix, schema=SCHEMA)) as ly:
-        await asyncio.gather(*(ly.store.set(f"ns:t:history:h{i}", "v", ttl=1) for i in range(50)))
+        # Every row must be counted before its TTL passes and the sweep takes it: the TTL is
+        # well above what one write takes on this machine now.
+        started = time.monotonic()
         await ly.store.set("ns:t:history:kept", "v")
+        ttl = max(1.0, 20 * (time.monotonic() - started))
+        await asyncio.gather(*(ly.store.set(f"ns:t:history:h{i}", "v", ttl=ttl) for i in range(50)))
         await ly.store.set("ns:t:history:later", "v", ttl=3600)
         assert await count_rows(raw, store_prefix) == 52
 
         async def swept() -> bool:
             return await count_rows(raw, store_prefix) == 2
 
-        await wait_until(swept)
+        await wait_until(swept, timeout=ttl + 5)
         assert {k for k, _ in await ly.store.scan_keys_by_kind("history")} == {
             "ns:t:history:kept",
             "ns:t:history:later",
@@ -329,16 +333,22 @@ async def test_expired_rows_are_deleted_in_the_background(
 
 
 async def test_sweep_deletes_in_batches(
-    ly: lockyard.Connection, raw: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+    postgres_server: PostgresServer, raw: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pg, "SWEEP_BATCH", 7)
-    store_prefix = ly.prefix
-    await asyncio.gather(*(ly.store.set(f"ns:t:history:b{i}", "v", ttl=0.05) for i in range(30)))
-    await asyncio.sleep(0.1)
-    store = backend_of(ly).store
-    deleted = await store.sweep_expired()
-    assert deleted >= 30
-    assert await count_rows(raw, store_prefix) == 0
+    monkeypatch.setattr(pg.store, "SWEEP_BATCH", 7)
+    # No background round may come first (on a loaded machine one did): the handle is the only
+    # one on the schema, and its own sweep waits an hour.
+    monkeypatch.setattr(pg.backend, "SWEEP_INTERVAL_S", 3600)
+    store_prefix = unique_prefix()
+    async with lockyard.connect(postgres_server.url(prefix=store_prefix, schema=SCHEMA)) as ly:
+        await asyncio.gather(
+            *(ly.store.set(f"ns:t:history:b{i}", "v", ttl=0.05) for i in range(30))
+        )
+        await asyncio.sleep(0.1)
+        deleted = await backend_of(ly).store.sweep_expired()
+        assert deleted >= 30
+        assert await count_rows(raw, store_prefix) == 0
+        await ly.store.purge()
 
 
 # -- LISTEN/NOTIFY ----------------------------------------------------------------------------

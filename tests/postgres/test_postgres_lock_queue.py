@@ -10,10 +10,10 @@ import pytest
 from postgres_helpers import backend_of
 
 import lockyard
-from lockyard.backends import postgres_sql as sql
+from lockyard.backends.postgres import sql
 from lockyard.locks import parse_release_signal
 from lockyard.testing.fixtures import unique_prefix
-from lockyard.testing.servers.postgres import PostgresServer
+from lockyard_dev.servers.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
 

@@ -12,11 +12,10 @@ import asyncpg
 import pytest
 
 import lockyard
-from lockyard.backends import postgres_sql as sql
-from lockyard.backends.postgres import migrate, schema_version
+from lockyard.backends.postgres import migrate, schema_version, sql
 from lockyard.cli.migrate import register, run_migrate
 from lockyard.config import PostgresConfig, parse_url
-from lockyard.testing.servers.postgres import PostgresServer
+from lockyard_dev.servers.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
 

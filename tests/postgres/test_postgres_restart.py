@@ -6,10 +6,13 @@ These tests stop and crash their own server, so they do not share the session's.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -17,12 +20,14 @@ from postgres_helpers import backend_of
 
 import lockyard
 from lockyard.locks import LockGuard
-from lockyard.testing.servers.postgres import PostgresServer
+from lockyard_dev.servers.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
 
 OPERATION_TIMEOUT_S = 2.0
 SCHEMA = "restart"
+BACKEND_PID = "SELECT pg_backend_pid()"
+BACKEND_PID_AFTER_A_PAUSE = "SELECT pg_backend_pid() FROM pg_sleep(0.05)"
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +172,10 @@ async def test_a_restart_the_event_loop_never_saw_costs_at_most_one_failed_opera
 ) -> None:
     """A crash and restart while the loop is blocked: pooled sockets died unnoticed.
 
-    The first operation finds its connection dead (BackendConnectionError); by then the loop has
-    seen every dead socket, and the pool opens fresh connections from the next operation on.
+    The first operation may find its connection dead (BackendConnectionError). That expires
+    every connection opened before it, including those whose end the loop has not seen yet (a
+    killed process may close its socket late under load), so the next operation runs on a
+    fresh connection.
     """
     async with lockyard.connect(url(running)) as ly:
         seeded = await seed(ly)
@@ -184,6 +191,60 @@ async def test_a_restart_the_event_loop_never_saw_costs_at_most_one_failed_opera
         assert failures <= 1
         await check(ly, seeded)
         await ly.store.purge()
+
+
+def terminate_and_wait(pid: int) -> None:
+    """SIGTERM one server process and wait, blocking the event loop, until it has exited.
+
+    The loop must not run meanwhile: it would read the end of that connection, and the pool
+    would skip it instead of finding it dead.
+    """
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and "(postgres) Z" not in read_stat(pid):
+        assert time.monotonic() < deadline, f"server process {pid} did not exit"
+        time.sleep(0.01)
+
+
+def read_stat(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+
+
+async def test_a_connection_found_dead_retires_every_connection_opened_before_it(
+    running: PostgresServer,
+) -> None:
+    """One failed operation, then only fresh connections, whatever the loop has seen.
+
+    The server process of one pooled connection exits while the others stay up; the operation
+    that gets that connection fails, and no later operation runs on a connection opened
+    before the failure (without the expiry, the pool would hand out the older ones again).
+    """
+    async with lockyard.connect(url(running)) as ly:
+        db = backend_of(ly).db
+        pool_size = backend_of(ly).config.pool_size
+        # Overlapping statements: every pooled connection is opened.
+        opened = set(
+            await asyncio.gather(
+                *(db.fetchval(BACKEND_PID_AFTER_A_PAUSE) for _ in range(pool_size))
+            )
+        )
+        assert len(opened) == pool_size
+        # The connection just released is the one the pool hands out next (last in, first out).
+        doomed = await db.fetchval(BACKEND_PID)
+        terminate_and_wait(doomed)
+        with pytest.raises((asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError, OSError)):
+            await db.fetchval(BACKEND_PID)
+        after = {await db.fetchval(BACKEND_PID) for _ in range(pool_size)}
+        after |= set(
+            await asyncio.gather(
+                *(db.fetchval(BACKEND_PID_AFTER_A_PAUSE) for _ in range(pool_size))
+            )
+        )
+        assert not after & opened
+        assert await ly.store.get("ns:t:state:none") is None
 
 
 async def test_an_operation_in_flight_during_shutdown_fails_fast(running: PostgresServer) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 import ssl
+import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +17,8 @@ import pytest
 import lockyard
 from lockyard.backends import postgres as pg
 from lockyard.config import PostgresConfig, parse_url
-from lockyard.testing.servers.postgres import PostgresServer
-from lockyard.testing.servers.tls import make_ca, make_client_certificate
+from lockyard_dev.servers.postgres import PostgresServer
+from lockyard_dev.servers.tls import make_ca, make_client_certificate
 
 pytestmark = pytest.mark.postgres
 
@@ -136,3 +141,36 @@ async def test_a_client_certificate_is_presented(
         assert isinstance(backend, pg.PostgresBackend)
         query = "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
         assert await backend.pool.fetchval(query) == "/CN=lockyard-client"
+
+
+def test_a_connect_cancelled_half_way_leaves_no_socket_open(
+    tls_server: PostgresServer, ca_file: str
+) -> None:
+    """The LISTEN connection is cancelled mid-connect when a handle closes right after its first
+    waiter started it. asyncpg alone then leaves the TLS socket to a graceful close that a
+    loop ending soon after never finishes (a ResourceWarning in some later test)."""
+    config = parse_url(url(tls_server, sslmode="verify-full", sslrootcert=ca_file))
+    assert isinstance(config, PostgresConfig)
+    kwargs = pg.connect_kwargs(config, "cancelled")
+
+    async def connect_once() -> float:
+        started = time.perf_counter()
+        (await pg.connect(kwargs)).terminate()
+        return time.perf_counter() - started
+
+    async def cancel_after(delay: float) -> None:
+        connecting = asyncio.create_task(pg.connect(kwargs))
+        await asyncio.sleep(delay)
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            (await connecting).terminate()
+
+    # Cancel at points spread over one whole connect (TCP, TLS handshake, authentication),
+    # each in a loop of its own that ends right after, as a closing application's does.
+    whole = max(asyncio.run(connect_once()) for _ in range(3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(40):
+            asyncio.run(cancel_after(whole * step / 40))
+            gc.collect()
+    assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []

@@ -18,9 +18,9 @@ import pytest
 from property_support import Pair
 
 import lockyard
-from lockyard.testing.servers.moto import MotoServer
-from lockyard.testing.servers.postgres import PostgresServer
-from lockyard.testing.servers.redis import RedisServer
+from lockyard_dev.servers.moto import MotoServer
+from lockyard_dev.servers.postgres import PostgresServer
+from lockyard_dev.servers.redis import RedisServer
 
 BACKENDS = [
     pytest.param("memory"),

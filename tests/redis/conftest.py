@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lockyard.testing.servers.redis import (
+from lockyard_dev.servers.redis import (
     RedisSentinelSetup,
     RedisServer,
     TLSFiles,

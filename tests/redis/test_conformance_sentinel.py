@@ -6,7 +6,7 @@ import pytest
 
 import lockyard
 from lockyard.testing import Conformance, ConnectFactory
-from lockyard.testing.servers.redis import RedisSentinelSetup
+from lockyard_dev.servers.redis import RedisSentinelSetup
 
 pytestmark = pytest.mark.sentinel
 

@@ -10,7 +10,7 @@ import lockyard
 from lockyard import BackendError
 from lockyard.testing import Conformance, ConnectFactory
 from lockyard.testing.fixtures import unique_prefix
-from lockyard.testing.servers.redis import LOCKYARD_ACL, RedisServer
+from lockyard_dev.servers.redis import LOCKYARD_ACL, RedisServer
 
 pytestmark = pytest.mark.redis
 

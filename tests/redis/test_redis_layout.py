@@ -7,7 +7,6 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,11 +19,12 @@ import lockyard
 from lockyard import OperationTimeoutError, SerializationError
 from lockyard.backends.redis import FENCING_EPOCH_SHIFT, RedisBackend, glob_escape
 from lockyard.testing.fixtures import unique_prefix
-from lockyard.testing.servers.redis import RedisServer
+from lockyard_dev.repository import repository_root
+from lockyard_dev.servers.redis import RedisServer
 
 pytestmark = pytest.mark.redis
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = repository_root()
 MONITOR_LINE = re.compile(r"^[\d.]+ \[\d+ (\S+)\] (.*)$")
 ARGUMENT = re.compile(r'"((?:[^"\\]|\\.)*)"')
 ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", '"': '"', "\\": "\\"}
@@ -194,11 +194,10 @@ async def test_the_layout_is_the_documented_one(
 
 
 def test_the_backend_never_uses_keys() -> None:
-    for path in (
-        "library/lockyard/backends/redis.py",
-        "library/lockyard/backends/redis_scripts.py",
-    ):
-        source = (ROOT / path).read_text()
+    paths = sorted((ROOT / "library/lockyard/backends/redis").glob("*.py"))
+    assert {path.name for path in paths} >= {"scripts.py", "store.py", "locks.py"}
+    for path in paths:
+        source = path.read_text()
         assert not re.search(r"""['"]KEYS['"]|\.keys\(\s*['"]""", source), path
 
 

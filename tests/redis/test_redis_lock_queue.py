@@ -15,7 +15,7 @@ import lockyard
 from lockyard.backends.redis import KeyLayout
 from lockyard.locks import DEFAULT_WAITER_LEASE_S, parse_release_signal
 from lockyard.testing.fixtures import unique_prefix
-from lockyard.testing.servers.redis import RedisServer
+from lockyard_dev.servers.redis import RedisServer
 
 pytestmark = pytest.mark.redis
 

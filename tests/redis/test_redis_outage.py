@@ -11,7 +11,7 @@ import pytest
 import lockyard
 from lockyard import BackendConnectionError, StateError
 from lockyard.testing.fixtures import unique_prefix
-from lockyard.testing.servers.redis import RedisServer
+from lockyard_dev.servers.redis import RedisServer
 
 pytestmark = pytest.mark.redis
 

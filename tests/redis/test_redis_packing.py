@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from lockyard.backends.redis_packing import PackedConnection
+from lockyard.backends.redis.packing import PackedConnection
 
 arguments = st.one_of(
     st.text(max_size=50),

@@ -12,7 +12,7 @@ import pytest
 import lockyard
 from lockyard import BackendConnectionError
 from lockyard.testing.fixtures import unique_prefix
-from lockyard.testing.servers.redis import RedisServer, TLSFiles
+from lockyard_dev.servers.redis import RedisServer, TLSFiles
 
 pytestmark = pytest.mark.redis
 

@@ -11,7 +11,7 @@ import lockyard
 from lockyard import BackendConnectionError, BackendError
 from lockyard.backends.redis import FENCING_EPOCH_SHIFT, RedisBackend
 from lockyard.testing.fixtures import unique_prefix
-from lockyard.testing.servers.redis import RedisSentinelSetup, TLSFiles
+from lockyard_dev.servers.redis import RedisSentinelSetup, TLSFiles
 
 pytestmark = pytest.mark.sentinel
 

@@ -25,7 +25,7 @@ import lockyard
 from lockyard import LockExpiredError, LockTimeoutError, StateError
 from lockyard.backends.redis import FENCING_EPOCH_SHIFT, RedisBackend
 from lockyard.testing.fixtures import unique_prefix
-from lockyard.testing.servers.redis import RedisSentinelSetup
+from lockyard_dev.servers.redis import RedisSentinelSetup
 
 pytestmark = [pytest.mark.sentinel, pytest.mark.slow]
 

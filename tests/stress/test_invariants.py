@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from lockyard.errors import BackendConnectionError
-from lockyard.stress.invariants import (
+from lockyard_dev.stress.invariants import (
     CasLedger,
     CounterLedger,
     DedupLedger,
@@ -19,7 +19,7 @@ from lockyard.stress.invariants import (
     IndexModel,
     RegisterModel,
 )
-from lockyard.stress.recorder import OpFailed, Recorder
+from lockyard_dev.stress.recorder import OpFailed, Recorder
 
 
 def recorder(writes_may_be_lost: bool = False) -> Recorder:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from lockyard.chaos.cli import main as chaos_main
-from lockyard.stress.cli import main as stress_main
-from lockyard.stress.report import CHECKS
-from lockyard.stress.workload import OPERATIONS
+from lockyard_dev.chaos.cli import main as chaos_main
+from lockyard_dev.stress.cli import main as stress_main
+from lockyard_dev.stress.report import CHECKS
+from lockyard_dev.stress.workload import OPERATIONS
 
 STATE_ERRORS = {
     "BackendConnectionError",
@@ -38,7 +38,7 @@ def run(module: str, *args: str, cwd: Path, timeout: float) -> subprocess.Comple
 def test_stress_on_memory_runs_every_operation_without_violation(tmp_path: Path) -> None:
     out = tmp_path / "stress.json"
     done = run(
-        "lockyard.stress",
+        "lockyard_dev.stress",
         *("--backends", "memory", "--duration", "2", "--seed", "7", "--json", str(out)),
         cwd=tmp_path,
         timeout=120,
@@ -63,10 +63,11 @@ def test_stress_on_memory_runs_every_operation_without_violation(tmp_path: Path)
 
 @pytest.mark.redis
 @pytest.mark.slow
+@pytest.mark.timeout(420)  # above the run's own 300 s, so its message wins
 def test_chaos_redis_kill_recovers_without_violation(tmp_path: Path) -> None:
     out = tmp_path / "chaos.json"
     done = run(
-        "lockyard.chaos",
+        "lockyard_dev.chaos",
         *("--scenarios", "redis-kill", "--tasks", "8", "--warmup", "1.5", "--outage", "1"),
         *("--after", "3", "--seed", "7", "--json", str(out)),
         cwd=tmp_path,

@@ -19,7 +19,6 @@ import contextlib
 import heapq
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from sortedcontainers import SortedList
@@ -28,8 +27,9 @@ from lockyard.clock import SYSTEM_CLOCK, Clock
 from lockyard.config import MemoryConfig
 from lockyard.guarantees import Guarantees
 from lockyard.keys import kind_of
-from lockyard.locks import AcquireAttempt, DistributedLock, LockInfo, ReleaseWaiters, ReleaseWatch
+from lockyard.locks import AcquireAttempt, DistributedLock, LockInfo
 from lockyard.operations import OperationRunner, default_translate
+from lockyard.signals import ReleaseSignals
 from lockyard.store import CasResult, StateStore, checked_sum, parse_counter
 
 SWEEP_INTERVAL_S = 0.1
@@ -216,32 +216,16 @@ class MemoryStateStore(_Clocked, StateStore):
         return count
 
 
-class _EventWatch:
-    __slots__ = ("_event",)
-
-    live = True  # releases are signalled in-process: none is ever lost
-
-    def __init__(self, event: asyncio.Event) -> None:
-        self._event = event
-
-    async def wait(self, timeout: float) -> None:
-        event = self._event
-        if not event.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await event.wait()
-        event.clear()
-
-
 class MemoryLocks(_Clocked, DistributedLock):
     def __init__(self, runner: OperationRunner, clock: Clock) -> None:
-        DistributedLock.__init__(self, runner, clock)
+        # Releases are signalled in-process: none is ever lost.
+        self._signals = ReleaseSignals()
+        DistributedLock.__init__(self, runner, clock, self._signals)
         _Clocked.__init__(self, clock)
         self._leases: dict[str, _Lease] = {}
         self._fencing: dict[str, int] = {}
         #: Per name, the waiters in arrival order: owner -> deadline of its waiter lease (ms).
         self._queues: dict[str, dict[str, int]] = {}
-        self._waiters = ReleaseWaiters()
 
     def _live(self, name: str) -> _Lease | None:
         lease = self._leases.get(name)
@@ -269,14 +253,14 @@ class MemoryLocks(_Clocked, DistributedLock):
     def _signal(self, name: str) -> None:
         """The lock is free: wake the head of its queue (or every waiter, if none is queued)."""
         head = self._head(name)
-        self._waiters.wake(name, None if head is None else head[0])
+        self._signals.wake(name, None if head is None else head[0])
 
     def clear(self) -> None:
         """Drop every lock, queue and fencing counter (``purge``), waking all waiters."""
         self._leases.clear()
         self._fencing.clear()
         self._queues.clear()
-        self._waiters.wake_all()
+        self._signals.wake_all()
 
     def sweep(self) -> None:
         for name in [n for n, lease in self._leases.items() if lease.deadline_ms <= self._now_ms()]:
@@ -353,16 +337,6 @@ class MemoryLocks(_Clocked, DistributedLock):
             for name in list(self._leases)
             if (lease := self._live(name)) is not None
         ]
-
-    @contextlib.asynccontextmanager
-    async def watch_releases(
-        self, name: str, owner: str | None = None
-    ) -> AsyncIterator[ReleaseWatch]:
-        event = self._waiters.watch(name, owner)
-        try:
-            yield _EventWatch(event)
-        finally:
-            self._waiters.unwatch(name, event)
 
 
 class MemoryBackend:

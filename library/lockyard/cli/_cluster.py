@@ -1,9 +1,9 @@
 """Cluster access shared by ``lockyard locks`` and ``lockyard stores``.
 
-Blocking calls through :class:`lockyard.mirror.kubeapi.KubeClient` (one short-lived process
-makes a handful of requests; threads or an event loop would only add start-up time), and the
-way from a StateStore to an open backend handle: its ``status.binding.name`` (else the
-operator's naming rule), that Secret's data, :func:`lockyard.kube.binding.read_binding`.
+Blocking calls through :class:`lockyard.kube.client.KubeClient` (one short-lived process makes
+a handful of requests; an event loop would only add start-up time), on the library's
+credentials rule and API paths. Opening a store's backend (``--verify``, ``break``) reads its
+binding Secret through the library's one binding reader, :mod:`lockyard.kube.binding_reader`.
 """
 
 from __future__ import annotations
@@ -16,22 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from lockyard.cli._output import EXIT_USAGE, CliError
 from lockyard.errors import ConfigError
-from lockyard.mirror.kubeapi import (
-    KubeApiError,
-    KubeClient,
-    kubeconfig_namespace,
-    load_api_client,
-)
+from lockyard.kube.client import KubeClient
+from lockyard.kube.config import current_namespace
+from lockyard.kube.errors import KubeApiError, KubeUnreachableError
+from lockyard.kube.paths import stores_path
 
 if TYPE_CHECKING:
     from lockyard.connection import Connection
+    from lockyard.kube.api import KubeApi
     from lockyard.kube.binding import StoreBinding
 
-# Spelled out rather than imported: lockyard.config.resource builds the CRD's pydantic models,
-# a tenth of a second that `lockyard locks` (which only reads Leases) should not pay.
-# tests/k8s/leases/test_lease_cli.py checks they agree.
-API_GROUP, API_VERSION, PLURAL = "lockyard.dev", "v1alpha1", "statestores"
-STORES_PATH = f"/apis/{API_GROUP}/{API_VERSION}"
 #: Seconds to wait for a backend while verifying or breaking locks.
 BACKEND_TIMEOUT_S = 15.0
 
@@ -41,10 +35,10 @@ def connect(args: argparse.Namespace) -> tuple[KubeClient, str]:
     kubeconfig = getattr(args, "kubeconfig", None)
     context = getattr(args, "context", None)
     try:
-        client = load_api_client(kubeconfig, context)
+        client = KubeClient.connect(kubeconfig, context)
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
-    return KubeClient(client, owns=True), kubeconfig_namespace(kubeconfig, context)
+    return client, current_namespace(kubeconfig, context)
 
 
 def connect_scope(args: argparse.Namespace) -> tuple[KubeClient, str | None]:
@@ -57,55 +51,25 @@ def connect_scope(args: argparse.Namespace) -> tuple[KubeClient, str | None]:
 
 
 def api_problem(exc: KubeApiError, what: str) -> CliError:
-    if exc.status == 0:
-        return CliError(f"cannot reach the Kubernetes API while {what}: {exc.reason}")
-    message = exc.body.get("message") or exc.reason
-    return CliError(f"{what} failed (HTTP {exc.status}): {message}")
+    if isinstance(exc, KubeUnreachableError):
+        return CliError(f"cannot reach the Kubernetes API while {what}: {exc.detail}")
+    return CliError(f"{what} failed (HTTP {exc.status}): {exc.message}")
 
 
 def list_stores(kube: KubeClient, namespace: str | None) -> list[dict[str, Any]]:
     """The StateStore objects in ``namespace`` (``None``: all); [] if the CRD is not installed."""
-    where = f"/namespaces/{namespace}" if namespace else ""
     try:
-        listed = kube.request("GET", f"{STORES_PATH}{where}/{PLURAL}")
+        listed = kube.get(stores_path(namespace))
     except KubeApiError as exc:
-        if exc.status == 404:
+        if exc.not_found:
             return []  # the CRD is not installed: no StateStores
         raise api_problem(exc, "listing StateStores") from exc
     return list(listed.get("items") or [])
 
 
-def read_binding_secret(kube: KubeClient, namespace: str, store: str) -> dict[str, str]:
-    """The decoded data of StateStore ``namespace/store``'s binding Secret."""
-    from lockyard.kube.binding import decode_secret_data
-    from lockyard.kube.names import store_object_name
-
-    try:
-        obj = kube.request("GET", f"{STORES_PATH}/namespaces/{namespace}/{PLURAL}/{store}")
-        binding = ((obj.get("status") or {}).get("binding") or {}).get("name")
-    except KubeApiError as exc:
-        if exc.status != 404:
-            raise api_problem(exc, f"reading StateStore {namespace}/{store}") from exc
-        binding = None
-    secret_name = binding or store_object_name(store)
-    try:
-        secret = kube.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{secret_name}")
-    except KubeApiError as exc:
-        if exc.status == 404:
-            raise CliError(
-                f"StateStore {namespace}/{store} has no binding Secret ({secret_name}); "
-                f"see `lockyard stores -n {namespace}`"
-            ) from exc
-        raise api_problem(exc, f"reading the binding Secret {namespace}/{secret_name}") from exc
-    try:
-        return decode_secret_data(secret, f"binding Secret {namespace}/{secret_name}")
-    except ConfigError as exc:
-        raise CliError(str(exc)) from exc
-
-
 @contextlib.asynccontextmanager
 async def open_store(
-    kube: KubeClient, namespace: str, store: str
+    api: KubeApi, namespace: str, store: str
 ) -> AsyncIterator[tuple[Connection, StoreBinding]]:
     """An open handle on StateStore ``namespace/store``'s backend, from its binding Secret.
 
@@ -114,13 +78,12 @@ async def open_store(
     process and cannot be opened from here (``CliError``).
     """
     from lockyard.connection import open_connection
-    from lockyard.kube.binding import read_secret_binding
+    from lockyard.kube.binding_reader import open_binding
 
-    data = read_binding_secret(kube, namespace, store)
     try:
-        binding, files = read_secret_binding(data, store)
+        binding, files = await open_binding(api, namespace, store)
     except ConfigError as exc:
-        raise CliError(f"StateStore {namespace}/{store}: {exc}") from exc
+        raise CliError(str(exc)) from exc
     try:
         if binding.backend == "memory":
             raise CliError(

@@ -47,13 +47,15 @@ from lockyard.config.backends import (
 )
 from lockyard.config.urls import validate_config
 
-API_GROUP = "lockyard.dev"
-API_VERSION = "v1alpha1"
-KIND = "StateStore"
-PLURAL = "statestores"
-SINGULAR = "statestore"
-SHORT_NAMES = ("lystore",)
-CRD_NAME = f"{PLURAL}.{API_GROUP}"
+# The resource's names live in the leaf lockyard.kube.identity (the CLI reads them without
+# pydantic); re-exported here for the CRD generator and the operator.
+from lockyard.kube.identity import API_GROUP as API_GROUP
+from lockyard.kube.identity import API_VERSION as API_VERSION
+from lockyard.kube.identity import CRD_NAME as CRD_NAME
+from lockyard.kube.identity import KIND as KIND
+from lockyard.kube.identity import PLURAL as PLURAL
+from lockyard.kube.identity import SHORT_NAMES as SHORT_NAMES
+from lockyard.kube.identity import SINGULAR as SINGULAR
 
 #: The spec's backend sections, by their (camelCase) spec name.
 BACKEND_MEMBERS = ("memory", "redis", "redisSentinel", "postgresql", "dynamodb")

@@ -1,121 +1,90 @@
-"""A small asyncio JSON client for the Kubernetes API, on the official client's transport.
+"""The Kubernetes API for asyncio code: :class:`~lockyard.kube.client.KubeClient` in threads.
 
-The official ``kubernetes`` distribution ships an asyncio client (``kubernetes.aio``); this module
-borrows its configuration loading (kubeconfig, in-cluster service account, token refresh, exec
-plugins) and HTTP transport, and speaks plain JSON: objects are dicts exactly as the API
-serves them, which keeps custom resources and core objects alike and avoids a model layer.
+The official ``kubernetes`` client is blocking, so every call runs in a worker thread of the
+client's own pool: the event loop never waits on the network, and a hung API server holds a
+thread (up to the call's timeout), never the loop. The same client, credentials rule, errors and
+paths serve the CLI (directly), the mirror (one thread: its calls are sequential anyway) and the
+operator.
 
-Every call is one HTTP request with a timeout (repeated, after a pause, only when the server
-answers 429: it did not act on it). Errors raise :class:`KubeApiError` carrying the HTTP status
-and the API's own message (which never contains object data).
+A call is one request, repeated after a pause only when the server answered 429 (it did not act
+on it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import json
-import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+import concurrent.futures
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from lockyard._resource import AsyncResource
+from lockyard.kube.client import JSON, MERGE_PATCH, KubeClient, Timeout, delete_options
+from lockyard.kube.errors import KubeApiError
+from lockyard.kube.paths import object_path
 
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-REQUEST_TIMEOUT_S = 30.0
+__all__ = ["KubeApi", "KubeApiError", "object_path"]
+
+T = TypeVar("T")
+
+#: Calls in flight at once per client (the operator works on many stores concurrently).
+DEFAULT_WORKERS = 8
 #: A throttled request (429, e.g. while the API server's cache warms up) is tried this often.
 THROTTLED_ATTEMPTS = 4
 MAX_RETRY_AFTER_S = 2.0
-
-JSON = "application/json"
-MERGE_PATCH = "application/merge-patch+json"
-
-
-class KubeApiError(Exception):
-    """The API answered with an error status (or could not be reached: status 0)."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"HTTP {status} {reason}: {message}" if status else message)
-        self.status = status
-        self.reason = reason
-        self.message = message
-        #: Seconds the server asked to wait (``Retry-After``), if it did.
-        self.retry_after: float | None = None
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409
-
-    @property
-    def forbidden(self) -> bool:
-        return self.status in (401, 403)
-
-
-def _aio() -> Any:
-    # Imported lazily (the kubernetes extra is optional) and typed loosely: its functions carry
-    # no annotations, and strict typing stops at this boundary.
-    return importlib.import_module("kubernetes.aio")
-
-
-def in_cluster() -> bool:
-    """Whether this process runs in a pod with a service account token."""
-    return (
-        bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-        and (SERVICE_ACCOUNT_DIR / "token").is_file()
-    )
-
-
-def object_path(
-    group: str,
-    version: str,
-    plural: str,
-    namespace: str | None = None,
-    name: str | None = None,
-    subresource: str | None = None,
-) -> str:
-    """The API path of a collection or object (``group`` "" is the core group)."""
-    path = f"/api/{version}" if not group else f"/apis/{group}/{version}"
-    if namespace is not None:
-        path += f"/namespaces/{quote(namespace, safe='')}"
-    path += f"/{plural}"
-    if name is not None:
-        path += f"/{quote(name, safe='')}"
-    if subresource is not None:
-        path += f"/{subresource}"
-    return path
+#: (connect, read) seconds for clients made by :meth:`KubeApi.connect`.
+CONNECT_TIMEOUT = (5.0, 30.0)
 
 
 class KubeApi(AsyncResource):
-    """An open API client; ``await KubeApi.connect()``, then ``await api.close()``."""
+    """An asyncio face of a :class:`KubeClient`; ``await KubeApi.connect()``, then ``close()``.
 
-    def __init__(self, api_client: Any) -> None:
-        self._client = api_client
+    ``KubeApi(client)`` borrows ``client``; with ``owns=True``, :meth:`close` closes it too.
+    ``throttled_attempts=1`` leaves 429s to the caller (the mirror backs off on its own).
+    """
+
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        workers: int = DEFAULT_WORKERS,
+        throttled_attempts: int = THROTTLED_ATTEMPTS,
+        owns: bool = False,
+    ) -> None:
+        self.client = client
+        self._owns = owns
+        self._throttled_attempts = max(1, throttled_attempts)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="lockyard-kube"
+        )
+        self._closed = False
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> KubeApi:
-        """In a pod: its service account; elsewhere: ``kubeconfig`` or ``$KUBECONFIG``."""
-        aio = _aio()
-        configuration = aio.client.Configuration()
-        if kubeconfig is None and in_cluster():
-            aio.config.load_incluster_config(client_configuration=configuration)
-        else:
-            # $KUBECONFIG read now: the client reads it once, when first imported.
-            await aio.config.load_kube_config(
-                config_file=kubeconfig or os.environ.get("KUBECONFIG") or None,
-                context=context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-        return cls(aio.client.ApiClient(configuration))
+    async def connect(
+        cls,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        *,
+        timeout: tuple[float, float] = CONNECT_TIMEOUT,
+        workers: int = DEFAULT_WORKERS,
+    ) -> KubeApi:
+        """A client on the credentials rule of :mod:`lockyard.kube.config` (``ConfigError``
+        when none are usable)."""
+        # In a thread: loading may run an exec credential plugin.
+        client = await asyncio.to_thread(KubeClient.connect, kubeconfig, context, timeout=timeout)
+        return cls(client, workers=workers, owns=True)
 
     async def close(self) -> None:
-        await self._client.close()
+        """Stop the worker threads without waiting for a call still in flight; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns:
+            self.client.close()
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` (a blocking call on :attr:`client`) in a worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     async def request(
         self,
@@ -125,58 +94,23 @@ class KubeApi(AsyncResource):
         params: Mapping[str, str] | None = None,
         body: object = None,
         content_type: str = JSON,
+        timeout: Timeout | None = None,
     ) -> dict[str, Any]:
-        """One request (repeated after a 429, which the server did not act on); the decoded
-        JSON answer (``{}`` when empty)."""
-        for attempt in range(THROTTLED_ATTEMPTS):
+        """One request; the decoded JSON answer (``{}`` when empty)."""
+
+        def once() -> dict[str, Any]:
+            return self.client.request(
+                method, path, params=params, body=body, content_type=content_type, timeout=timeout
+            )
+
+        for attempt in range(self._throttled_attempts):
             try:
-                return await self._request_once(method, path, params, body, content_type)
+                return await self.call(once)
             except KubeApiError as exc:
-                if exc.status != 429 or attempt == THROTTLED_ATTEMPTS - 1:
+                if exc.status != 429 or attempt == self._throttled_attempts - 1:
                     raise
                 await asyncio.sleep(min(exc.retry_after or 0.2 * 2**attempt, MAX_RETRY_AFTER_S))
         raise AssertionError("unreachable")
-
-    async def _request_once(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, str] | None,
-        body: object,
-        content_type: str,
-    ) -> dict[str, Any]:
-        import aiohttp  # a dependency of the kubernetes client; loaded by now
-
-        client = self._client
-        try:
-            serialized = await client.param_serialize(
-                method,
-                path,
-                query_params=list(params.items()) if params else None,
-                header_params={"Content-Type": content_type, "Accept": JSON},
-                body=body,
-                auth_settings=["BearerToken"],
-            )
-            response = await client.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT_S)
-            raw = await response.read()
-        except TimeoutError as exc:
-            raise KubeApiError(0, "Timeout", "the Kubernetes API did not answer in time") from exc
-        except (OSError, aiohttp.ClientError) as exc:
-            raise KubeApiError(0, "Unreachable", f"cannot reach the Kubernetes API: {exc}") from exc
-        try:
-            answer = json.loads(raw) if raw else {}
-        except ValueError:
-            answer = {"message": raw.decode(errors="replace").strip()[:500]}
-        if not isinstance(answer, dict):
-            answer = {"message": str(answer)[:500]}
-        if not 200 <= response.status < 300:
-            error = KubeApiError(
-                response.status, str(response.reason or ""), str(answer.get("message", ""))
-            )
-            retry_after = response.headers.get("Retry-After", "")
-            error.retry_after = float(retry_after) if retry_after.isdigit() else None
-            raise error
-        return answer
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         return await self.request("GET", path, params=params)
@@ -194,15 +128,23 @@ class KubeApi(AsyncResource):
         return await self.request("POST", collection_path, body=dict(body))
 
     async def replace(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT; ``metadata.resourceVersion`` in ``body`` makes it conditional (409 if stale)."""
         return await self.request("PUT", path, body=dict(body))
 
     async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("PATCH", path, body=dict(patch), content_type=MERGE_PATCH)
 
-    async def delete(self, path: str, params: Mapping[str, str] | None = None) -> bool:
-        """Delete; ``False`` if it was already gone."""
+    async def delete(
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        resource_version: str | None = None,
+    ) -> bool:
+        """Delete (only if still at ``resource_version``, when given: 409 otherwise);
+        ``False`` if it was already gone."""
         try:
-            await self.request("DELETE", path, params=params)
+            await self.request("DELETE", path, params=params, body=delete_options(resource_version))
         except KubeApiError as exc:
             if exc.not_found:
                 return False

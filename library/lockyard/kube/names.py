@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 
-#: Label on every object made for a store (its Leases too), valued by `store_label_value`.
-STORE_LABEL = "lockyard.dev/store"
-OBJECT_PREFIX = "lockyard-store-"
+from lockyard.kube.identity import STORE_LABEL as STORE_LABEL
+from lockyard.kube.identity import STORE_OBJECT_PREFIX
+
 MAX_NAME = 253
 MAX_LABEL_VALUE = 63
 _HASH_LENGTH = 12
@@ -26,9 +26,9 @@ def _bounded(text: str, limit: int) -> str:
 
 def store_object_name(store: str) -> str:
     """Name of the binding Secret and of the workload Role of StateStore ``store``."""
-    return _bounded(OBJECT_PREFIX + store, MAX_NAME)
+    return _bounded(STORE_OBJECT_PREFIX + store, MAX_NAME)
 
 
 def store_label_value(store: str) -> str:
-    """The ``lockyard.dev/store`` label value for StateStore ``store``."""
+    """The ``STORE_LABEL`` value for StateStore ``store``."""
     return _bounded(store, MAX_LABEL_VALUE)

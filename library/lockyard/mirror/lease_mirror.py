@@ -1,100 +1,34 @@
-"""Mirror every lock a handle holds into a ``coordination.k8s.io/v1`` Lease, without ever being
-in the way of a lock operation.
+"""The pacing worker of the Lease mirror: every lock a handle holds, mirrored into a Lease,
+without ever being in the way of a lock operation.
 
-How it stays out of the way:
-
-- The mirror is a :class:`~lockyard.locks.LockObserver`. Its callbacks run synchronously inside
-  ``acquire``/``extend``/``release`` and only update a dict entry (the lock's latest state) and
-  set an event: O(1), no await, no I/O. A lock operation never waits for the API server, and an
-  API server that is slow, down or refusing (403) cannot fail or delay one.
-- One asyncio task (the worker) writes Leases. The official ``kubernetes`` client is blocking,
-  so each call runs in the mirror's own single worker thread (``run_in_executor``, like
-  ``asyncio.to_thread`` but closable without waiting), one call at a time, each with a timeout.
-- Writes are coalesced per lock: the worker writes a lock's *latest* state, not every event. A
-  lock taken and released between two rounds never reaches the API at all. Rounds start at most
-  every ``flush_interval`` seconds (the first after a quiet spell starts at once). A Lease that
-  does not exist yet is written in the next round, so a newly held lock appears promptly; one
-  that exists is rewritten (renewed, handed over, deleted) at most every ``rewrite_interval``
-  seconds, or every third of the lock's TTL if shorter, so a hot lock changing hands thousands
-  of times a second costs about one write a second, and a released lock's Lease may outlive it
-  by up to that long. API calls are capped at ``max_writes_per_second``. The mirror's CPU cost
-  (its thread shares the GIL with the event loop) stays bounded however fast locks churn.
-- A failed round (API unreachable, 403, 429, 5xx) is retried with capped, jittered exponential
-  backoff; the locks stay queued with their latest state, so the mirror catches up when the API
-  is back. The queue is bounded (``max_locks``); beyond it new locks are not mirrored (counted as
-  dropped) rather than growing memory without limit.
-
-What a Lease says (see :mod:`lockyard.mirror.lease_names` for its name and labels):
-``holderIdentity`` is ``<pod or host>_<first 8 hex digits of the owner token>``;
-``leaseDurationSeconds`` is the TTL rounded up to whole seconds (exact milliseconds in the
-``lockyard.dev/lease-ms`` annotation); ``acquireTime`` is when this acquisition got the lock;
-``renewTime`` is its latest extension (every ``extend``, hence every ``hold()`` renewal);
-``leaseTransitions`` counts hand-overs the Lease witnessed: an acquisition that finds an earlier
-acquisition's Lease still there (its release not yet mirrored, or its holder dead) takes it over
-and adds one; a renewal keeps it.
-
-Release *deletes* the Lease rather than clearing its holder: lock names are often unbounded
-(``invoice-<id>``), and a Lease kept per name ever locked would grow etcd and ``kubectl get
-leases`` forever. A Lease therefore exists while its lock is held (appearing within a round of
-the acquisition, going within ``rewrite_interval`` of the release), which is also what
-``lockyard locks`` and the reaper rely on. The price is that
-``leaseTransitions`` restarts at 0 after a clean release; the ``lockyard.dev/fencing-token``
-annotation is the lifetime counter.
-
-Fencing tokens order everything: a Lease carrying a higher token than this process's acquisition
-belongs to a newer holder and is never overwritten or deleted; one carrying a lower or equal token
-for a lock this process no longer holds is stale and is deleted (conditionally, on its
-``resourceVersion``, so a concurrent takeover is never undone). A Lease whose guard expired
-without a release (its holder stopped renewing) is deleted when its lease runs out.
-
-When the holder runs in a pod (``POD_NAME``, ``POD_NAMESPACE`` and ``POD_UID`` from the downward
-API) in the Lease's namespace, the Lease has an ``ownerReference`` to the pod, so deleting the
-pod garbage-collects it. A holder killed outright leaves its Lease until the operator's reaper
-(``lockyard_operator.reaper``) finds the backend no longer holds the lock.
+:class:`LeaseMirror` is a :class:`~lockyard.locks.LockObserver`. Its callbacks run inside
+``acquire``/``extend``/``release`` and only record the lock's latest state (a dict entry) and
+set an event: no await, no I/O. One asyncio task takes those states in rounds, paces them
+(coalescing per lock, rewriting an existing Lease at most every ``rewrite_interval``, a token
+bucket of ``max_writes_per_second``, jittered backoff after a failed round) and hands each lock
+to the :class:`~lockyard.mirror.lease_writer.LeaseWriter`, whose calls run in the mirror's own
+API thread. Why each rule exists, and what it costs: docs/leases.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import heapq
 import logging
 import math
-import os
 import random
-import socket
-import weakref
-from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
 
 from lockyard._resource import AsyncResource
 from lockyard.clock import Clock
-from lockyard.connection import Connection
-from lockyard.errors import ConfigError
+from lockyard.kube.api import KubeApi
+from lockyard.kube.errors import KubeApiError
 from lockyard.locks import LockGuard
-from lockyard.mirror.kubeapi import DEFAULT_TIMEOUT, KubeApiError, KubeClient, load_api_client
-from lockyard.mirror.lease_names import (
-    BACKEND_ANNOTATION,
-    FENCING_ANNOTATION,
-    HOLDER_POD_ANNOTATION,
-    LEASE_MS_ANNOTATION,
-    LOCK_ANNOTATION,
-    MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
-    OWNER_ANNOTATION,
-    STORE_ANNOTATION,
-    STORE_LABEL,
-    lease_name,
-    owner_prefix,
-    store_label,
-)
-from lockyard.mirror.leases import MirroredLease, format_micro_time
+from lockyard.mirror.holder import Holder
+from lockyard.mirror.lease_writer import LeaseState, LeaseWriter, Step, Superseded
 
 log = logging.getLogger("lockyard.mirror")
-
-T = TypeVar("T")
 
 DEFAULT_FLUSH_INTERVAL_S = 0.1
 DEFAULT_MAX_WRITES_PER_SECOND = 50.0
@@ -105,14 +39,8 @@ DEFAULT_REWRITE_INTERVAL_S = 1.0
 DEFAULT_CLOSE_TIMEOUT_S = 2.0
 BACKOFF_INITIAL_S = 0.2
 BACKOFF_CAP_S = 5.0
-#: Probes after a name collision before giving a lock up (each probe is another 48-bit hash).
-MAX_PROBES = 8
 #: Read-modify-write races one lock may lose in one round before it waits for the next.
 MAX_STEPS = 6
-SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-
-#: The mirror of each mirrored connection (so enabling twice does not mirror twice).
-_MIRRORS: weakref.WeakKeyDictionary[Connection, LeaseMirror] = weakref.WeakKeyDictionary()
 
 
 @dataclass(slots=True)
@@ -139,51 +67,10 @@ class MirrorMetrics:
         return asdict(self)
 
 
-@dataclass(frozen=True, slots=True)
-class Holder:
-    """Who holds locks in this process: a pod (downward API) or, outside Kubernetes, a host."""
-
-    name: str
-    namespace: str | None = None
-    uid: str | None = None
-
-    @classmethod
-    def detect(cls, environ: Mapping[str, str] | None = None) -> Holder:
-        """From ``POD_NAME``/``POD_NAMESPACE``/``POD_UID``, else the hostname."""
-        env = os.environ if environ is None else environ
-        name = env.get("POD_NAME") or socket.gethostname() or "unknown"
-        namespace = env.get("POD_NAMESPACE") or None
-        if namespace is None and env.get("POD_NAME"):
-            with contextlib.suppress(OSError), open(SERVICE_ACCOUNT_NAMESPACE) as handle:
-                namespace = handle.read().strip() or None
-        return cls(name=name, namespace=namespace, uid=env.get("POD_UID") or None)
-
-    def identity(self, owner: str) -> str:
-        """``holderIdentity``: the pod (or host) and the acquisition."""
-        return f"{self.name}_{owner_prefix(owner)}"
-
-    def pod(self) -> str:
-        """``namespace/name`` of the pod, or ``''`` outside one."""
-        if self.uid is None or self.namespace is None:
-            return ""
-        return f"{self.namespace}/{self.name}"
-
-    def owner_reference(self, lease_namespace: str) -> dict[str, Any] | None:
-        """An ownerReference to the pod, when it can own a Lease in ``lease_namespace``.
-
-        Owners must share the dependent's namespace (the garbage collector deletes a dependent
-        whose owner it cannot find there), so a pod elsewhere owns nothing.
-        """
-        if self.uid is None or self.namespace != lease_namespace:
-            return None
-        return {"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid}
-
-
 @dataclass(slots=True, eq=False)
-class _Slot:
-    """One lock's latest known state here, and what this mirror knows of its Lease."""
+class _Slot(LeaseState):
+    """One lock's latest known state here (and, inherited, what the writer knows of its Lease)."""
 
-    lock: str
     guard: LockGuard | None = None
     #: Newest fencing token seen for this lock in this process.
     fencing: int = 0
@@ -191,33 +78,22 @@ class _Slot:
     released: bool = False
     #: Acquisitions with a token <= floor were found superseded by a newer holder's Lease.
     floor: int = 0
-    probe: int = 0
-    #: resourceVersion of the Lease this mirror last wrote (None: it owns none it knows of).
-    rv: str | None = None
-    #: Fencing token that Lease carries, and its leaseTransitions.
-    remote_fencing: int = 0
-    transitions: int = 0
-    #: A Lease may exist that this mirror has not seen (an unanswered or conflicting write).
-    unsure: bool = False
     failures: int = 0
     #: Loop time of this mirror's last write of the lock's Lease.
     written_at: float = -math.inf
 
 
-class _Superseded(Exception):
-    pass
-
-
 class LeaseMirror(AsyncResource):
     """A lock observer that mirrors a handle's held locks into Leases (see the module docs).
 
-    Create it with :func:`enable_lease_mirroring`. ``metrics`` counts its work; ``flush()``
-    waits until every queued state is written; ``close()`` flushes (bounded) and stops.
+    Create it with :func:`lockyard.mirror.enable_lease_mirroring`. ``metrics`` counts its work;
+    ``flush()`` waits until every queued state is written; ``close()`` flushes (bounded) and
+    stops, closing ``api``.
     """
 
     def __init__(
         self,
-        kube: KubeClient,
+        api: KubeApi,
         *,
         store: str,
         namespace: str,
@@ -232,17 +108,19 @@ class LeaseMirror(AsyncResource):
         if flush_interval < 0 or max_writes_per_second <= 0 or max_locks < 1:
             raise ValueError("flush_interval >= 0, max_writes_per_second > 0, max_locks >= 1")
         self.rewrite_interval = rewrite_interval
-        self.kube = kube
+        self.api = api
         self.store = store
         self.namespace = namespace
         self.backend = backend
-        self.holder = holder or Holder.detect()
         self.flush_interval = flush_interval
         self.max_writes_per_second = max_writes_per_second
         self.max_locks = max_locks
+        self._writer = LeaseWriter(
+            api, store, namespace, backend=backend, holder=holder, pace=self._take_token
+        )
+        self.holder = self._writer.holder
         self._metrics = MirrorMetrics()
         self._clock = clock
-        self._store_label = store_label(store)
         #: Lock events not yet seen by the worker: name -> (guard, held, acquired_at or None).
         #: The observer callbacks touch nothing else, so they stay a few dict operations.
         self._pending: dict[str, tuple[LockGuard, bool, float | None]] = {}
@@ -252,6 +130,9 @@ class LeaseMirror(AsyncResource):
         self._slots: dict[str, _Slot] = {}
         #: Locks the worker must sync although no new event came (failed, raced, expired).
         self._todo: dict[str, None] = {}
+        #: The round in flight: its locks, and the index of the one being written.
+        self._round_names: list[str] = []
+        self._round_index = 0
         self._expiries: list[tuple[float, str, int]] = []
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -263,9 +144,6 @@ class LeaseMirror(AsyncResource):
         self._tokens = max_writes_per_second
         self._tokens_at = self._loop.time()
         self._backoff = 0.0
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="lockyard-lease-mirror"
-        )
         self._worker = asyncio.create_task(self._work(), name=f"lockyard-lease-mirror:{store}")
 
     def __repr__(self) -> str:
@@ -317,15 +195,17 @@ class LeaseMirror(AsyncResource):
     # -- public ----------------------------------------------------------------------------
     @property
     def metrics(self) -> MirrorMetrics:
-        """The counters (the callbacks keep two of them apart, for speed)."""
+        """The counters (the callbacks and the writer keep three of them apart)."""
         self._metrics.coalesced = self._coalesced
         self._metrics.dropped = self._dropped
+        self._metrics.collisions = self._writer.collisions
         return self._metrics
 
     @property
     def pending(self) -> int:
-        """Locks whose latest state is not written yet."""
-        return len(self._pending) + len(self._todo)
+        """Locks whose latest state is not written yet (the round in flight's included)."""
+        unfinished = self._round_names[self._round_index :]
+        return len(self._pending.keys() | self._todo.keys() | set(unfinished))
 
     @property
     def closed(self) -> bool:
@@ -356,8 +236,7 @@ class LeaseMirror(AsyncResource):
         with contextlib.suppress(asyncio.CancelledError):
             await self._worker
         self._wake_round_waiters()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self.kube.close()
+        await self.api.close()
 
     # -- the worker ------------------------------------------------------------------------
     async def _work(self) -> None:
@@ -438,8 +317,15 @@ class LeaseMirror(AsyncResource):
         return names
 
     async def _round(self) -> None:
-        names = self._take_events()
+        self._round_names, self._round_index = self._take_events(), 0
+        try:
+            await self._write_round(self._round_names)
+        finally:
+            self._round_names = []
+
+    async def _write_round(self, names: list[str]) -> None:
         for index, lock in enumerate(names):
+            self._round_index = index
             slot = self._slots.get(lock)
             if slot is None:
                 continue
@@ -518,160 +404,23 @@ class LeaseMirror(AsyncResource):
             guard = self._desired(slot, self._clock.wall())
             try:
                 if guard is None:
-                    done = await self._sync_absent(slot)
+                    step = await self._writer.write_absent(slot, slot.fencing)
                 else:
-                    done = await self._sync_held(slot, guard)
-            except _Superseded:
+                    step = await self._writer.write_held(slot, guard, slot.acquired_at)
+            except Superseded as exc:
+                if guard is not None:
+                    slot.floor = max(slot.floor, exc.fencing_token)
                 self._metrics.superseded += 1
                 return
-            if done:
+            if step is Step.WRITTEN:
+                self._metrics.written += 1
+                slot.written_at = self._loop.time()
+                if guard is not None:
+                    deadline = guard.renewed_at + guard.lease_ms / 1000
+                    heapq.heappush(self._expiries, (deadline, slot.lock, guard.fencing_token))
+            if step is not Step.AGAIN:
                 return
         self._todo[slot.lock] = None  # lost every race this round; try again next round
-
-    async def _sync_held(self, slot: _Slot, guard: LockGuard) -> bool:
-        name = lease_name(self.store, slot.lock, slot.probe)
-        if slot.rv is not None:
-            transitions = slot.transitions + (slot.remote_fencing != guard.fencing_token)
-            body = self._lease(slot, guard, transitions, slot.rv)
-            try:
-                written = await self._call(self.kube.replace_lease, self.namespace, name, body)
-            except KubeApiError as exc:
-                if exc.status == 409:
-                    slot.rv, slot.unsure = None, True
-                    return False
-                if exc.status == 404:
-                    slot.rv, slot.unsure = None, False
-                    return False
-                raise
-            self._wrote(slot, guard, written, transitions)
-            return True
-        if not slot.unsure:
-            body = self._lease(slot, guard, 0, None)
-            try:
-                written = await self._call(self.kube.create_lease, self.namespace, body)
-            except KubeApiError as exc:
-                if exc.status == 409:
-                    slot.unsure = True
-                    return False
-                if exc.status == 0:
-                    slot.unsure = True  # the create may have happened
-                raise
-            self._wrote(slot, guard, written, 0)
-            return True
-        existing = await self._read(slot, name)
-        if existing is not None:
-            token = existing.fencing_token or 0
-            if token > guard.fencing_token:
-                slot.floor = max(slot.floor, token)
-                raise _Superseded
-            slot.rv, slot.remote_fencing = existing.resource_version, token
-            slot.transitions = existing.transitions
-        return False
-
-    async def _sync_absent(self, slot: _Slot) -> bool:
-        if slot.rv is None and not slot.unsure:
-            return True
-        name = lease_name(self.store, slot.lock, slot.probe)
-        if slot.rv is not None:
-            try:
-                await self._call(self.kube.delete_lease, self.namespace, name, slot.rv)
-            except KubeApiError as exc:
-                if exc.status == 404:
-                    slot.rv = None
-                    return True
-                if exc.status == 409:
-                    slot.rv, slot.unsure = None, True
-                    return False
-                raise
-            self._metrics.written += 1
-            slot.rv = None
-            slot.written_at = self._loop.time()
-            return True
-        existing = await self._read(slot, name)
-        if existing is None:
-            return True
-        token = existing.fencing_token or 0
-        if token > slot.fencing:
-            slot.unsure = False
-            raise _Superseded
-        # An acquisition no later than this process's last one, which is over: stale.
-        slot.rv, slot.unsure = existing.resource_version, False
-        return False
-
-    async def _read(self, slot: _Slot, name: str) -> MirroredLease | None:
-        """GET the Lease at ``name``; a collision moves the slot to its next name."""
-        try:
-            obj = await self._call(self.kube.get_lease, self.namespace, name)
-        except KubeApiError as exc:
-            if exc.status != 404:
-                raise
-            slot.unsure = False
-            return None
-        existing = MirroredLease.from_object(obj)
-        if not existing.is_mirror_of(self.store, slot.lock):
-            self._metrics.collisions += 1
-            slot.probe += 1
-            slot.unsure = False
-            if slot.probe > MAX_PROBES:
-                raise KubeApiError(409, f"no free Lease name for lock {slot.lock!r}")
-            return None
-        slot.unsure = False
-        return existing
-
-    def _wrote(
-        self, slot: _Slot, guard: LockGuard, written: Mapping[str, Any], transitions: int
-    ) -> None:
-        self._metrics.written += 1
-        slot.written_at = self._loop.time()
-        slot.rv = (written.get("metadata") or {}).get("resourceVersion")
-        slot.remote_fencing = guard.fencing_token
-        slot.transitions = transitions
-        slot.unsure = False
-        deadline = guard.renewed_at + guard.lease_ms / 1000
-        heapq.heappush(self._expiries, (deadline, slot.lock, guard.fencing_token))
-
-    def _lease(
-        self, slot: _Slot, guard: LockGuard, transitions: int, resource_version: str | None
-    ) -> dict[str, Any]:
-        annotations = {
-            LOCK_ANNOTATION: slot.lock,
-            STORE_ANNOTATION: self.store,
-            FENCING_ANNOTATION: str(guard.fencing_token),
-            BACKEND_ANNOTATION: self.backend,
-            OWNER_ANNOTATION: owner_prefix(guard.owner),
-            LEASE_MS_ANNOTATION: str(guard.lease_ms),
-        }
-        pod = self.holder.pod()
-        if pod:
-            annotations[HOLDER_POD_ANNOTATION] = pod
-        metadata: dict[str, Any] = {
-            "name": lease_name(self.store, slot.lock, slot.probe),
-            "namespace": self.namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, STORE_LABEL: self._store_label},
-            "annotations": annotations,
-        }
-        if resource_version is not None:
-            metadata["resourceVersion"] = resource_version
-        owner = self.holder.owner_reference(self.namespace)
-        if owner is not None:
-            metadata["ownerReferences"] = [owner]
-        return {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": metadata,
-            "spec": {
-                "holderIdentity": self.holder.identity(guard.owner),
-                "leaseDurationSeconds": max(1, math.ceil(guard.lease_ms / 1000)),
-                "acquireTime": format_micro_time(slot.acquired_at),
-                "renewTime": format_micro_time(guard.renewed_at),
-                "leaseTransitions": transitions,
-            },
-        }
-
-    async def _call(self, function: Callable[..., T], *args: Any) -> T:
-        """One API call in the mirror's thread, after the rate limiter allows it."""
-        await self._take_token()
-        return await self._loop.run_in_executor(self._executor, function, *args)
 
     async def _take_token(self) -> None:
         rate = self.max_writes_per_second
@@ -683,80 +432,3 @@ class LeaseMirror(AsyncResource):
                 self._tokens -= 1
                 return
             await asyncio.sleep((1 - self._tokens) / rate)
-
-
-def enable_lease_mirroring(
-    connection: Connection,
-    store_name: str,
-    namespace: str,
-    api_client: Any = None,
-    *,
-    holder: Holder | None = None,
-    flush_interval: float = DEFAULT_FLUSH_INTERVAL_S,
-    max_writes_per_second: float = DEFAULT_MAX_WRITES_PER_SECOND,
-    max_locks: int = DEFAULT_MAX_LOCKS,
-    request_timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-    rewrite_interval: float = DEFAULT_REWRITE_INTERVAL_S,
-) -> LeaseMirror:
-    """Mirror the locks ``connection`` holds into Leases in ``namespace``, as store ``store_name``.
-
-    Call it from a coroutine (it starts the worker task). ``api_client`` is a
-    ``kubernetes.client.ApiClient``; by default one is made from the in-cluster service account
-    or the kubeconfig, and closed with the mirror. Each API call gives up after
-    ``request_timeout`` (connect, read) seconds. The mirror stops when the connection closes
-    (or on ``await mirror.close()``). Idempotent: a connection already mirrored returns its
-    mirror. Raises ``ConfigError`` without usable credentials.
-    """
-    existing = _MIRRORS.get(connection)
-    if existing is not None and not existing.closed:
-        return existing
-    owns = api_client is None
-    kube = KubeClient(load_api_client() if owns else api_client, timeout=request_timeout, owns=owns)
-    mirror = LeaseMirror(
-        kube,
-        store=store_name,
-        namespace=namespace,
-        backend=connection.backend,
-        clock=connection.locks.clock,
-        holder=holder,
-        flush_interval=flush_interval,
-        max_writes_per_second=max_writes_per_second,
-        max_locks=max_locks,
-        rewrite_interval=rewrite_interval,
-    )
-    connection.locks.add_observer(mirror)
-    connection.on_close(mirror.close)
-    _MIRRORS[connection] = mirror
-    return mirror
-
-
-def mirror_of(connection: Connection) -> LeaseMirror | None:
-    """The open mirror attached to ``connection``, if any."""
-    mirror = _MIRRORS.get(connection)
-    return None if mirror is None or mirror.closed else mirror
-
-
-def maybe_mirror(
-    connection: Connection,
-    binding: Any,
-    *,
-    store_name: str,
-    namespace: str,
-    api_client: Any = None,
-) -> LeaseMirror | None:
-    """Turn mirroring on when the store's binding says so (``lease-mirroring: "true"``).
-
-    ``binding`` is a ``lockyard.kube.StoreBinding`` or the binding Secret's decoded data. Missing
-    credentials only log a warning and return ``None``: mirroring must never stop a workload.
-    """
-    if isinstance(binding, Mapping):
-        enabled = str(binding.get("lease-mirroring", "false")).strip().lower() == "true"
-    else:
-        enabled = bool(getattr(binding, "lease_mirroring", False))
-    if not enabled:
-        return None
-    try:
-        return enable_lease_mirroring(connection, store_name, namespace, api_client)
-    except ConfigError as exc:
-        log.warning("lease mirroring for store %s/%s is off: %s", namespace, store_name, exc)
-        return None

@@ -28,11 +28,12 @@ import hashlib
 import re
 import unicodedata
 
-#: Labels on every mirrored Lease; the CLI and the reaper select on them.
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "lockyard"
-#: Same key as ``lockyard.kube.names.STORE_LABEL`` (the operator labels its objects with it).
-STORE_LABEL = "lockyard.dev/store"
+# Labels on every mirrored Lease (the CLI and the reaper select on them); re-exported here, with
+# the annotations, so a Lease's marks read from one module.
+from lockyard.kube.identity import MANAGED_BY_LABEL as MANAGED_BY_LABEL
+from lockyard.kube.identity import MANAGED_BY_VALUE as MANAGED_BY_VALUE
+from lockyard.kube.identity import STORE_LABEL as STORE_LABEL
+from lockyard.kube.names import store_label_value
 
 #: Annotations: the exact names and the acquisition the Lease stands for.
 LOCK_ANNOTATION = "lockyard.dev/lock"
@@ -107,6 +108,4 @@ def store_selector(store: str | None = None) -> str:
 
 def store_label(store: str) -> str:
     """The ``lockyard.dev/store`` label value (the operator's rule, so selectors agree)."""
-    from lockyard.kube.names import store_label_value
-
     return store_label_value(store)

@@ -22,7 +22,6 @@ import asyncio
 import selectors
 import time
 
-
 _LATENESS_S = 1e-6
 
 

@@ -14,9 +14,9 @@ from kubernetes import client
 from lease_support import STORE, Cluster
 
 import lockyard
-from lockyard.mirror import KubeClient, LeaseMirror, enable_lease_mirroring
-from lockyard.mirror.lease_mirror import Holder
-from lockyard.testing.servers.redis import RedisServer
+from lockyard.kube import KubeApi, KubeClient
+from lockyard.mirror import Holder, LeaseMirror, enable_lease_mirroring
+from lockyard_dev.servers.redis import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,13 @@ def redis_server() -> Iterator[RedisServer]:
 def kube(k8s_api: client.ApiClient) -> KubeClient:
     """The admin API as the mirror's JSON client (shares the session's ApiClient)."""
     return KubeClient(k8s_api)
+
+
+@pytest_asyncio.fixture
+async def kube_api(kube: KubeClient) -> AsyncIterator[KubeApi]:
+    """The admin API for asyncio code (the same client, in worker threads)."""
+    async with KubeApi(kube) as api:
+        yield api
 
 
 @pytest_asyncio.fixture

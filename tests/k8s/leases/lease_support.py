@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lockyard.mirror import KubeClient
+from lockyard.kube import KubeClient
+from lockyard.kube.paths import leases_path
 from lockyard.mirror.lease_names import store_selector
 
 STORE = "orders"
@@ -22,8 +23,9 @@ class Cluster:
 
     async def leases(self, store: str = STORE, namespace: str | None = None) -> list[Any]:
         """The mirrored Lease objects of ``store``."""
+        path = leases_path(namespace or self.namespace)
         listed = await asyncio.to_thread(
-            self.kube.list_leases, namespace or self.namespace, store_selector(store)
+            self.kube.get, path, {"labelSelector": store_selector(store)}
         )
         return list(listed.get("items") or [])
 

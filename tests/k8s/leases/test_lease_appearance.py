@@ -10,8 +10,8 @@ import time
 from lease_support import STORE, Cluster
 
 import lockyard
+from lockyard.kube.paths import leases_path
 from lockyard.mirror import LeaseMirror
-from lockyard.mirror.kubeapi import LEASES
 from lockyard.mirror.lease_names import LOCK_ANNOTATION, MANAGED_BY_LABEL, store_selector
 
 ACQUISITIONS = 50
@@ -31,7 +31,7 @@ async def test_leases_appear_within_a_second_p99(
     signals: dict[str, asyncio.Event] = {}
     stop = threading.Event()
     listed = await asyncio.to_thread(
-        cluster.kube.list_leases, cluster.namespace, store_selector(STORE)
+        cluster.kube.get, leases_path(cluster.namespace), {"labelSelector": store_selector(STORE)}
     )
 
     def record(lock: str, at: float) -> None:
@@ -40,8 +40,8 @@ async def test_leases_appear_within_a_second_p99(
 
     def watch() -> None:
         for event in cluster.kube.watch(
-            f"{LEASES}/namespaces/{cluster.namespace}/leases",
-            query=[("labelSelector", f"{MANAGED_BY_LABEL}=lockyard")],
+            leases_path(cluster.namespace),
+            params={"labelSelector": f"{MANAGED_BY_LABEL}=lockyard"},
             resource_version=listed["metadata"]["resourceVersion"],
             timeout_seconds=300,
         ):
@@ -73,7 +73,7 @@ async def test_leases_appear_within_a_second_p99(
             "metadata": {"name": "stop-watch", "labels": {MANAGED_BY_LABEL: "lockyard"}},
             "spec": {},
         }
-        await asyncio.to_thread(cluster.kube.create_lease, cluster.namespace, sentinel)
+        await asyncio.to_thread(cluster.kube.create, leases_path(cluster.namespace), sentinel)
         await asyncio.to_thread(watcher.join, 30)
     p50, p99 = statistics.median(latencies), nearest_rank(latencies, 99)
     print(f"\nLease appearance over {ACQUISITIONS} acquisitions: p50 {p50 * 1000:.0f} ms, "

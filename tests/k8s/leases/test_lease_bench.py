@@ -12,10 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.timeout(420)  # above the run's own 300 s, so its message wins
 def test_bench_measures_lease_mirroring(kubeconfig: Path, namespace: str, tmp_path: Path) -> None:
     out = tmp_path / "results"
-    argv = [sys.executable, "-m", "lockyard.bench", "--url", "memory://", "--iterations", "20"]
+    argv = [sys.executable, "-m", "lockyard_dev.bench", "--url", "memory://", "--iterations", "20"]
     argv += ["--passes", "1", "--lock-cycles", "32", "--max-seconds", "2", "--peers", "none"]
     argv += ["--ops", "get", "--scenarios", "default,mirroring-on", "--out", str(out)]
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "LOCKYARD_BENCH_NAMESPACE": namespace}
@@ -39,7 +42,7 @@ def test_bench_measures_lease_mirroring(kubeconfig: Path, namespace: str, tmp_pa
 
 
 def test_mirroring_scenario_without_a_cluster_says_what_to_do(tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "lockyard.bench", "--url", "memory://", "--iterations", "5"]
+    argv = [sys.executable, "-m", "lockyard_dev.bench", "--url", "memory://", "--iterations", "5"]
     argv += ["--passes", "1", "--lock-cycles", "16", "--peers", "none", "--ops", "get"]
     argv += ["--scenarios", "mirroring-on", "--no-chart", "--out", str(tmp_path / "r")]
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}

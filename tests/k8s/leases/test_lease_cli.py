@@ -3,6 +3,7 @@ kubeconfig, real Leases, real backends; output formats and exit codes."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
 import concurrent.futures
@@ -11,6 +12,7 @@ import os
 import pty
 import resource
 import secrets
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,10 +25,12 @@ from lease_support import STORE, Cluster
 
 import lockyard
 from lockyard.config import parse_url
+from lockyard.errors import ConfigError
+from lockyard.kube import KubeClient, identity
 from lockyard.kube.binding import binding_data
 from lockyard.kube.names import store_object_name
-from lockyard.mirror import KubeClient, LeaseMirror, enable_lease_mirroring
-from lockyard.mirror.lease_mirror import Holder
+from lockyard.kube.paths import leases_path, secrets_path, stores_path
+from lockyard.mirror import Holder, LeaseMirror, enable_lease_mirroring
 from lockyard.mirror.lease_names import (
     FENCING_ANNOTATION,
     LOCK_ANNOTATION,
@@ -35,10 +39,11 @@ from lockyard.mirror.lease_names import (
     STORE_LABEL,
     lease_name,
 )
-from lockyard.testing.servers.redis import RedisServer
-from lockyard_operator.testing.controlplane import ControlPlane
+from lockyard_dev.cluster.controlplane import ControlPlane
+from lockyard_dev.repository import repository_root
+from lockyard_dev.servers.redis import RedisServer
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = repository_root()
 CRD = REPO / "crds" / "statestores.lockyard.dev.yaml"
 
 
@@ -81,9 +86,7 @@ async def publish_binding(kube: KubeClient, namespace: str, store: str, url: str
         "metadata": {"name": store_object_name(store)},
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
-    await asyncio.to_thread(
-        kube.request, "POST", f"/api/v1/namespaces/{namespace}/secrets", body=secret
-    )
+    await asyncio.to_thread(kube.create, secrets_path(namespace), secret)
 
 
 async def test_locks_table_and_formats(
@@ -242,6 +245,31 @@ async def test_verify_reports_an_unreachable_store(
     await guard.release()
 
 
+async def test_connect_store_and_the_cli_say_the_same_when_the_binding_is_missing(
+    cli: Cli,
+    kubeconfig: Path,
+    memory: lockyard.Connection,
+    mirrored: LeaseMirror,
+    cluster: Cluster,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One binding reader: the workload and the CLI name the same Secret, namespace and fix."""
+    guard = await memory.locks.acquire("orphan", ttl=30, timeout=1)
+    await mirrored.flush()
+    monkeypatch.delenv("SERVICE_BINDING_ROOT", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    with pytest.raises(ConfigError) as caught:
+        await lockyard.connect_store(STORE, cluster.namespace)
+    message = str(caught.value)
+    secret = f"{cluster.namespace}/{store_object_name(STORE)}"
+    assert f"StateStore {cluster.namespace}/{STORE} has no binding Secret {secret}" in message
+    assert f"kubectl get statestore {STORE} -n {cluster.namespace}" in message
+    code, _, err = await cli("locks", "-n", cluster.namespace, "--verify")
+    assert code == 1
+    assert err == f"error: {message}\n"
+    await guard.release()
+
+
 async def test_break_a_lock(
     cli: Cli,
     redis_server: RedisServer,
@@ -350,8 +378,8 @@ async def test_a_thousand_locks_across_ten_namespaces_in_under_two_seconds(
 
         def create(index: int) -> None:
             lock = f"bulk-{index}"
-            kube.create_lease(
-                namespaces[index % 10],
+            kube.create(
+                leases_path(namespaces[index % 10]),
                 {
                     "apiVersion": "coordination.k8s.io/v1",
                     "kind": "Lease",
@@ -414,21 +442,29 @@ def statestore_crd(control_plane: ControlPlane) -> str:
     return "statestores.lockyard.dev"
 
 
-def test_the_cli_spells_the_crd_as_the_models_do() -> None:
-    from lockyard.cli import _cluster
-    from lockyard.config import resource
-
-    assert (_cluster.API_GROUP, _cluster.API_VERSION, _cluster.PLURAL) == (
-        resource.API_GROUP,
-        resource.API_VERSION,
-        resource.PLURAL,
+def test_identity_is_a_leaf_and_listing_never_loads_the_crd_models() -> None:
+    """The CLI takes the StateStore's names from ``lockyard.kube.identity``, which imports
+    nothing, so ``lockyard locks`` and ``lockyard stores`` never pay for pydantic."""
+    tree = ast.parse(Path(identity.__file__).read_text())
+    assert not [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
+    listing = (
+        "import sys\n"
+        "from lockyard.cli import _cluster, main\n"
+        "from lockyard.kube import errors, paths\n"
+        "from lockyard.mirror import lease_names\n"
+        "main.build_parser()\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'pydantic'))\n"
     )
+    loaded = subprocess.run(
+        [sys.executable, "-c", listing], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
 
 
 async def test_stores_lists_statestores_with_conditions(
     cli: Cli, statestore_crd: str, kube: KubeClient, cluster: Cluster
 ) -> None:
-    base = f"/apis/lockyard.dev/v1alpha1/namespaces/{cluster.namespace}/statestores"
+    base = stores_path(cluster.namespace)
     for name in ("orders", "payments"):
         await asyncio.to_thread(
             kube.request, "POST", base,

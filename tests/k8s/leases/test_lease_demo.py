@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-DEMO = [sys.executable, "-m", "lockyard_operator.demo"]
+DEMO = [sys.executable, "-m", "lockyard_dev.demo"]
 
 
 async def run_demo(*args: str) -> asyncio.subprocess.Process:

@@ -11,8 +11,15 @@ from kubernetes import client
 from lease_support import STORE, Cluster
 
 import lockyard
-from lockyard.mirror import LeaseMirror, enable_lease_mirroring, lease_name, maybe_mirror, mirror_of
-from lockyard.mirror.lease_mirror import Holder
+from lockyard.kube.paths import leases_path
+from lockyard.mirror import (
+    Holder,
+    LeaseMirror,
+    enable_lease_mirroring,
+    lease_name,
+    maybe_mirror,
+    mirror_of,
+)
 from lockyard.mirror.lease_names import (
     BACKEND_ANNOTATION,
     FENCING_ANNOTATION,
@@ -24,7 +31,7 @@ from lockyard.mirror.lease_names import (
     STORE_LABEL,
 )
 from lockyard.mirror.leases import MirroredLease, parse_time
-from lockyard.testing.servers.redis import RedisServer
+from lockyard_dev.servers.redis import RedisServer
 
 
 def only(leases: list[Any]) -> dict[str, Any]:
@@ -189,7 +196,7 @@ async def test_a_name_collision_moves_the_lock_to_another_name(
         },
         "spec": {"holderIdentity": "other_00000000", "leaseDurationSeconds": 30},
     }
-    await asyncio.to_thread(cluster.kube.create_lease, cluster.namespace, foreign)
+    await asyncio.to_thread(cluster.kube.create, leases_path(cluster.namespace), foreign)
     guard = await memory.locks.acquire("victim", ttl=30, timeout=1)
     await mirrored.flush()
     by_name = {lease["metadata"]["name"]: lease for lease in await cluster.leases()}

@@ -8,7 +8,7 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lockyard.mirror.lease_mirror import Holder
+from lockyard.mirror.holder import Holder
 from lockyard.mirror.lease_names import (
     HASH_LENGTH,
     MAX_NAME_LENGTH,

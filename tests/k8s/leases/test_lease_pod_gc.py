@@ -9,7 +9,7 @@ from lease_support import STORE, Cluster
 
 import lockyard
 from lockyard.mirror import enable_lease_mirroring
-from lockyard.mirror.lease_mirror import Holder
+from lockyard.mirror.holder import Holder
 from lockyard.mirror.lease_names import HOLDER_POD_ANNOTATION
 
 

@@ -15,11 +15,9 @@ from kubernetes import client
 from lease_support import STORE, Cluster
 
 import lockyard
-from lockyard.kube.api import KubeApi
-from lockyard.mirror import enable_lease_mirroring
-from lockyard.mirror.lease_mirror import Holder
-from lockyard.mirror.leases import MirroredLease
-from lockyard.testing.servers.redis import RedisServer
+from lockyard.kube import KubeApi
+from lockyard.mirror import Holder, MirroredLease, enable_lease_mirroring
+from lockyard_dev.servers.redis import RedisServer
 from lockyard_operator.reaper import REAP_INTERVAL_S, reap_leases
 
 
@@ -28,7 +26,7 @@ async def locks_of(cluster: Cluster) -> set[str]:
 
 
 async def test_reaper_removes_stale_leases_and_keeps_live_ones(
-    memory: lockyard.Connection, k8s_api: client.ApiClient, cluster: Cluster
+    memory: lockyard.Connection, k8s_api: client.ApiClient, kube_api: KubeApi, cluster: Cluster
 ) -> None:
     mirror = enable_lease_mirroring(memory, STORE, cluster.namespace, k8s_api,
                                     holder=Holder("gone"))  # fmt: skip
@@ -43,7 +41,7 @@ async def test_reaper_removes_stale_leases_and_keeps_live_ones(
     await asyncio.sleep(0.6)  # "expired" runs out
     await memory.locks.acquire("unmirrored", ttl=60, timeout=1)
 
-    result = await reap_leases(k8s_api, cluster.namespace, STORE, memory.locks)
+    result = await reap_leases(kube_api, cluster.namespace, STORE, memory.locks)
     assert result.held == 2  # live, unmirrored: what status.locks.held reports
     assert result.leases == 3
     assert result.deleted == 2
@@ -51,15 +49,15 @@ async def test_reaper_removes_stale_leases_and_keeps_live_ones(
     assert result.unmirrored == 1
     assert await locks_of(cluster) == {"live"}
 
-    again = await reap_leases(k8s_api, cluster.namespace, STORE, memory.locks)
+    again = await reap_leases(kube_api, cluster.namespace, STORE, memory.locks)
     assert (again.deleted, again.leases, again.held) == (0, 1, 2)
     await live.release()
-    await reap_leases(k8s_api, cluster.namespace, STORE, memory.locks)
+    await reap_leases(kube_api, cluster.namespace, STORE, memory.locks)
     assert await locks_of(cluster) == set()
 
 
 async def test_reaper_corrects_a_live_lock_whose_lease_looks_expired(
-    memory: lockyard.Connection, k8s_api: client.ApiClient, cluster: Cluster
+    memory: lockyard.Connection, k8s_api: client.ApiClient, kube_api: KubeApi, cluster: Cluster
 ) -> None:
     mirror = enable_lease_mirroring(memory, STORE, cluster.namespace, k8s_api)
     guard = await memory.locks.acquire("renewed-offline", ttl=1, timeout=1)
@@ -72,7 +70,7 @@ async def test_reaper_corrects_a_live_lock_whose_lease_looks_expired(
     (stale,) = [MirroredLease.from_object(obj) for obj in await cluster.leases()]
     assert stale.expired(time.time())
 
-    result = await reap_leases(k8s_api, cluster.namespace, STORE, memory.locks)
+    result = await reap_leases(kube_api, cluster.namespace, STORE, memory.locks)
     assert (result.corrected, result.deleted, result.held) == (1, 0, 1)
     (fixed,) = [MirroredLease.from_object(obj) for obj in await cluster.leases()]
     assert fixed.fencing_token == guard.fencing_token
@@ -80,9 +78,10 @@ async def test_reaper_corrects_a_live_lock_whose_lease_looks_expired(
     await guard.release()
 
 
-async def test_reaper_works_with_the_operators_async_client(
+async def test_reaper_on_a_client_connected_from_a_kubeconfig(
     kubeconfig: Path, memory: lockyard.Connection, k8s_api: client.ApiClient, cluster: Cluster
 ) -> None:
+    """As the operator runs it: ``KubeApi.connect`` on a kubeconfig, its own credentials."""
     mirror = enable_lease_mirroring(memory, STORE, cluster.namespace, k8s_api)
     await memory.locks.acquire("broken", ttl=60, timeout=1)
     await mirror.flush()
@@ -98,7 +97,8 @@ HOLDER = textwrap.dedent(
     """
     import asyncio, sys
     import lockyard
-    from lockyard.mirror import enable_lease_mirroring, load_api_client
+    from lockyard.kube import load_api_client
+    from lockyard.mirror import enable_lease_mirroring
 
     async def main(url, kubeconfig, namespace, ttl):
         async with lockyard.connect(url) as ly:
@@ -115,7 +115,7 @@ HOLDER = textwrap.dedent(
 
 @pytest.mark.e2e
 async def test_a_sigkilled_holders_lease_is_reaped_within_ttl_plus_10s(
-    redis_server: RedisServer, kubeconfig: Path, k8s_api: client.ApiClient, cluster: Cluster
+    redis_server: RedisServer, kubeconfig: Path, kube_api: KubeApi, cluster: Cluster
 ) -> None:
     ttl = 3.0
     url = redis_server.url("reaper")
@@ -140,7 +140,7 @@ async def test_a_sigkilled_holders_lease_is_reaped_within_ttl_plus_10s(
     async with lockyard.connect(url) as operator_side:
         # What the operator's timer does: one pass every REAP_INTERVAL_S seconds.
         while True:
-            result = await reap_leases(k8s_api, cluster.namespace, STORE, operator_side.locks)
+            result = await reap_leases(kube_api, cluster.namespace, STORE, operator_side.locks)
             if result.deleted:
                 break
             assert result.leases == 1

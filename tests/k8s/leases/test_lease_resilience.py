@@ -16,9 +16,9 @@ from lease_support import STORE, Cluster
 
 import lockyard
 from lockyard.mirror import LeaseMirror, enable_lease_mirroring
-from lockyard.mirror.lease_mirror import Holder
+from lockyard.mirror.holder import Holder
 from lockyard.mirror.leases import MirroredLease
-from lockyard_operator.testing.controlplane import SERVICE_ACCOUNT_ISSUER, ControlPlane
+from lockyard_dev.cluster.controlplane import SERVICE_ACCOUNT_ISSUER, ControlPlane
 
 #: A lock operation on the memory backend takes microseconds; this bound leaves room for a busy
 #: machine while still catching any wait on the network.

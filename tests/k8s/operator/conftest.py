@@ -8,7 +8,7 @@
   them after the test; at the end it checks that no secret value of the test reached the
   operator's log.
 - ``kube``: an async admin client (plain JSON).
-- Backends: real redis-server / PostgreSQL / moto processes from ``lockyard.testing.servers``.
+- Backends: real redis-server / PostgreSQL / moto processes from ``lockyard_dev.servers``.
 
 Helpers shared by the tests live in ``operator_harness``.
 """
@@ -30,11 +30,11 @@ from operator_harness import (
 )
 
 from lockyard.kube.api import KubeApi, KubeApiError
-from lockyard.testing.servers.moto import MotoServer
-from lockyard.testing.servers.postgres import PostgresServer
-from lockyard.testing.servers.redis import RedisSentinelSetup, RedisServer
-from lockyard_operator.testing.controlplane import ControlPlane
-from lockyard_operator.testing.identities import service_account_token, token_kubeconfig
+from lockyard_dev.cluster.controlplane import ControlPlane
+from lockyard_dev.cluster.identities import service_account_token, token_kubeconfig
+from lockyard_dev.servers.moto import MotoServer
+from lockyard_dev.servers.postgres import PostgresServer
+from lockyard_dev.servers.redis import RedisSentinelSetup, RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,10 @@ from lockyard.config.resource import API_GROUP, API_VERSION
 from lockyard.kube.api import KubeApi, object_path
 from lockyard.kube.paths import secrets_path as secrets_path
 from lockyard.kube.paths import stores_path as stores_path
-from lockyard_operator.testing.operator_process import OperatorProcess
+from lockyard_dev.cluster.operator_process import OperatorProcess
+from lockyard_dev.repository import repository_root
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = repository_root()
 OPERATOR_NAMESPACE = "lockyard-system"
 OPERATOR_ACCOUNT = "lockyard-operator"
 #: Probe interval the tests use: short, so outages show within seconds.

@@ -12,7 +12,7 @@ from operator_harness import stores_path
 
 from lockyard.config.resource import API_GROUP, API_VERSION, EXACTLY_ONE_MESSAGE
 from lockyard.kube.api import KubeApi, KubeApiError
-from lockyard_operator.testing.controlplane import ControlPlane
+from lockyard_dev.cluster.controlplane import ControlPlane
 
 pytestmark = pytest.mark.k8s
 

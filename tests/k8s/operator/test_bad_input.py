@@ -44,8 +44,8 @@ from pydantic import ValidationError
 from lockyard.config.resource import API_GROUP, API_VERSION, PLURAL, StateStoreSpec
 from lockyard.kube.api import KubeApi
 from lockyard.kube.binding import FILE_PARAMS
-from lockyard.testing.servers.postgres import PostgresServer
-from lockyard.testing.servers.redis import RedisServer, make_test_tls
+from lockyard_dev.servers.postgres import PostgresServer
+from lockyard_dev.servers.redis import RedisServer, make_test_tls
 from lockyard_operator import reasons
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e, pytest.mark.slow]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from operator_harness import OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, REPO
 
-from lockyard_operator.testing.controlplane import ControlPlane
+from lockyard_dev.cluster.controlplane import ControlPlane
 
 pytestmark = pytest.mark.k8s
 

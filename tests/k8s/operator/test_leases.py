@@ -20,7 +20,7 @@ from operator_harness import (
 import lockyard
 from lockyard.kube.api import KubeApi, object_path
 from lockyard.mirror import lease_names
-from lockyard.testing.servers.redis import RedisServer
+from lockyard_dev.servers.redis import RedisServer
 from lockyard_operator.reaper import REAP_INTERVAL_S
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e]

@@ -21,9 +21,9 @@ from operator_harness import (
 )
 
 from lockyard.kube.api import KubeApi
-from lockyard.testing.servers.moto import MotoServer
-from lockyard.testing.servers.postgres import PostgresServer
-from lockyard.testing.servers.redis import RedisServer
+from lockyard_dev.servers.moto import MotoServer
+from lockyard_dev.servers.postgres import PostgresServer
+from lockyard_dev.servers.redis import RedisServer
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e, pytest.mark.slow]
 

@@ -12,7 +12,8 @@ from lockyard.config.resource import StateStoreSpec
 from lockyard.kube.api import KubeApi
 from lockyard_operator import reasons
 from lockyard_operator.metrics import Metrics
-from lockyard_operator.reconcile import Reconciler, StoreRef
+from lockyard_operator.reconcile import Reconciler
+from lockyard_operator.state import StoreRef
 
 pytestmark = pytest.mark.k8s
 

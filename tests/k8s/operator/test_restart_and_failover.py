@@ -24,7 +24,7 @@ from operator_harness import (
 import lockyard
 from lockyard.kube.api import KubeApi, object_path
 from lockyard.kube.names import STORE_LABEL
-from lockyard.testing.servers.redis import RedisServer
+from lockyard_dev.servers.redis import RedisServer
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e, pytest.mark.slow]
 

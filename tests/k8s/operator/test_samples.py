@@ -23,9 +23,9 @@ from operator_harness import (
 
 from lockyard.config import parse_url
 from lockyard.kube.api import KubeApi, object_path
-from lockyard.testing.servers.moto import MotoServer
-from lockyard.testing.servers.postgres import PostgresServer
-from lockyard.testing.servers.redis import MASTER_NAME, RedisSentinelSetup, RedisServer
+from lockyard_dev.servers.moto import MotoServer
+from lockyard_dev.servers.postgres import PostgresServer
+from lockyard_dev.servers.redis import MASTER_NAME, RedisSentinelSetup, RedisServer
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e]
 

@@ -26,10 +26,10 @@ from operator_harness import (
 
 import lockyard
 from lockyard.kube.api import KubeApi, object_path
-from lockyard.testing.servers.postgres import PostgresServer
-from lockyard.testing.servers.process import free_port
-from lockyard.testing.servers.redis import RedisServer, make_test_tls
-from lockyard_operator.testing.controlplane import ControlPlane
+from lockyard_dev.cluster.controlplane import ControlPlane
+from lockyard_dev.servers.postgres import PostgresServer
+from lockyard_dev.servers.process import free_port
+from lockyard_dev.servers.redis import RedisServer, make_test_tls
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e]
 

@@ -40,11 +40,11 @@ from lockyard.backends import postgres as pg
 from lockyard.config import PostgresConfig, RedisConfig, parse_url
 from lockyard.errors import ConfigError
 from lockyard.kube.api import KubeApi, KubeApiError, object_path
-from lockyard.testing.servers.moto import MotoServer
-from lockyard.testing.servers.postgres import PostgresServer
-from lockyard.testing.servers.redis import RedisServer, TLSFiles, make_test_tls
-from lockyard_operator.testing.controlplane import ControlPlane
-from lockyard_operator.testing.identities import service_account_token, token_kubeconfig
+from lockyard_dev.cluster.controlplane import ControlPlane
+from lockyard_dev.cluster.identities import service_account_token, token_kubeconfig
+from lockyard_dev.servers.moto import MotoServer
+from lockyard_dev.servers.postgres import PostgresServer
+from lockyard_dev.servers.redis import RedisServer, TLSFiles, make_test_tls
 
 
 class Password:

@@ -22,9 +22,9 @@ from operator_harness import (
 
 import lockyard
 from lockyard.kube.api import KubeApi, object_path
-from lockyard.testing.servers.redis import RedisServer
-from lockyard_operator.testing.controlplane import ControlPlane
-from lockyard_operator.testing.identities import service_account_token, token_kubeconfig
+from lockyard_dev.cluster.controlplane import ControlPlane
+from lockyard_dev.cluster.identities import service_account_token, token_kubeconfig
+from lockyard_dev.servers.redis import RedisServer
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e]
 

@@ -1,0 +1,387 @@
+"""Raw-driver baselines: the same single round trip a Lockyard operation makes, without Lockyard.
+
+Each store operation is paired with the driver call closest to its one round trip, measured
+right after it in the same mode, so the ratio Lockyard/raw isolates Lockyard's own cost
+(validation, key building, the operation runner, result decoding) from the server's and the
+driver's:
+
+- Redis (redis-py, a client set up like Lockyard's: same blocking pool, timeouts, decoding, no
+  retries): ``set`` -> SET, ``increment`` -> INCRBY, the operations Lockyard runs as one plain
+  command (``get`` = HGET, ``get_versioned`` = HMGET, the index ZADD / ZREM / ZRANGEBYSCORE) ->
+  GET, and every operation Lockyard runs as a Lua script -> EVALSHA of an empty script;
+- PostgreSQL (asyncpg, a pool set up like Lockyard's: same size, no per-release reset round
+  trip; Lockyard's own table, under a prefix of its own): reads -> a prepared
+  SELECT by primary key, ``compare_and_swap`` -> a prepared conditional UPDATE ... RETURNING,
+  other writes -> a prepared INSERT ... ON CONFLICT upsert;
+- DynamoDB (aioboto3, a client set up like Lockyard's: same pool, timeouts, no botocore
+  retries): reads -> GetItem (strongly consistent), writes -> PutItem, on a scratch table.
+
+On PostgreSQL, scans and due reads are paired with a prepared SELECT returning the same 20 rows
+from the same indexes (a key range, a ``kind``, a due range). On Redis and DynamoDB they are
+paired with the one-key call above, so their ratios include the cost of the larger reply; the
+report says so next to them.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import uuid
+from typing import Any
+
+from lockyard.config import BackendConfig, DynamoDBConfig, PostgresConfig, RedisConfig
+from lockyard.store import MAX_INDEX_TIMESTAMP_MS
+from lockyard_dev.bench.stats import Op
+
+READ_OPS = frozenset(
+    {"get", "get_versioned", "scan_keys", "scan_keys_by_kind", "get_expired_timeouts"}
+)
+RAW_KEYS = 64
+
+
+class RawDriver(abc.ABC):
+    """One driver, connected like Lockyard's backend, timing its plainest calls."""
+
+    driver: str
+
+    @abc.abstractmethod
+    def call_for(self, op: str) -> str:
+        """The raw call paired with Lockyard's ``op``."""
+
+    @abc.abstractmethod
+    def op(self, call: str) -> Op:
+        """The timed raw call, with the same ``(i, task)`` signature as a store op."""
+
+    @abc.abstractmethod
+    async def prepare(self) -> None:
+        """Connect and set up, untimed (scripts, tables, rows the reads find)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+# -- Redis -----------------------------------------------------------------------------------
+EMPTY_SCRIPT = ""  # no KEYS, no ARGV; returns nil: a pure EVALSHA round trip
+HEALTH_CHECK_INTERVAL_S = 30
+#: Lockyard ops that are one plain command (HGET, HMGET, ZADD, ZREM, ZRANGEBYSCORE) are paired
+#: with GET; ``set``/``increment`` with SET/INCRBY; every Lua-script op with EVALSHA.
+REDIS_CALLS = {
+    "get": "GET",
+    "get_versioned": "GET",
+    "index_timeout": "GET",
+    "remove_timeout_index": "GET",
+    "get_expired_timeouts": "GET",
+    "set": "SET",
+    "increment": "INCRBY",
+}
+
+
+class RedisRaw(RawDriver):
+    driver = "redis-py"
+
+    def __init__(self, config: RedisConfig) -> None:
+        from redis.asyncio import BlockingConnectionPool, Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        password = config.password.get_secret_value() if config.password else None
+        # Set up as Lockyard's client is: same pool, timeouts, decoding, no retries.
+        pool = BlockingConnectionPool(
+            host=config.host,
+            port=config.port,
+            db=config.db,
+            username=config.username,
+            password=password,
+            max_connections=config.pool_size,
+            timeout=None,
+            socket_timeout=config.operation_timeout,
+            socket_connect_timeout=config.operation_timeout,
+            socket_keepalive=True,
+            health_check_interval=HEALTH_CHECK_INTERVAL_S,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+        self._client = Redis(connection_pool=pool)
+        self._prefix = f"lockyard-bench-raw-{uuid.uuid4().hex[:8]}:"
+        self._sha = ""
+
+    def call_for(self, op: str) -> str:
+        return REDIS_CALLS.get(op, "EVALSHA")
+
+    async def prepare(self) -> None:
+        self._sha = await self._client.script_load(EMPTY_SCRIPT)
+        for i in range(RAW_KEYS):
+            await self._client.set(f"{self._prefix}{i}", "x" * 32, ex=600)
+
+    def op(self, call: str) -> Op:
+        client, prefix, sha = self._client, self._prefix, self._sha
+
+        async def get(i: int, task: int) -> object:
+            return await client.get(f"{prefix}{i % RAW_KEYS}")
+
+        async def set_(i: int, task: int) -> object:
+            return await client.set(f"{prefix}{i % RAW_KEYS}", "x" * 32, ex=600)
+
+        async def incrby(i: int, task: int) -> object:
+            return await client.incrby(f"{prefix}n{i % RAW_KEYS}", 1)
+
+        async def evalsha(i: int, task: int) -> object:
+            return await client.evalsha(sha, 0)
+
+        return {"GET": get, "SET": set_, "INCRBY": incrby, "EVALSHA": evalsha}[call]
+
+    async def close(self) -> None:
+        try:
+            keys = [f"{self._prefix}{i}" for i in range(RAW_KEYS)]
+            keys += [f"{self._prefix}n{i}" for i in range(RAW_KEYS)]
+            await self._client.delete(*keys)
+        finally:
+            await self._client.aclose()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+# The raw statements run on the very table Lockyard writes, in the benchmark's own schema, under
+# a prefix of their own: same columns, generated `kind`, same indexes, and the same amount of
+# data around them, so the ratio measures Lockyard's own work and not a smaller or cheaper table.
+# $1 is the prefix, as in Lockyard's statements.
+# Upsert: $2 key, $3 value, $4 ttl in ms; creates at version 1 or bumps the version.
+UPSERT = """
+INSERT INTO {s}.entries AS t (prefix, key, value, version, expires_at)
+VALUES ($1, $2, $3, 1, now() + $4 * interval '1 millisecond')
+ON CONFLICT (prefix, key) DO UPDATE
+SET value = excluded.value, version = t.version + 1, expires_at = excluded.expires_at"""
+# Conditional update (compare_and_swap's plainest form): $2 key, $3 value, $4 ttl in ms; writes a
+# live row and returns its new version, or no row.
+UPDATE = """
+UPDATE {s}.entries SET value = $3, version = version + 1,
+    expires_at = now() + $4 * interval '1 millisecond'
+WHERE prefix = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > now())
+RETURNING version"""
+# $2 key; returns (value, version) of a live row, or no row.
+SELECT = """
+SELECT value, version FROM {s}.entries
+WHERE prefix = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > now())"""
+# The reads that return many rows, each the plainest statement over the index Lockyard's uses.
+# $2/$3 the key range; 20 keys fall in it, the other raw rows outside.
+RANGE_SELECT = """
+SELECT key, value FROM {s}.entries
+WHERE prefix = $1 AND key >= $2 AND key < $3 AND (expires_at IS NULL OR expires_at > now())"""
+# $2 the kind of exactly those 20 keys (``kind`` is the generated column Lockyard indexes).
+KIND_SELECT = """
+SELECT key, value FROM {s}.entries
+WHERE prefix = $1 AND kind = $2 AND (expires_at IS NULL OR expires_at > now())"""
+# $2 the due time: 20 of the index rows are due by then. The lower bound is the predicate of the
+# partial index Lockyard's due reads use (without it PostgreSQL cannot use that index).
+DUE_SELECT = f"""
+SELECT key FROM {{s}}.time_index
+WHERE prefix = $1 AND index_name = 'timeout'
+  AND at_ms >= {-MAX_INDEX_TIMESTAMP_MS} AND at_ms <= $2"""
+RAW_CLEANUP = (
+    "DELETE FROM {s}.entries WHERE prefix = $1",
+    "DELETE FROM {s}.time_index WHERE prefix = $1",
+)
+INDEX_ROW = """
+INSERT INTO {s}.time_index (prefix, index_name, key, at_ms) VALUES ($1, 'timeout', $2, $3)"""
+#: Rows each many-row read returns, and the rows around them it must skip.
+RAW_MATCHES, RAW_OTHERS = 20, 180
+RAW_DUE_AT_MS = 1_000_000
+#: The raw call paired with each many-row read.
+MANY_ROW_CALLS = {
+    "scan_keys": "range select",
+    "scan_keys_by_kind": "kind select",
+    "get_expired_timeouts": "due select",
+}
+#: Lockyard operations whose raw pair is the conditional update rather than the upsert.
+UPDATE_OPS = frozenset({"compare_and_swap"})
+
+
+async def _no_reset(connection: Any) -> None:
+    """Pool ``reset`` hook, as Lockyard's pool has: asyncpg's default costs a round trip per
+    release (``RESET ALL``, ``UNLISTEN *``...), which would double the baseline's cost."""
+
+
+def _raw_key(i: int) -> str:
+    # Shaped like a canonical key, so the generated `kind` column has the same work to do.
+    return f"bench:raw:entry:k{i % RAW_KEYS}"
+
+
+def quote_schema_name(schema: str) -> str:
+    from lockyard.backends.postgres import quote_schema
+
+    return quote_schema(schema)
+
+
+class PostgresRaw(RawDriver):
+    driver = "asyncpg"
+
+    def __init__(self, config: PostgresConfig) -> None:
+        self._config = config
+        #: Lockyard's schema (its connection has migrated it); the raw rows get their own prefix.
+        self._schema = config.schema_name
+        self._prefix = f"raw-{uuid.uuid4().hex[:10]}"
+        self._pool: Any = None
+
+    def call_for(self, op: str) -> str:
+        if op in MANY_ROW_CALLS:
+            return MANY_ROW_CALLS[op]
+        if op in READ_OPS:
+            return "select"
+        return "update" if op in UPDATE_OPS else "upsert"
+
+    async def prepare(self) -> None:
+        import asyncpg
+
+        config = self._config
+        self._pool = await asyncpg.create_pool(
+            host=config.host,
+            port=config.port,
+            user=config.user,
+            password=config.password.get_secret_value() if config.password else None,
+            database=config.database,
+            ssl=config.sslmode,
+            min_size=1,
+            max_size=config.pool_size,
+            reset=_no_reset,
+        )
+        schema = quote_schema_name(self._schema)
+        upsert = UPSERT.format(s=schema)
+        for i in range(RAW_KEYS):
+            await self._pool.execute(upsert, self._prefix, _raw_key(i), "x" * 32, 600_000)
+        # The many-row reads' rows: RAW_MATCHES in the range, of the kind and due; the others
+        # beside them (a neighbouring kind, later key range, due later).
+        index_row = INDEX_ROW.format(s=schema)
+        for i in range(RAW_MATCHES + RAW_OTHERS):
+            kind = "scan" if i < RAW_MATCHES else "scanother"
+            key = f"bench:raw:{kind}:item-{i:03d}"
+            await self._pool.execute(upsert, self._prefix, key, "x" * 32, 600_000)
+            due = RAW_DUE_AT_MS - i if i < RAW_MATCHES else RAW_DUE_AT_MS + i
+            await self._pool.execute(index_row, self._prefix, key, due)
+
+    def op(self, call: str) -> Op:
+        pool = self._pool
+        schema = quote_schema_name(self._schema)
+        statement = {
+            "upsert": UPSERT,
+            "update": UPDATE,
+            "select": SELECT,
+            "range select": RANGE_SELECT,
+            "kind select": KIND_SELECT,
+            "due select": DUE_SELECT,
+        }[call].format(s=schema)
+        many_row_args: tuple[object, ...] = {
+            "range select": ("bench:raw:scan:item-", "bench:raw:scan:item."),
+            "kind select": ("scan",),
+            "due select": (RAW_DUE_AT_MS,),
+        }.get(call, ())
+        if many_row_args:
+
+            async def read_many(i: int, task: int) -> object:
+                return await pool.fetch(statement, self._prefix, *many_row_args)
+
+            return read_many
+        if call == "select":
+
+            async def read(i: int, task: int) -> object:
+                return await pool.fetchrow(statement, self._prefix, _raw_key(i))
+
+            return read
+
+        async def write(i: int, task: int) -> object:
+            return await pool.fetchrow(statement, self._prefix, _raw_key(i), "x" * 32, 600_000)
+
+        return write
+
+    async def close(self) -> None:
+        if self._pool is None:
+            return
+        try:
+            schema = quote_schema_name(self._schema)
+            for statement in RAW_CLEANUP:
+                await self._pool.execute(statement.format(s=schema), self._prefix)
+        finally:
+            await self._pool.close()
+
+
+# -- DynamoDB --------------------------------------------------------------------------------
+class DynamoDBRaw(RawDriver):
+    driver = "aioboto3"
+
+    def __init__(self, config: DynamoDBConfig) -> None:
+        self._config = config
+        self._table = f"lockyard-bench-raw-{uuid.uuid4().hex[:8]}"
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+
+    def call_for(self, op: str) -> str:
+        return "GetItem" if op in READ_OPS else "PutItem"
+
+    async def prepare(self) -> None:
+        import aioboto3
+        from aiobotocore.config import AioConfig
+
+        config = self._config
+        secret = config.secret_access_key.get_secret_value() if config.secret_access_key else None
+        session = aioboto3.Session()
+        self._client = await self._stack.enter_async_context(
+            session.client(
+                "dynamodb",
+                region_name=config.region,
+                endpoint_url=config.endpoint_url,
+                aws_access_key_id=config.access_key_id,
+                aws_secret_access_key=secret,
+                # As Lockyard's client: same pool, timeouts, and botocore retries off.
+                config=AioConfig(
+                    max_pool_connections=config.pool_size,
+                    connect_timeout=config.operation_timeout,
+                    read_timeout=config.operation_timeout,
+                    retries={"mode": "standard", "total_max_attempts": 1},
+                ),
+            )
+        )
+        await self._client.create_table(
+            TableName=self._table,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        waiter = self._client.get_waiter("table_exists")
+        await waiter.wait(TableName=self._table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        for i in range(RAW_KEYS):
+            await self._put(i)
+
+    async def _put(self, i: int) -> object:
+        return await self._client.put_item(
+            TableName=self._table,
+            Item={"pk": {"S": f"k{i % RAW_KEYS}"}, "v": {"S": "x" * 32}, "ver": {"N": "1"}},
+        )
+
+    def op(self, call: str) -> Op:
+        client, table = self._client, self._table
+
+        async def put_item(i: int, task: int) -> object:
+            return await self._put(i)
+
+        async def get_item(i: int, task: int) -> object:
+            return await client.get_item(
+                TableName=table, Key={"pk": {"S": f"k{i % RAW_KEYS}"}}, ConsistentRead=True
+            )
+
+        return {"PutItem": put_item, "GetItem": get_item}[call]
+
+    async def close(self) -> None:
+        try:
+            if self._client is not None:
+                await self._client.delete_table(TableName=self._table)
+        finally:
+            await self._stack.aclose()
+
+
+def raw_driver_for(config: BackendConfig) -> RawDriver | None:
+    """The baseline for ``config``'s backend; ``None`` for memory (nothing beneath it)."""
+    if isinstance(config, RedisConfig):
+        return RedisRaw(config)
+    if isinstance(config, PostgresConfig):
+        return PostgresRaw(config)
+    if isinstance(config, DynamoDBConfig):
+        return DynamoDBRaw(config)
+    return None

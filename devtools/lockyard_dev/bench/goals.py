@@ -1,0 +1,178 @@
+"""The issue's performance goals, checked against the measured figures (never hard-coded text).
+
+1. Every store operation within ``RATIO_GOAL`` of the raw driver at p50 (sequential, one
+   connection), on Redis and PostgreSQL.
+2. Lockyard's uncontended lock cycle at least as fast as the best peer on the same backend.
+3. Contended wait p99 at most ``WAIT_P99_GOAL_MS`` (the contract exempts DynamoDB from the
+   hand-over bound: it has no release signal, so there it is reported, not judged).
+4. Every worker's share of critical sections within ``FAIRNESS_GOAL`` of every other's.
+5. No mutual-exclusion violation, ever.
+6. Lease mirroring (the ``mirroring-on`` scenario): uncontended lock cycles at least
+   ``MIRRORING_RATIO_GOAL`` of the rate without it, and a Lease readable within
+   ``LEASE_VISIBLE_P99_GOAL_MS`` of its acquisition at p99.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from lockyard_dev.bench.results import LOCKYARD, PROBE, Key, Mode, Results
+from lockyard_dev.bench.stats import OPS_PER_S, P50_MS, VISIBLE_P99_MS, Spread
+
+RATIO_GOAL = 1.15
+RATIO_BACKENDS = ("redis", "postgresql")
+WAIT_P99_GOAL_MS = 20.0
+FAIRNESS_GOAL = 2.0
+#: Fewer critical sections per worker than this say nothing about fairness.
+MIN_CYCLES_PER_WORKER = 4
+#: Backends whose contract has no hand-over bound (spec section 4).
+NO_HANDOVER_BOUND = ("dynamodb",)
+MIRRORING_SUBJECT = f"{LOCKYARD}[mirroring-on]"
+MIRRORING_RATIO_GOAL = 0.95
+LEASE_VISIBLE_P99_GOAL_MS = 1000.0
+
+Status = Literal["met", "missed", "info"]
+
+
+@dataclass(frozen=True, slots=True)
+class GoalCheck:
+    goal: str
+    backend: str
+    status: Status
+    detail: str
+
+
+def _fmt(value: float) -> str:
+    if math.isinf(value):
+        return "∞"
+    return f"{value:.2f}" if value < 100 else f"{value:,.0f}"
+
+
+def check_goals(results: Results, reference_peers: frozenset[str]) -> list[GoalCheck]:
+    """Every goal for every backend measured, in report order."""
+    checks: list[GoalCheck] = []
+    figures = results.aggregate()
+    ratios = results.ratios(P50_MS)
+    for backend in results.backends():
+        checks.extend(_ratio_goal(backend, ratios))
+        lock = figures.get((backend, "lock", LOCKYARD, "lock_cycle", "uncontended"))
+        peers = {
+            key[2]: metrics
+            for key, metrics in figures.items()
+            if key[0] == backend
+            and key[1] == "peer"
+            and key[4] == "uncontended"
+            and key[2] not in reference_peers
+        }
+        if lock is not None and peers:
+            best_name, best = max(peers.items(), key=lambda item: item[1][OPS_PER_S].median)
+            mine = lock[OPS_PER_S].median
+            theirs = best[OPS_PER_S].median
+            checks.append(
+                GoalCheck(
+                    "sequential lock cycle ≥ best peer",
+                    backend,
+                    "met" if mine >= theirs else "missed",
+                    f"Lockyard {_fmt(mine)} cycles/s vs {best_name} {_fmt(theirs)} cycles/s"
+                    f" ({_fmt(mine / theirs)}x)",
+                )
+            )
+        contended = figures.get((backend, "lock", LOCKYARD, "lock_cycle", "contended"))
+        if contended is not None:
+            workers = int(results.settings.get("lock_workers", 1))
+            checks.extend(_contended_goals(backend, contended, workers))
+        checks.extend(_mirroring_goals(backend, results, figures))
+    return checks
+
+
+def _mirroring_goals(
+    backend: str, results: Results, figures: dict[Key, dict[str, Spread]]
+) -> list[GoalCheck]:
+    checks = []
+    ratio = results.scenario_ratio(backend, MIRRORING_SUBJECT, "uncontended", OPS_PER_S)
+    if ratio is not None:
+        checks.append(
+            GoalCheck(
+                f"Lease mirroring keeps ≥ {MIRRORING_RATIO_GOAL:g}x the lock-cycle rate",
+                backend,
+                "met" if ratio.median >= MIRRORING_RATIO_GOAL else "missed",
+                f"uncontended cycles/s with mirroring on / off: {_fmt(ratio.median)}x per pass"
+                f" (passes {_fmt(ratio.low)}–{_fmt(ratio.high)})",
+            )
+        )
+    probe = figures.get((backend, "lock", MIRRORING_SUBJECT, PROBE, "uncontended"))
+    if probe is not None and VISIBLE_P99_MS in probe:
+        worst = probe[VISIBLE_P99_MS].high
+        checks.append(
+            GoalCheck(
+                f"Lease visible ≤ {LEASE_VISIBLE_P99_GOAL_MS:g} ms after acquisition (p99)",
+                backend,
+                "met" if worst <= LEASE_VISIBLE_P99_GOAL_MS else "missed",
+                f"p99 {_fmt(probe[VISIBLE_P99_MS].median)} ms (worst pass {_fmt(worst)} ms)",
+            )
+        )
+    return checks
+
+
+def _ratio_goal(backend: str, ratios: dict[tuple[str, str, str, Mode], Spread]) -> list[GoalCheck]:
+    mine = {
+        op: spread
+        for (b, subject, op, mode), spread in ratios.items()
+        if b == backend and subject == LOCKYARD and mode == "sequential"
+    }
+    if not mine:
+        return []
+    over = {op: s.median for op, s in mine.items() if s.median > RATIO_GOAL}
+    worst_op, worst = max(mine.items(), key=lambda item: item[1].median)
+    judged = backend in RATIO_BACKENDS
+    if not over:
+        detail = f"all {len(mine)} operations; worst {worst_op} {_fmt(worst.median)}x"
+        status: Status = "met" if judged else "info"
+    else:
+        listed = ", ".join(
+            f"{op} {_fmt(r)}x" for op, r in sorted(over.items(), key=lambda i: -i[1])
+        )
+        detail = f"{len(over)} of {len(mine)} operations above {RATIO_GOAL}x: {listed}"
+        status = "missed" if judged else "info"
+    if not judged:
+        detail += " (reported only: the goal covers Redis and PostgreSQL)"
+    return [GoalCheck(f"store ops ≤ {RATIO_GOAL}x raw driver at p50", backend, status, detail)]
+
+
+def _contended_goals(backend: str, metrics: dict[str, Spread], workers: int) -> list[GoalCheck]:
+    checks = []
+    wait = metrics["wait_p99_ms"].median
+    exempt = backend in NO_HANDOVER_BOUND
+    status: Status = "info" if exempt else ("met" if wait <= WAIT_P99_GOAL_MS else "missed")
+    detail = f"p99 wait {_fmt(wait)} ms"
+    if exempt:
+        detail += " (reported only: no release signal, the contract exempts this backend)"
+    checks.append(
+        GoalCheck(f"contended p99 wait ≤ {WAIT_P99_GOAL_MS:g} ms", backend, status, detail)
+    )
+    fairness = metrics["fairness"].high
+    cycles = metrics["cycles"].low
+    if cycles < MIN_CYCLES_PER_WORKER * workers:
+        detail = (
+            f"not judged: {cycles:.0f} critical sections in the worst pass, fewer than"
+            f" {MIN_CYCLES_PER_WORKER} per worker"
+        )
+        status = "info"
+    else:
+        detail = f"max/min share {_fmt(metrics['fairness'].median)} (worst pass {_fmt(fairness)})"
+        status = "met" if fairness <= FAIRNESS_GOAL else "missed"
+    checks.append(
+        GoalCheck(f"every worker's share within {FAIRNESS_GOAL:g}x", backend, status, detail)
+    )
+    violations = metrics["violations"].high
+    checks.append(
+        GoalCheck(
+            "no mutual-exclusion violation",
+            backend,
+            "met" if violations == 0 else "missed",
+            f"{violations:.0f} violations in the worst pass",
+        )
+    )
+    return checks

@@ -1,0 +1,411 @@
+"""Report writer: the Markdown report, the aligned terminal tables, and the JSON figures.
+
+Every figure is shown as ``median (min–max)`` across passes (only the median after one pass).
+The goals section is generated from :mod:`lockyard_dev.bench.goals`; the notes section lists every
+skipped backend or peer with its exact error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from lockyard_dev.bench.goals import GoalCheck
+from lockyard_dev.bench.peers import PEERS
+from lockyard_dev.bench.results import LOCKYARD, PROBE, Key, Results
+from lockyard_dev.bench.stats import (
+    OPS_PER_S,
+    P50_MS,
+    P99_MS,
+    VISIBLE_P50_MS,
+    VISIBLE_P99_MS,
+    Spread,
+)
+from lockyard_dev.bench.store_ops import SCAN_MATCHES, STORE_OP_NAMES
+
+DASH = "–"
+#: What a reader must know to read a backend's figures.
+BACKEND_CAVEATS = {
+    "memory": "In-process: no network, so these figures are Lockyard's own overhead.",
+    "dynamodb": (
+        "The server is moto (`lockyard_dev.servers.moto`), a functional emulator in Python"
+        " that handles one request at a time and closes the HTTP connection after each: these"
+        " figures measure moto, not DynamoDB. Lockyard's DynamoDB locks have no release signal"
+        " (they poll), which the contract allows."
+    ),
+}
+STATUS_MARK = {"met": "met", "missed": "MISSED", "info": "info"}
+
+
+def number(value: float) -> str:
+    if math.isnan(value):
+        return DASH
+    if math.isinf(value):
+        return "∞"
+    magnitude = abs(value)
+    if magnitude >= 100:
+        return f"{value:,.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    if magnitude >= 0.1 or magnitude == 0:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def spread(value: Spread | None, suffix: str = "") -> str:
+    if value is None or math.isnan(value.median):
+        return DASH
+    text = number(value.median) + suffix
+    if value.low != value.high:
+        text += f" ({number(value.low)}{DASH}{number(value.high)})"
+    return text
+
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def markdown_table(table: Table) -> str:
+    headers, rows = table
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def text_table(table: Table) -> str:
+    headers, rows = table
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+# -- tables ----------------------------------------------------------------------------------
+def store_table(results: Results, backend: str) -> Table:
+    figures = results.aggregate()
+    ratios = results.ratios(P50_MS)
+    details = results.details()
+    subjects = [
+        key[2]
+        for key in figures
+        if key[0] == backend and key[1] == "store" and key[4] == "sequential"
+    ]
+    subjects = list(dict.fromkeys(subjects))
+    headers = [
+        "operation",
+        "seq ops/s",
+        "seq p50 ms",
+        "seq p99 ms",
+        "conc ops/s",
+        "conc p50 ms",
+        "conc p99 ms",
+        "raw call",
+        "raw seq p50 ms",
+        "ratio seq p50",
+        "ratio conc p50",
+    ]
+    rows = []
+    for subject in subjects:
+        for op in STORE_OP_NAMES:
+            seq = figures.get((backend, "store", subject, op, "sequential"))
+            conc = figures.get((backend, "store", subject, op, "concurrent"))
+            if seq is None and conc is None:
+                continue
+            raw_key = _raw_key(figures, backend, op, "sequential")
+            raw = figures.get(raw_key) if raw_key else None
+            label = op if len(subjects) == 1 else f"{op} [{subject}]"
+            rows.append(
+                [
+                    label,
+                    spread(_get(seq, OPS_PER_S)),
+                    spread(_get(seq, P50_MS)),
+                    spread(_get(seq, P99_MS)),
+                    spread(_get(conc, OPS_PER_S)),
+                    spread(_get(conc, P50_MS)),
+                    spread(_get(conc, P99_MS)),
+                    details.get(raw_key, DASH) if raw_key else DASH,
+                    spread(_get(raw, P50_MS)),
+                    spread(ratios.get((backend, subject, op, "sequential")), "x"),
+                    spread(ratios.get((backend, subject, op, "concurrent")), "x"),
+                ]
+            )
+    return headers, rows
+
+
+def _raw_key(figures: dict[Key, dict[str, Spread]], backend: str, op: str, mode: str) -> Key | None:
+    for key in figures:
+        if key[0] == backend and key[1] == "raw" and key[3] == op and key[4] == mode:
+            return key
+    return None
+
+
+def _get(metrics: dict[str, Spread] | None, name: str) -> Spread | None:
+    return None if metrics is None else metrics.get(name)
+
+
+def ratio_table(results: Results) -> Table | None:
+    """Operations down, backends across: Lockyard/raw at p50, sequential and concurrent."""
+    ratios = results.ratios(P50_MS)
+    if not ratios:
+        return None
+    columns = list(dict.fromkeys((b, s) for (b, s, _, _) in ratios))
+    headers = ["operation"]
+    for backend, subject in columns:
+        label = backend if subject == "lockyard" else f"{backend} {subject}"
+        headers += [f"{label} seq", f"{label} conc"]
+    rows = []
+    for op in STORE_OP_NAMES:
+        row = [op]
+        for backend, subject in columns:
+            row.append(spread(ratios.get((backend, subject, op, "sequential")), "x"))
+            row.append(spread(ratios.get((backend, subject, op, "concurrent")), "x"))
+        if any(cell != DASH for cell in row[1:]):
+            rows.append(row)
+    return headers, rows
+
+
+def lock_table(results: Results, backend: str) -> Table:
+    figures = results.aggregate()
+    subjects = list(
+        dict.fromkeys(
+            (key[1], key[2]) for key in figures if key[0] == backend and key[1] in ("lock", "peer")
+        )
+    )
+    headers = [
+        "library",
+        "uncont. cycles/s",
+        "uncont. p50 ms",
+        "cont. cycles/s",
+        "wait p50 ms",
+        "wait p99 ms",
+        "hand-over p50 ms",
+        "hand-over p99 ms",
+        "fairness max/min",
+        "violations",
+        "timeouts",
+    ]
+    rows = []
+    for section, subject in subjects:
+        u = figures.get((backend, section, subject, "lock_cycle", "uncontended"))
+        c = figures.get((backend, section, subject, "lock_cycle", "contended"))
+        rows.append(
+            [
+                subject,
+                spread(_get(u, OPS_PER_S)),
+                spread(_get(u, P50_MS)),
+                spread(_get(c, OPS_PER_S)),
+                spread(_get(c, "wait_p50_ms")),
+                spread(_get(c, "wait_p99_ms")),
+                spread(_get(c, "handover_p50_ms")),
+                spread(_get(c, "handover_p99_ms")),
+                spread(_get(c, "fairness")),
+                spread(_get(c, "violations")),
+                spread(_get(c, "timeouts")),
+            ]
+        )
+    return headers, rows
+
+
+def scenario_table(results: Results, backend: str) -> Table:
+    """Each scenario other than the default against it: lock-cycle rates, and its probe."""
+    figures = results.aggregate()
+    subjects = [
+        key[2]
+        for key in figures
+        if key[0] == backend and key[1] == "lock" and key[2] != LOCKYARD and key[3] == "lock_cycle"
+    ]
+    headers = [
+        "scenario",
+        "uncont. cycles/s",
+        "uncont. vs default",
+        "cont. cycles/s vs default",
+        "probe p50 ms",
+        "probe p99 ms",
+    ]
+    rows = []
+    for subject in dict.fromkeys(subjects):
+        u = figures.get((backend, "lock", subject, "lock_cycle", "uncontended"))
+        probe = figures.get((backend, "lock", subject, PROBE, "uncontended"))
+        rows.append(
+            [
+                subject,
+                spread(_get(u, OPS_PER_S)),
+                spread(results.scenario_ratio(backend, subject, "uncontended", OPS_PER_S), "x"),
+                spread(results.scenario_ratio(backend, subject, "contended", OPS_PER_S), "x"),
+                spread(_get(probe, VISIBLE_P50_MS)),
+                spread(_get(probe, VISIBLE_P99_MS)),
+            ]
+        )
+    return headers, rows
+
+
+def goal_lines(checks: list[GoalCheck]) -> list[str]:
+    return [
+        f"{STATUS_MARK[check.status]:>6}  {check.backend}: {check.goal}: {check.detail}"
+        for check in checks
+    ]
+
+
+# -- documents -------------------------------------------------------------------------------
+def terminal_report(results: Results, checks: list[GoalCheck]) -> str:
+    parts = []
+    for backend in results.backends():
+        version = results.servers.get(backend, "")
+        parts.append(f"\n== {backend} {f'({version})' if version else ''}".rstrip())
+        parts.append("\nstore operations (median of passes, (min–max))\n")
+        parts.append(text_table(store_table(results, backend)))
+        headers, rows = lock_table(results, backend)
+        if rows:
+            parts.append("\nlock cycles\n")
+            parts.append(text_table((headers, rows)))
+        headers, rows = scenario_table(results, backend)
+        if rows:
+            parts.append("\nscenarios against the default (ratios per pass)\n")
+            parts.append(text_table((headers, rows)))
+    if checks:
+        parts.append("\ngoals\n")
+        parts.extend(goal_lines(checks))
+    for note in results.notes:
+        parts.append(f"note: {note.backend}: {note.subject}: {note.text}")
+    return "\n".join(parts) + "\n"
+
+
+def markdown_report(results: Results, checks: list[GoalCheck], chart: str | None) -> str:
+    settings = results.settings
+    env = results.environment
+    out = [
+        "# Lockyard benchmark",
+        "",
+        f"Generated by `{settings['command']}` on {env['date']}.",
+        f"Machine: {env['cpus']} CPUs, {env['platform']}, Python {env['python']}, load average"
+        f" at start {env['load']}, at the end {env.get('load_end', '?')}."
+        f" Lockyard {env['lockyard']}; drivers: {env['drivers']}.",
+        "",
+        f"Every figure is the median of {settings['passes']} passes, with the lowest and highest"
+        " pass in brackets. Latencies are per operation, in milliseconds; p50/p99 are"
+        " nearest-rank percentiles.",
+        "",
+        "## Goals",
+        "",
+    ]
+    if checks:
+        out += [
+            f"- **{STATUS_MARK[c.status]}** — {c.backend}: {c.goal}. {c.detail}." for c in checks
+        ]
+    else:
+        out.append("No goal applies to the backends measured in this run.")
+    ratio = ratio_table(results)
+    if ratio is not None:
+        out += [
+            "",
+            "## Lockyard / raw driver at p50",
+            "",
+            "Each operation against the plainest driver call making the same single round trip"
+            " (see *How it was measured*), measured back to back in the same pass; the ratio is"
+            " taken per pass.",
+            "",
+            markdown_table(ratio),
+        ]
+    if chart:
+        out += ["", f"![ratios and lock-cycle throughput]({chart})"]
+    for backend in results.backends():
+        version = results.servers.get(backend, "")
+        out += ["", f"## {backend}" + (f" ({version})" if version else ""), ""]
+        if backend in BACKEND_CAVEATS:
+            out += [BACKEND_CAVEATS[backend], ""]
+        out += [
+            f"### Store operations: sequential on one connection, and {settings['concurrency']}"
+            " concurrent tasks",
+            "",
+            markdown_table(store_table(results, backend)),
+        ]
+        headers, rows = lock_table(results, backend)
+        if rows:
+            out += [
+                "",
+                f"### Lock cycles: uncontended, and {settings['lock_workers']} workers on one name",
+                "",
+                markdown_table((headers, rows)),
+            ]
+            peers = [
+                p for p in PEERS if p.backend == backend and any(r[0] == p.label for r in rows)
+            ]
+            if peers:
+                out += ["", "How each peer waits for a held lock:", ""]
+                out += [
+                    f"- {p.label}"
+                    + (f" (`{p.requirement}`)" if p.requirement else "")
+                    + f": {p.waits}."
+                    for p in peers
+                ]
+        headers, rows = scenario_table(results, backend)
+        if rows:
+            out += [
+                "",
+                "### Scenarios against the default",
+                "",
+                "The same lock cycles on a connection set up by the scenario, as a ratio to the"
+                " default connection's in the same pass. `mirroring-on` mirrors every held lock"
+                " into a Kubernetes Lease; its probe is the time from an acquisition to the Lease"
+                " being readable from the API server (polled every 5 ms).",
+                "",
+                markdown_table((headers, rows)),
+            ]
+    out += ["", "## Notes", ""]
+    if results.notes:
+        out += [f"- {n.backend}: {n.subject}: {n.text}" for n in results.notes]
+    else:
+        out.append("Every backend, operation and peer selected ran.")
+    out += ["", "## How it was measured", "", *_method(settings)]
+    return "\n".join(out) + "\n"
+
+
+def _method(settings: dict[str, object]) -> list[str]:
+    return [
+        f"- Store operations: {settings['iterations']} operations per measurement (or"
+        f" {settings['max_seconds']} s, whichever ends first) after an untimed warm-up, once on"
+        f" one task (sequential) and once shared by {settings['concurrency']} tasks on the same"
+        " connection. Reads cycle over 64 keys; `check_and_set` and `index_timeout` create a new"
+        " entry per call; `delete` and `remove_timeout_index` remove prepared entries;"
+        " `compare_and_swap` always passes the current version (every call swaps). Scans and"
+        f" `get_expired_timeouts` return {SCAN_MATCHES} entries; on PostgreSQL their baseline"
+        " returns the same number of rows, on Redis and DynamoDB it is the one-key call, so"
+        " those ratios include a larger reply.",
+        "- Raw baselines, each driver set up as Lockyard sets up its own (same pool size,"
+        " timeouts, no retries; asyncpg without the per-release reset round trip): redis-py"
+        " SET for `set`, INCRBY for `increment`, GET for the operations Lockyard runs as one"
+        " plain command (HGET, HMGET, ZADD, ZREM, ZRANGEBYSCORE), EVALSHA of an empty script for"
+        " those it runs as a Lua script; asyncpg prepared SELECT by primary key for point reads"
+        " and a prepared SELECT of the same rows through the same index (key range, `kind`, due"
+        " range) for scans and due reads, a"
+        " conditional UPDATE ... RETURNING for `compare_and_swap` and INSERT ... ON CONFLICT"
+        " upsert for other writes, on Lockyard's own table under a prefix of their own (same"
+        " indexes, same amount of data around them); aioboto3 GetItem (consistent) for reads and"
+        " PutItem for writes.",
+        "- Lock cycles: uncontended is acquire + release on one task (or thread), timed as one"
+        f" cycle. Contended is {settings['lock_workers']} workers looping acquire -> critical"
+        f" section ({settings['hold_ms']} ms) -> release on one lock name for up to"
+        f" {settings['lock_cycles']} cycles or {settings['max_seconds']} s. A shared flag checks"
+        " mutual exclusion in every critical section. Wait is acquire start to holding;"
+        " hand-over is the previous holder starting its release to the next holder holding,"
+        " counted when that holder was already waiting; fairness is the largest worker's share"
+        " of critical sections over the smallest. Blocking libraries run one thread per worker.",
+        "- Lockyard's lock workers share one connection (tasks of one process); peers use the"
+        " library's natural unit: one client shared by tasks or threads, one coordinator per"
+        " tooz worker, one connection per advisory-lock worker (session locks need it).",
+        "- Each backend's server is started by `lockyard_dev.servers` on a loopback port"
+        " and stopped after its run; backends run one after another, never at once.",
+    ]
+
+
+def write_report(results: Results, checks: list[GoalCheck], out: Path, chart: Path | None) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.md"
+    path.write_text(markdown_report(results, checks, chart.name if chart else None))
+    results.to_json(out / "results.json")
+    return path

@@ -1,0 +1,121 @@
+"""The PostgreSQL backend's connection pool, and the one way its operations use it.
+
+Every store and lock operation is one statement on one pooled connection
+(:class:`StatementPool`); asyncpg caches each prepared statement per connection, and the texts
+never change, so the cache always hits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+from asyncpg import exceptions as pg_errors
+
+from lockyard.config import PostgresConfig
+
+from .errors import is_connection_error
+from .tls import connect_kwargs
+
+T = TypeVar("T")
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Pool ``reset`` hook: nothing to reset. Pooled connections never change session state
+    (no SET, LISTEN or session advisory locks), and asyncpg's default reset costs one more
+    round trip per operation."""
+
+
+def create_pool(config: PostgresConfig) -> Awaitable[asyncpg.Pool]:
+    """The pool of a backend (awaited under the setup timeout by the caller)."""
+    # min_size=0: no background task re-opening connections (and logging) while the server is
+    # away; idle connections are still kept for reuse.
+    pool: Awaitable[asyncpg.Pool] = asyncpg.create_pool(
+        min_size=0, max_size=config.pool_size, reset=_keep_session, **connect_kwargs(config)
+    )
+    return pool
+
+
+async def close_pool(pool: asyncpg.Pool, timeout: float) -> None:
+    """Close gracefully within ``timeout``, else drop every connection."""
+    try:
+        async with asyncio.timeout(timeout):
+            await pool.close()
+    except (TimeoutError, OSError, pg_errors.InterfaceError, pg_errors.PostgresError):
+        pool.terminate()
+
+
+def _drop(connection: asyncpg.Connection) -> None:
+    """Close ``connection`` at once, unless it closed already (the pool then took it back)."""
+    with contextlib.suppress(pg_errors.InterfaceError):
+        connection.terminate()
+
+
+class StatementPool:
+    """Runs one statement on a pooled connection (what ``pool.fetchrow`` etc. do), with two
+    differences that bound what a failure costs:
+
+    - A cancelled statement (the operation timeout fired) terminates its connection at once.
+      asyncpg would otherwise send the server a cancel request and keep the caller waiting until
+      the server acknowledged it: unbounded when the server hangs. The server stops the
+      statement by itself (``statement_timeout``), and the pool opens a fresh connection.
+    - Once a connection is found dead, the pool hands out no connection opened before it
+      (``Pool.expire_connections()``): after a crash they are all dead, but a socket whose end
+      the event loop has not processed yet still looks open, and each would fail one more
+      operation. So after a crash, operations issued one after another fail at most once,
+      whatever the scheduling (operations already in flight on dead connections fail with them).
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        #: Bumped with every ``expire_connections()``. A connection acquired in an older epoch
+        #: is expired already: its death says nothing about the connections opened since.
+        self._epoch = 0
+
+    async def run(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """``call`` on a pooled connection; the connection goes back to the pool afterwards."""
+        pool = self.pool
+        epoch = self._epoch
+        try:
+            connection = await pool.acquire()
+        except BaseException as exc:
+            # No new connection could be opened: the old ones predate the outage.
+            if is_connection_error(exc):
+                await self._expire(epoch)
+            raise
+        # Read after the acquire, which may have waited: an epoch too new only expires more.
+        epoch = self._epoch
+        try:
+            return await call(connection)
+        except asyncio.CancelledError:
+            _drop(connection)
+            raise
+        except BaseException as exc:
+            if is_connection_error(exc):
+                _drop(connection)
+                await self._expire(epoch)
+            raise
+        finally:
+            await pool.release(connection)
+
+    async def _expire(self, epoch: int) -> None:
+        if epoch == self._epoch:
+            self._epoch += 1
+            await self.pool.expire_connections()
+
+    async def fetchval(self, query: str, *args: object) -> Any:
+        return await self.run(lambda connection: connection.fetchval(query, *args))
+
+    async def fetchrow(self, query: str, *args: object) -> Any:
+        return await self.run(lambda connection: connection.fetchrow(query, *args))
+
+    async def fetch(self, query: str, *args: object) -> list[Any]:
+        rows: list[Any] = await self.run(lambda connection: connection.fetch(query, *args))
+        return rows
+
+    async def execute(self, query: str, *args: object) -> str:
+        status: str = await self.run(lambda connection: connection.execute(query, *args))
+        return status

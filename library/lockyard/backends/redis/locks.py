@@ -1,0 +1,165 @@
+"""Redis locks: one script per operation, waiters served first come, first served.
+
+A lease is one key ``SET NX PX``; the fencing counter is bumped in the same script; release and
+break compare the owner token on the server, and publish the head of the queue if it waits in
+another client (a head that waits in this client is woken from the script's reply instead). How
+the queue, the fencing epoch and ``wait_replicas`` work: docs/backends/redis.md, *Locks*.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from redis import exceptions as rx
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+
+from lockyard.clock import SYSTEM_CLOCK, Clock
+from lockyard.errors import BackendError
+from lockyard.locks import AcquireAttempt, DistributedLock, LockInfo
+from lockyard.operations import OperationRunner
+from lockyard.signals import ReleaseSignals
+
+from . import scripts as lua
+from .keys import KeyLayout
+from .pool import command
+from .scripts import Scripts
+from .store import PURGE_BATCH, SCAN_COUNT
+
+#: Fencing token = epoch << FENCING_EPOCH_SHIFT | counter (counters stay below 2**40).
+FENCING_EPOCH_SHIFT = 40
+
+
+class RedisLocks(DistributedLock):
+    def __init__(
+        self,
+        runner: OperationRunner,
+        client: Redis,
+        layout: KeyLayout,
+        scripts: Scripts,
+        signals: ReleaseSignals,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        super().__init__(runner, clock, signals)
+        self._client = client
+        self._layout = layout
+        self._scripts = scripts
+        self._signals = signals
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
+        #: Tags this client's queue entries: a release whose next owner waits here wakes it
+        #: directly instead of publishing to ourselves.
+        self._client_id = secrets.token_hex(8)
+
+    async def _try_acquire(
+        self, name: str, owner: str, ttl_ms: int, wait_ms: int | None = None
+    ) -> AcquireAttempt:
+        pool = self._client.connection_pool
+        # The acquisition runs on a connection we hold, because the fencing epoch belongs to
+        # the server that connection was opened to (and WAIT counts that connection's writes).
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            epoch = getattr(connection, "fencing_epoch", 0)
+            script = self._scripts.acquire
+            waiter_lease = "" if wait_ms is None else wait_ms
+            keys = self._layout.lock_keys(name)
+            args = (*keys, owner, ttl_ms, epoch, waiter_lease, self._client_id)
+            try:
+                result = await command(connection, "EVALSHA", script.sha, 4, *args)
+            except rx.NoScriptError:
+                await command(connection, "SCRIPT", "LOAD", script.script)
+                result = await command(connection, "EVALSHA", script.sha, 4, *args)
+            if not isinstance(result, list):
+                retry_after = max(int(result), 0)
+                return AcquireAttempt(None, retry_after, queued=wait_ms is not None)
+            token = int(result[0]) << FENCING_EPOCH_SHIFT | int(result[1])
+            if self._wait_replicas:
+                await self._confirm_replicas(connection, name, owner)
+            return AcquireAttempt(token)
+        finally:
+            await pool.release(connection)
+
+    async def _confirm_replicas(
+        self, connection: AbstractConnection, name: str, owner: str
+    ) -> None:
+        acked = int(await command(connection, "WAIT", self._wait_replicas, self._wait_timeout_ms))
+        if acked >= self._wait_replicas:
+            return
+        release = self._scripts.release
+        lease, _, queue, waiters = self._layout.lock_keys(name)
+        channel = self._layout.release_channel
+        args = (lease, queue, waiters, owner, channel, name, self._client_id)
+        await command(connection, "EVALSHA", release.sha, 3, *args)
+        raise BackendError(
+            f"lock {name!r}: only {acked} of {self._wait_replicas} replicas confirmed the "
+            f"acquisition within {self._wait_timeout_ms} ms; it was released again"
+        )
+
+    async def _extend(self, name: str, owner: str, ttl_ms: int) -> bool:
+        return bool(await self._scripts.extend((self._layout.lease(name),), (owner, ttl_ms)))
+
+    def _queue_keys(self, name: str) -> tuple[str, str, str]:
+        lease, _, queue, waiters = self._layout.lock_keys(name)
+        return lease, queue, waiters
+
+    def _handed_over(self, name: str, result: Any) -> bool:
+        """Parse a release/break reply; wake the next owner here if it waits in this process."""
+        if not isinstance(result, list):
+            return False
+        if result[1]:
+            self._signals.wake(name, result[1])
+        return True
+
+    async def _release(self, name: str, owner: str) -> bool:
+        args = (owner, self._layout.release_channel, name, self._client_id)
+        result = await self._scripts.release(self._queue_keys(name), args)
+        return self._handed_over(name, result)
+
+    async def _is_held(self, name: str, owner: str) -> bool:
+        return bool(await self._client.get(self._layout.lease(name)) == owner)
+
+    async def _break(self, name: str) -> bool:
+        args = (self._layout.release_channel, name, self._client_id)
+        result = await self._scripts.breaks(self._queue_keys(name), args)
+        return self._handed_over(name, result)
+
+    async def _leave_queue(self, name: str, owner: str) -> None:
+        args = (owner, self._layout.release_channel, name, self._client_id)
+        head = await self._scripts.leave_queue(self._queue_keys(name), args)
+        if head:
+            self._signals.wake(name, head)
+
+    async def _list_held(self) -> list[LockInfo]:
+        layout = self._layout
+        held: list[LockInfo] = []
+        batch: list[str] = []
+        async for lease in self._client.scan_iter(
+            match=layout.lease_pattern, count=SCAN_COUNT, _type="string"
+        ):
+            batch.append(lease)
+            if len(batch) >= PURGE_BATCH:
+                held += await self._lock_infos(batch)
+                batch = []
+        return held + await self._lock_infos(batch)
+
+    async def _lock_infos(self, leases: Sequence[str]) -> list[LockInfo]:
+        if not leases:
+            return []
+        layout = self._layout
+        async with self._client.pipeline(transaction=False) as pipe:
+            for lease in leases:
+                name = layout.lock_name(lease)
+                pipe.eval(lua.LOCK_INFO, 2, lease, layout.fence(name))
+            results = await pipe.execute()
+        infos = []
+        for lease, info in zip(leases, results, strict=True):
+            if info:
+                owner, remaining, epoch, counter = info
+                token = int(epoch) << FENCING_EPOCH_SHIFT | int(counter)
+                infos.append(LockInfo(layout.lock_name(lease), owner, token, int(remaining)))
+        return infos

@@ -1,0 +1,162 @@
+"""The Redis ``StateStore``: one ``HGET``/``HMGET``/``ZADD``/``ZREM``/``ZRANGEBYSCORE`` or one
+script per operation (costs per operation: docs/backends/redis.md, *Operations*)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+from redis.asyncio import Redis
+
+from lockyard.errors import SerializationError
+from lockyard.operations import OperationRunner
+from lockyard.store import COUNTER_RULE, CasResult, StateStore, checked_sum, parse_counter
+
+from .keys import KeyLayout
+from .scripts import Scripts
+
+#: Members the sweep script examines per call, keys per ``SCAN`` page, keys per ``UNLINK``.
+SWEEP_BATCH = 500
+SCAN_COUNT = 1000
+PURGE_BATCH = 500
+
+
+def _ttl_arg(ttl_ms: int | None) -> int | str:
+    return "" if ttl_ms is None else ttl_ms
+
+
+class RedisStateStore(StateStore):
+    def __init__(
+        self, runner: OperationRunner, client: Redis, layout: KeyLayout, scripts: Scripts
+    ) -> None:
+        super().__init__(runner)
+        self._client = client
+        self._layout = layout
+        self._scripts = scripts
+
+    async def _check_and_set(self, key: str, value: str, ttl_ms: int | None) -> bool:
+        created = await self._scripts.check_and_set(
+            self._layout.for_key(key), (key, value, _ttl_arg(ttl_ms))
+        )
+        return bool(created)
+
+    async def _get(self, key: str) -> str | None:
+        return cast("str | None", await self._client.hget(self._layout.data(key), "v"))
+
+    async def _get_versioned(self, key: str) -> tuple[str, int] | None:
+        reply = await self._client.hmget(self._layout.data(key), ("v", "n"))
+        value, version = cast("list[str | None]", reply)
+        return None if value is None or version is None else (value, int(version))
+
+    async def _set(self, key: str, value: str, ttl_ms: int | None) -> None:
+        await self._scripts.set(self._layout.for_key(key), (key, value, _ttl_arg(ttl_ms)))
+
+    async def _delete(self, key: str) -> bool:
+        return bool(await self._scripts.delete(self._layout.for_key(key), (key,)))
+
+    async def _increment(self, key: str, delta: int, ttl_ms: int | None) -> int:
+        result = await self._scripts.increment(
+            self._layout.for_key(key), (key, delta, _ttl_arg(ttl_ms))
+        )
+        if isinstance(result, list):
+            raise _increment_error(key, str(result[0]), delta)
+        return int(result)
+
+    async def _compare_and_swap(
+        self, key: str, expected_version: int, new_value: str, ttl_ms: int | None
+    ) -> CasResult:
+        result = await self._scripts.compare_and_swap(
+            self._layout.for_key(key), (key, expected_version, new_value, _ttl_arg(ttl_ms))
+        )
+        if not result:
+            return CasResult(ok=False, current_value=None, current_version=0)
+        if result[0] == 1:
+            return CasResult(ok=True, current_value=new_value, current_version=int(result[1]))
+        return CasResult(ok=False, current_value=result[1], current_version=int(result[2]))
+
+    async def _scan_keys(self, key_prefix: str, kind: str) -> list[tuple[str, str]]:
+        return await self._scan(kind, key_prefix)
+
+    async def _scan_keys_by_kind(self, kind: str) -> list[tuple[str, str]]:
+        return await self._scan(kind, "")
+
+    async def _scan(self, kind: str, key_prefix: str) -> list[tuple[str, str]]:
+        data_prefix, index, expiries = self._layout.kind(kind)
+        flat = await self._scripts.scan((index, expiries), (data_prefix, key_prefix))
+        return list(zip(flat[::2], flat[1::2], strict=True))
+
+    async def _index_add(self, index: str, key: str, at_ms: int) -> None:
+        await self._client.zadd(self._layout.time_index(index), {key: at_ms})
+
+    async def _index_remove(self, index: str, key: str) -> None:
+        await self._client.zrem(self._layout.time_index(index), key)
+
+    async def _index_due(self, index: str, now_ms: int) -> list[str]:
+        due = await self._client.zrangebyscore(self._layout.time_index(index), "-inf", now_ms)
+        return cast("list[str]", due)
+
+    async def _purge(self) -> int:
+        removed = 0
+        data: list[str] = []
+        other: list[str] = []
+        async for key in self._client.scan_iter(match=self._layout.purge_pattern, count=SCAN_COUNT):
+            (data if self._layout.is_data_key(key) else other).append(key)
+            if len(data) + len(other) >= PURGE_BATCH:
+                removed += await self._unlink(data, other)
+                data, other = [], []
+        return removed + await self._unlink(data, other)
+
+    async def _unlink(self, data: list[str], other: list[str]) -> int:
+        if not data and not other:
+            return 0
+        async with self._client.pipeline(transaction=False) as pipe:
+            if data:
+                pipe.unlink(*data)
+            if other:
+                pipe.unlink(*other)
+            results = await pipe.execute()
+        return int(results[0]) if data else 0
+
+    async def sweep(self, *, timeout: float) -> int:
+        """Drop index members of expired keys, for every kind; returns how many it examined.
+
+        Each round trip runs under ``timeout``; the background task calls this (and the tests
+        call it directly).
+        """
+        examined = 0
+        cursor = 0
+        while True:
+            async with asyncio.timeout(timeout):
+                cursor, keys = await self._client.scan(
+                    cursor, match=self._layout.expiry_pattern, count=SCAN_COUNT, _type="zset"
+                )
+            for expiry_key in cast("list[str]", keys):
+                base = expiry_key[: -len(":x")]
+                while True:
+                    async with asyncio.timeout(timeout):
+                        count = int(
+                            await self._scripts.sweep(
+                                (base + ":i", expiry_key), (base + ":d:", SWEEP_BATCH)
+                            )
+                        )
+                    examined += count
+                    if count < SWEEP_BATCH:
+                        break
+            if cursor == 0:
+                return examined
+
+
+def _increment_error(key: str, current: str, delta: int) -> SerializationError:
+    """Why ``HINCRBY`` refused: the value is not a counter, or the sum leaves int64.
+
+    ``HINCRBY`` reads exactly the grammar of :func:`lockyard.store.parse_counter`, so one of the
+    two checks raises; the last line only answers a Redis that read integers differently.
+    """
+    try:
+        checked_sum(parse_counter(current, key), delta, key)
+    except SerializationError as exc:
+        return exc
+    return SerializationError(
+        f"increment on {key!r} by {delta}: Redis refused the current value {current[:40]!r}: "
+        f"{COUNTER_RULE}"
+    )

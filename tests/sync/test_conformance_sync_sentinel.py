@@ -1,0 +1,23 @@
+"""The blocking facade passes the whole contract on Redis behind Sentinel."""
+
+from __future__ import annotations
+
+import pytest
+
+import lockyard.sync
+from lockyard.sync.conformance import sync_connect_factory
+from lockyard.testing import Conformance, ConnectFactory
+from lockyard_dev.servers.redis import RedisSentinelSetup
+
+pytestmark = pytest.mark.sentinel
+
+
+class TestSyncSentinelConformance(Conformance):
+    @pytest.fixture
+    def lockyard_connect(self, redis_sentinel: RedisSentinelSetup) -> ConnectFactory:
+        def open_sync(prefix: str) -> lockyard.sync.Connection:
+            handle = lockyard.sync.connect(redis_sentinel.url(prefix))
+            assert handle.backend == "redis-sentinel"
+            return handle
+
+        return sync_connect_factory(open_sync)
