@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lockyard._lazy import lazy_exports
+from lockyard._version import __version__ as __version__
 
 # Errors are imported eagerly (they are light, and `except lockyard.StateError` must always
 # work); everything else on first use (PEP 562), so a process that only needs part of the
@@ -57,7 +58,6 @@ _LAZY = {
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
 
-__version__ = "0.1.0"
 
 __all__ = [
     "BackendConnectionError",

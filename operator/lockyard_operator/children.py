@@ -15,8 +15,8 @@ from typing import Any
 
 from lockyard.config import BackendConfig
 from lockyard.config.resource import StateStoreSpec
+from lockyard.identity import API_GROUP, PLURAL
 from lockyard.kube.binding import binding_data
-from lockyard.kube.identity import API_GROUP, PLURAL
 from lockyard.kube.names import STORE_LABEL, store_label_value, store_object_name
 from lockyard_operator import reasons
 from lockyard_operator.kube import KubeApi, KubeApiError, roles_path, secrets_path

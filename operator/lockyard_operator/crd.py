@@ -31,7 +31,7 @@ from lockyard.config.resource import (
     StateStoreSpec,
     StateStoreStatus,
 )
-from lockyard.kube.identity import (
+from lockyard.identity import (
     API_GROUP,
     API_VERSION,
     CRD_NAME,

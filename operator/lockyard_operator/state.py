@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lockyard.kube.identity import API_GROUP, API_VERSION, KIND
+from lockyard.identity import API_GROUP, API_VERSION, KIND
 from lockyard_operator import reasons
 from lockyard_operator.connections import CachedConnection
 from lockyard_operator.status import StatusBook

@@ -1,11 +1,13 @@
-"""Real servers for the Jepsen smoke and the wire fuzzer, one of each per session."""
+"""Real servers for the Jepsen tests and the wire fuzzer, and toxiproxy, one each per session."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from lockyard_dev.jepsen.toxiproxy import Toxiproxy, ToxiproxyServer
 from lockyard_dev.servers.postgres import PostgresServer
 from lockyard_dev.servers.redis import RedisServer
 
@@ -20,3 +22,18 @@ def fuzz_redis() -> Iterator[RedisServer]:
 def fuzz_postgres() -> Iterator[PostgresServer]:
     with PostgresServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def toxiproxy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToxiproxyServer]:
+    """toxiproxy-server (built from tools/toxiproxy on first use) on a free loopback port."""
+    folder: Path = tmp_path_factory.mktemp("toxiproxy")
+    with ToxiproxyServer(folder) as server:
+        yield server
+
+
+@pytest.fixture
+def toxiproxy(toxiproxy_server: ToxiproxyServer) -> Iterator[Toxiproxy]:
+    """The API, with every proxy enabled and every toxic gone again after the test."""
+    yield toxiproxy_server.api
+    toxiproxy_server.api.reset()

@@ -45,19 +45,24 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sigterm_tears_down() -> Iterator[None]:
+    """pytest tears fixtures down on Ctrl-C, not on SIGTERM (a CI timeout, say): make SIGTERM a
+    KeyboardInterrupt so nodes and image builds are still stopped in order."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
 @pytest.fixture(scope="session")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """A started node; after the session, proof that its teardown left nothing behind."""
     workdir = tmp_path_factory.mktemp("node")
     running = Node(workdir, source=SOURCE, say=progress())
     check = leftover_check(workdir)
-    # pytest tears fixtures down on Ctrl-C, not on SIGTERM (a CI timeout, say): make SIGTERM
-    # a KeyboardInterrupt so the node is still stopped in order.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     running.start()
     yield running
     running.stop()
-    signal.signal(signal.SIGTERM, previous)
     left = check()
     assert not left, "the node's teardown left: " + "; ".join(left)
 

@@ -35,6 +35,13 @@ def _names(known: Sequence[str]) -> Callable[[str], list[str]]:
     return parse
 
 
+def _param(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not key or not equals:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -64,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", type=Path, default=None, help="run folders (default bench/results/jepsen-<time>)"
     )
+    parser.add_argument(
+        "--url-param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra store URL parameter, e.g. wait_replicas=1 (repeatable)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     return parser
 
@@ -82,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lock_ttl_ms=args.lock_ttl_ms,
         seed=args.seed,
         check_timeout_s=args.check_timeout,
+        url_params=tuple(args.url_param),
     )
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("bench/results") / f"jepsen-{stamp}"

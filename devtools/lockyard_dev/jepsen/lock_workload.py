@@ -318,7 +318,8 @@ class LockWorkload:
         except Exception as exc:  # a lost connection, a timeout, or a contract breach: unknown
             kind = "release" if guard is not None else "acquire"
             op_args: dict[str, Any] = {"owner": label} if guard is not None else args
-            at = release_call if guard is not None and release_call else invoked
+            # Held: the error came from the block or from the release hold() then made.
+            at = (release_call or time.monotonic_ns()) if guard is not None else invoked
             op = history.invoke(process.number, name, LOCK, kind, op_args, at=at)
             history.complete(op, process.number, INFO)
             self.recorder.tally.info += 1

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import lockyard
 from lockyard_dev.jepsen.checker import Verdict, check_history
@@ -54,6 +55,8 @@ class RunOptions:
     seed: int = 1
     check_timeout_s: float = 120.0
     minimize_s: float = 60.0
+    #: extra query parameters for store URLs (``wait_replicas=1`` for Sentinel, say)
+    url_params: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -187,9 +190,12 @@ def _spec(
     if scenario.needs_per_client and target.kind == STORE:
         role = {0: VICTIM, 1: TAKER}.get(worker, "")
     proxy_ports = {label: proxy.listen_port for label, proxy in proxies.items()}
+    url = target.make_url(proxy_ports, prefix, options.op_timeout_s)
+    if target.kind == STORE and options.url_params:
+        url += "&" + urlencode(options.url_params)
     return WorkerSpec(
         worker=worker,
-        url=target.make_url(proxy_ports, prefix, options.op_timeout_s),
+        url=url,
         run_id=run_id,
         processes=options.processes,
         schedule=str(folder / "schedule.json"),

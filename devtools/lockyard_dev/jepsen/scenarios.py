@@ -12,7 +12,8 @@ operation timeout is T and the lock TTL is L:
 - ``reset-peer``: in bursts, connections are reset (``reset_peer`` after 0-50 ms) or cut after
   the next 1-200 bytes (``limit_data``), that is in the middle of a reply.
 - ``half-open``: all data dropped in both directions while the connections stay open
-  (``timeout`` with no limit); when it heals, those connections carry data again.
+  (``timeout`` with no limit): callers see silence, not an error; when it heals, toxiproxy
+  closes the connections it held.
 - ``slicer``: replies and requests cut into 1-5 byte slices with 0.2 ms between them.
 - ``partition-one``: one client (worker 0) cut off as in ``half-open`` for 3 L + 1 s while the
   others go on; the lock it holds with ``hold()`` must be given up within L, another client

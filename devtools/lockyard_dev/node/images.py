@@ -16,6 +16,7 @@ build leaves no mount, process or folder behind (buildah's storage lives in a te
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -80,6 +81,20 @@ def build_images(source: Path, cache: Path, say: Say = quiet) -> NodeImages:
     """Every image the node needs, from the cache when its inputs did not change."""
     folder = images_dir(cache)
     folder.mkdir(parents=True, exist_ok=True)
+    # One build at a time (a test session and `make node-up`, say); under the lock, a buildah
+    # folder left by a build that was killed is nobody's and goes.
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in folder.glob("lockyard-*-*"):
+            if stale.is_dir():
+                unmount_below(stale)
+                shutil.rmtree(stale, ignore_errors=True)
+        for partial in folder.glob("*.partial"):
+            partial.unlink(missing_ok=True)
+        return _build_all(source, cache, folder, say)
+
+
+def _build_all(source: Path, cache: Path, folder: Path, say: Say) -> NodeImages:
     pause = _cached(folder, "pause", _digest([_pause_source()]), lambda out: build_pause(out))
     base = _cached(
         folder,

@@ -488,6 +488,10 @@ class Node:
             self.plane.stop()
         if self.workdir is not None:
             unmount_below(self.workdir)
+        for member in self.members:
+            # Images and snapshots: hundreds of MB that no later run reads (logs stay).
+            for bulky in (member.layout.containerd / "root", member.layout.kubelet / "root"):
+                shutil.rmtree(bulky, ignore_errors=True)
         if self._image_store.root is not None:
             unmount_below(self._image_store.root)
         self._image_store.release()

@@ -363,7 +363,7 @@ class MemoryBackend:
         return time.perf_counter() - started
 
     async def server_version(self) -> str:
-        from lockyard import __version__
+        from lockyard._version import __version__
 
         return f"lockyard-memory {__version__}"
 

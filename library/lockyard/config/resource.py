@@ -47,15 +47,15 @@ from lockyard.config.backends import (
 )
 from lockyard.config.urls import validate_config
 
-# The resource's names live in the leaf lockyard.kube.identity (the CLI reads them without
+# The resource's names live in the leaf lockyard.identity (the CLI reads them without
 # pydantic); re-exported here for the CRD generator and the operator.
-from lockyard.kube.identity import API_GROUP as API_GROUP
-from lockyard.kube.identity import API_VERSION as API_VERSION
-from lockyard.kube.identity import CRD_NAME as CRD_NAME
-from lockyard.kube.identity import KIND as KIND
-from lockyard.kube.identity import PLURAL as PLURAL
-from lockyard.kube.identity import SHORT_NAMES as SHORT_NAMES
-from lockyard.kube.identity import SINGULAR as SINGULAR
+from lockyard.identity import API_GROUP as API_GROUP
+from lockyard.identity import API_VERSION as API_VERSION
+from lockyard.identity import CRD_NAME as CRD_NAME
+from lockyard.identity import KIND as KIND
+from lockyard.identity import PLURAL as PLURAL
+from lockyard.identity import SHORT_NAMES as SHORT_NAMES
+from lockyard.identity import SINGULAR as SINGULAR
 
 #: The spec's backend sections, by their (camelCase) spec name.
 BACKEND_MEMBERS = ("memory", "redis", "redisSentinel", "postgresql", "dynamodb")

@@ -1,6 +1,7 @@
 """Lockyard's one Kubernetes client, and the objects a StateStore publishes.
 
-- :mod:`~lockyard.kube.identity`: the StateStore resource's names and labels (a leaf);
+The StateStore resource's names and labels live in the leaf :mod:`lockyard.identity`.
+
 - :mod:`~lockyard.kube.paths`: every API path Lockyard uses;
 - :mod:`~lockyard.kube.config`: where credentials and the default namespace come from;
 - :mod:`~lockyard.kube.errors`: ``KubeApiError`` and ``KubeUnreachableError``;
@@ -20,13 +21,13 @@ from typing import TYPE_CHECKING
 from lockyard._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from lockyard.identity import STORE_LABEL
     from lockyard.kube.api import KubeApi
     from lockyard.kube.binding import BINDING_TYPE, StoreBinding, binding_data, read_binding
     from lockyard.kube.binding_reader import open_binding, read_binding_secret
     from lockyard.kube.client import KubeClient
     from lockyard.kube.config import current_namespace, load_api_client
     from lockyard.kube.errors import KubeApiError, KubeUnreachableError
-    from lockyard.kube.identity import STORE_LABEL
     from lockyard.kube.names import store_label_value, store_object_name
 
 _LAZY = {
@@ -42,7 +43,7 @@ _LAZY = {
     "load_api_client": "lockyard.kube.config",
     "KubeApiError": "lockyard.kube.errors",
     "KubeUnreachableError": "lockyard.kube.errors",
-    "STORE_LABEL": "lockyard.kube.identity",
+    "STORE_LABEL": "lockyard.identity",
     "store_label_value": "lockyard.kube.names",
     "store_object_name": "lockyard.kube.names",
 }

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 
-from lockyard.kube.identity import STORE_LABEL as STORE_LABEL
-from lockyard.kube.identity import STORE_OBJECT_PREFIX
+from lockyard.identity import STORE_LABEL as STORE_LABEL
+from lockyard.identity import STORE_OBJECT_PREFIX
 
 MAX_NAME = 253
 MAX_LABEL_VALUE = 63

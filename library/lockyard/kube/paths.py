@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from lockyard.kube.identity import API_GROUP, API_VERSION, PLURAL
+from lockyard.identity import API_GROUP, API_VERSION, PLURAL
 
 LEASE_GROUP = "coordination.k8s.io"
 LEASE_API_VERSION = f"{LEASE_GROUP}/v1"

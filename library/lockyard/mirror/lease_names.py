@@ -30,9 +30,9 @@ import unicodedata
 
 # Labels on every mirrored Lease (the CLI and the reaper select on them); re-exported here, with
 # the annotations, so a Lease's marks read from one module.
-from lockyard.kube.identity import MANAGED_BY_LABEL as MANAGED_BY_LABEL
-from lockyard.kube.identity import MANAGED_BY_VALUE as MANAGED_BY_VALUE
-from lockyard.kube.identity import STORE_LABEL as STORE_LABEL
+from lockyard.identity import MANAGED_BY_LABEL as MANAGED_BY_LABEL
+from lockyard.identity import MANAGED_BY_VALUE as MANAGED_BY_VALUE
+from lockyard.identity import STORE_LABEL as STORE_LABEL
 from lockyard.kube.names import store_label_value
 
 #: Annotations: the exact names and the acquisition the Lease stands for.

@@ -45,7 +45,7 @@ class Telemetry:
     """Lockyard's tracer and instruments, from one meter provider and one tracer provider."""
 
     def __init__(self, meter_provider: MeterProvider, tracer_provider: TracerProvider) -> None:
-        from lockyard import __version__
+        from lockyard._version import __version__
 
         meter = meter_provider.get_meter(names.METER_NAME, __version__)
         self.tracer = tracer_provider.get_tracer(names.TRACER_NAME, __version__)

@@ -24,9 +24,10 @@ from kubernetes import client
 from lease_support import STORE, Cluster
 
 import lockyard
+from lockyard import identity
 from lockyard.config import parse_url
 from lockyard.errors import ConfigError
-from lockyard.kube import KubeClient, identity
+from lockyard.kube import KubeClient
 from lockyard.kube.binding import binding_data
 from lockyard.kube.names import store_object_name
 from lockyard.kube.paths import leases_path, secrets_path, stores_path
@@ -443,7 +444,7 @@ def statestore_crd(control_plane: ControlPlane) -> str:
 
 
 def test_identity_is_a_leaf_and_listing_never_loads_the_crd_models() -> None:
-    """The CLI takes the StateStore's names from ``lockyard.kube.identity``, which imports
+    """The CLI takes the StateStore's names from ``lockyard.identity``, which imports
     nothing, so ``lockyard locks`` and ``lockyard stores`` never pay for pydantic."""
     tree = ast.parse(Path(identity.__file__).read_text())
     assert not [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]

@@ -6,15 +6,12 @@ queue through :mod:`.signals`; a head that waits in this client is woken directl
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-from collections.abc import AsyncIterator
 
 import asyncpg
 
 from lockyard.locks import AcquireAttempt, DistributedLock, LockInfo
 from lockyard.operations import OperationRunner
-from lockyard.signals import ReleaseWatch
 
 from .pool import StatementPool
 from .signals import ReleaseListener
@@ -30,7 +27,7 @@ class PostgresLocks(DistributedLock):
         prefix: str,
         listener: ReleaseListener,
     ) -> None:
-        super().__init__(runner)
+        super().__init__(runner, signals=listener)
         self._db = db
         self._q = statements
         self._prefix = prefix
@@ -98,10 +95,3 @@ class PostgresLocks(DistributedLock):
     async def _list_held(self) -> list[LockInfo]:
         rows = await self._db.fetch(self._q.list_held, self._prefix)
         return [LockInfo(row[0], row[1], row[2], row[3]) for row in rows]
-
-    @contextlib.asynccontextmanager
-    async def watch_releases(
-        self, name: str, owner: str | None = None
-    ) -> AsyncIterator[ReleaseWatch]:
-        async with self._listener.watch_releases(name, owner) as watch:
-            yield watch
