@@ -21,21 +21,31 @@ from lockyard.errors import (
     BackendConnectionError,
     BackendError,
     ConfigError,
+    FenceLostError,
+    FenceSlotError,
     InvalidKeyError,
     LockExpiredError,
     LockLostError,
     LockTimeoutError,
+    LockUpgradeError,
     OperationTimeoutError,
+    SemaphoreLimitError,
     SerializationError,
+    StaleFenceError,
     StateError,
 )
 
 if TYPE_CHECKING:
     from lockyard.connection import Connection, connect
     from lockyard.durations import Duration
+    from lockyard.elections import Campaign, Elections, Leader, Leadership, LeadershipChange
+    from lockyard.fenced_writes import Fence
     from lockyard.guarantees import Guarantees
     from lockyard.keys import KeyKind, KeyLike, StateKey
     from lockyard.locks import DistributedLock, LockGuard, LockInfo
+    from lockyard.observe import LockEvent
+    from lockyard.rwlocks import ReadWriteGuard, ReadWriteLocks
+    from lockyard.semaphores import Permit, Semaphores
     from lockyard.store import CasResult, StateStore
     from lockyard.workloads import connect_store
 
@@ -43,6 +53,11 @@ _LAZY = {
     "Connection": "lockyard.connection",
     "connect": "lockyard.connection",
     "Duration": "lockyard.durations",
+    "Campaign": "lockyard.elections",
+    "Elections": "lockyard.elections",
+    "Leader": "lockyard.elections",
+    "Leadership": "lockyard.elections",
+    "LeadershipChange": "lockyard.elections",
     "Guarantees": "lockyard.guarantees",
     "KeyKind": "lockyard.keys",
     "KeyLike": "lockyard.keys",
@@ -50,6 +65,12 @@ _LAZY = {
     "DistributedLock": "lockyard.locks",
     "LockGuard": "lockyard.locks",
     "LockInfo": "lockyard.locks",
+    "LockEvent": "lockyard.observe",
+    "Fence": "lockyard.fenced_writes",
+    "Permit": "lockyard.semaphores",
+    "Semaphores": "lockyard.semaphores",
+    "ReadWriteGuard": "lockyard.rwlocks",
+    "ReadWriteLocks": "lockyard.rwlocks",
     "CasResult": "lockyard.store",
     "StateStore": "lockyard.store",
     "connect_store": "lockyard.workloads",
@@ -62,22 +83,38 @@ __getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
 __all__ = [
     "BackendConnectionError",
     "BackendError",
+    "Campaign",
     "CasResult",
     "ConfigError",
     "Connection",
     "DistributedLock",
     "Duration",
+    "Elections",
+    "Fence",
+    "FenceLostError",
+    "FenceSlotError",
     "Guarantees",
     "InvalidKeyError",
     "KeyKind",
     "KeyLike",
+    "Leader",
+    "Leadership",
+    "LeadershipChange",
+    "LockEvent",
     "LockExpiredError",
     "LockGuard",
     "LockInfo",
     "LockLostError",
     "LockTimeoutError",
+    "LockUpgradeError",
     "OperationTimeoutError",
+    "Permit",
+    "ReadWriteGuard",
+    "ReadWriteLocks",
+    "SemaphoreLimitError",
+    "Semaphores",
     "SerializationError",
+    "StaleFenceError",
     "StateError",
     "StateKey",
     "StateStore",

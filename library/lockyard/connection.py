@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lockyard._resource import AsyncResource
 from lockyard.backend import Backend, load_opener
@@ -21,15 +21,22 @@ from lockyard.locks import DistributedLock
 from lockyard.store import StateStore
 from lockyard.telemetry.attributes import open_described
 
+if TYPE_CHECKING:
+    from lockyard.elections import Elections
+    from lockyard.rwlocks import ReadWriteLocks
+    from lockyard.semaphores import Semaphores
+
 
 class Connection(AsyncResource):
-    """An open backend: ``.store``, ``.locks``, ``.backend``, ``.guarantees``, ``close()``."""
+    """An open backend: ``.store``, ``.locks``, ``.elections``, ``.backend``, ``.guarantees``,
+    ``close()``."""
 
     def __init__(self, backend: Backend, config: BackendConfig) -> None:
         self._backend = backend
         self.config = config
         self._closed = False
         self._close_callbacks: list[Callable[[], Awaitable[None]]] = []
+        self._elections: Elections | None = None
 
     @property
     def store(self) -> StateStore:
@@ -38,6 +45,34 @@ class Connection(AsyncResource):
     @property
     def locks(self) -> DistributedLock:
         return self._backend.locks
+
+    @property
+    def elections(self) -> Elections:
+        """Leader elections on this store's locks (:mod:`lockyard.elections`)."""
+        if self._elections is None:
+            from lockyard.elections import Elections
+
+            self._elections = Elections(self.locks, self.store)
+        return self._elections
+
+    @property
+    def semaphores(self) -> Semaphores:
+        """Counting semaphores on this store (:mod:`lockyard.semaphores`)."""
+        offered: Semaphores = self._offered("semaphores")
+        return offered
+
+    @property
+    def rwlocks(self) -> ReadWriteLocks:
+        """Read-write locks on this store (:mod:`lockyard.rwlocks`)."""
+        offered: ReadWriteLocks = self._offered("rwlocks")
+        return offered
+
+    def _offered(self, feature: str) -> Any:
+        """A feature a backend may lack (third-party backends predate it)."""
+        offered = getattr(self._backend, feature, None)
+        if offered is None:
+            raise ConfigError(f"the {self.backend} backend does not offer {feature}")
+        return offered
 
     @property
     def backend(self) -> str:

@@ -11,9 +11,14 @@ and chained with ``raise ... from``::
     ├── LockTimeoutError            acquire() gave up waiting (also TimeoutError)
     ├── LockExpiredError            extend()/release() on a lock this guard no longer holds
     ├── LockLostError               a hold() block whose lock was lost while it ran
+    │   ├── FenceLostError          a fenced write whose guard no longer holds its lease
+    │   └── StaleFenceError         a resource outside Lockyard refused an older fencing token
+    ├── LockUpgradeError            a read-write lock held for reading cannot become a write lock
     ├── SerializationError          a value cannot be used as asked (non-integer counter, overflow)
     ├── InvalidKeyError             a malformed key (also ValueError)
     └── ConfigError                 a bad URL, setting or missing extra (also ValueError)
+        ├── SemaphoreLimitError     a semaphore used with a limit other than its first one
+        └── FenceSlotError          a fenced write whose guard and key cannot share a shard
 """
 
 from __future__ import annotations
@@ -57,3 +62,25 @@ class InvalidKeyError(StateError, ValueError):
 
 class ConfigError(StateError, ValueError):
     """A connection URL, setting or missing optional extra; the message names the fix."""
+
+
+class FenceLostError(LockLostError):
+    """A fenced write was refused: its guard's lease is gone (expired, broken, released or
+    taken over); nothing was written."""
+
+
+class StaleFenceError(LockLostError):
+    """A resource guarded by fencing tokens refused a token older than one it has seen."""
+
+
+class LockUpgradeError(StateError):
+    """A task holding a read-write lock asked for the other mode of the same lock."""
+
+
+class SemaphoreLimitError(ConfigError):
+    """A semaphore was used with a limit other than the one it was first used with."""
+
+
+class FenceSlotError(ConfigError):
+    """The guard's keys and the written key cannot be checked in one round trip (they live on
+    different Redis Cluster shards); the message says how to co-locate them."""

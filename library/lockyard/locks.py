@@ -27,15 +27,24 @@ import abc
 import asyncio
 import contextlib
 import logging
-import random
+import math
 import secrets
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lockyard.clock import SYSTEM_CLOCK, Clock
 from lockyard.durations import Duration, lock_ttl_to_ms, timeout_to_seconds
-from lockyard.errors import LockExpiredError, LockLostError, LockTimeoutError, StateError
+from lockyard.errors import LockExpiredError, LockTimeoutError, StateError
+from lockyard.fenced_writes import Fence
+
+# Re-exported: they lived here before lockyard.holding and lockyard.waiting.
+from lockyard.holding import LOSS_MARGIN_FRACTION as LOSS_MARGIN_FRACTION
+from lockyard.holding import LOSS_MARGIN_MAX_S as LOSS_MARGIN_MAX_S
+from lockyard.holding import LOSS_MARGIN_MIN_S as LOSS_MARGIN_MIN_S
+from lockyard.holding import LeaseHold
+from lockyard.holding import loss_margin_s as loss_margin_s
 from lockyard.operations import OperationRunner
 from lockyard.signals import ReleaseSignals, ReleaseWatch, SleepWatch
 
@@ -44,29 +53,25 @@ from lockyard.signals import ReleaseWaiters as ReleaseWaiters
 from lockyard.signals import parse_release_signal as parse_release_signal
 from lockyard.signals import release_signal as release_signal
 from lockyard.telemetry import hooks as telemetry
+from lockyard.waiting import LEAVE_QUEUE_TIMEOUT_S as LEAVE_QUEUE_TIMEOUT_S
+from lockyard.waiting import QueueExit, WaitPolicy, wait_for_turn
+
+if TYPE_CHECKING:
+    from lockyard.observe import LockObservation
 
 log = logging.getLogger("lockyard.locks")
 
 #: The longest lock name, in bytes of UTF-8.
 MAX_LOCK_NAME_LENGTH = 512
+#: Lock names under this prefix belong to ``lockyard.elections`` (leadership is holding the lock
+#: ``election/<name>``): the lock API reads and breaks them but does not acquire them, so no
+#: user lock can take an election's place.
+ELECTION_LOCK_PREFIX = "election/"
+#: The longest owner token, in bytes of UTF-8 (elections put the candidate's identity in it).
+MAX_OWNER_LENGTH = 512
 DEFAULT_HOLD_TIMEOUT_S = 30.0
 #: How long a queued waiter's entry lives without a new attempt (see the module docstring).
 DEFAULT_WAITER_LEASE_S = 2.0
-#: The most a waiter that gives up spends leaving the queue (best effort: the entry would
-#: expire with its waiter lease anyway), so that LockTimeoutError stays within the contract's
-#: 100 ms of the timeout whatever the backend's state.
-LEAVE_QUEUE_TIMEOUT_S = 0.1
-#: ``hold()`` declares its lease lost this fraction of the TTL before the local deadline (the
-#: start of the last confirmed acquiring or renewing call plus the TTL), so the cancelled block
-#: has time to stop before another owner can take the lock; bounded below and above.
-LOSS_MARGIN_FRACTION = 0.1
-LOSS_MARGIN_MIN_S = 0.005
-LOSS_MARGIN_MAX_S = 1.0
-
-
-def loss_margin_s(ttl_s: float) -> float:
-    """How long before its local lease deadline a holder gives the lease up."""
-    return min(max(ttl_s * LOSS_MARGIN_FRACTION, LOSS_MARGIN_MIN_S), LOSS_MARGIN_MAX_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,10 @@ class AcquireAttempt:
     fencing_token: int | None
     retry_after_ms: int | None = None
     queued: bool = False
+
+    @property
+    def granted(self) -> bool:
+        return self.fencing_token is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +134,29 @@ def check_lock_name(name: object) -> str:
     if size > MAX_LOCK_NAME_LENGTH:
         raise ValueError(f"lock name is {size} bytes of UTF-8; the limit is {MAX_LOCK_NAME_LENGTH}")
     return name
+
+
+def check_acquirable_name(name: object) -> str:
+    """``name`` if the lock API may acquire it: a valid lock name outside the election names."""
+    checked = check_lock_name(name)
+    if checked.startswith(ELECTION_LOCK_PREFIX):
+        raise ValueError(
+            f"lock names starting with {ELECTION_LOCK_PREFIX!r} are reserved for "
+            "ly.elections; campaign in the election instead"
+        )
+    return checked
+
+
+def check_owner_token(owner: str) -> str:
+    """``owner`` if it can be an owner token: 1 to 512 bytes of UTF-8, no NUL or newline.
+
+    Release signals end with the owner after the last newline, so an owner has none.
+    """
+    if not owner or "\x00" in owner or "\n" in owner:
+        raise ValueError("an owner token must be non-empty, without NUL or newline")
+    if len(owner.encode("utf-8")) > MAX_OWNER_LENGTH:
+        raise ValueError(f"an owner token is at most {MAX_OWNER_LENGTH} bytes of UTF-8")
+    return owner
 
 
 class LockGuard:
@@ -209,6 +241,11 @@ class LockGuard:
     def released(self) -> bool:
         return self._released
 
+    @property
+    def fence(self) -> Fence:
+        """What a fenced write (``ly.store.set(..., fence=guard)``) checks: this acquisition."""
+        return Fence("lock", self.name, self.owner, self.fencing_token)
+
     async def __aenter__(self) -> LockGuard:
         return self
 
@@ -251,13 +288,13 @@ class DistributedLock(abc.ABC):
         #: only poll.
         self.release_signals = signals
         self._observers: list[LockObserver] = []
-        self._leaving: set[asyncio.Future[None]] = set()
+        self._queue_exit = QueueExit("lock")
 
     # -- public API ------------------------------------------------------------------------
     @telemetry.instrument_acquire("try_acquire")
     async def try_acquire(self, name: str, ttl: Duration) -> LockGuard | None:
         """One attempt: a guard, or ``None`` if anyone holds a live lock of that name."""
-        name, ms = check_lock_name(name), lock_ttl_to_ms(ttl)
+        name, ms = check_acquirable_name(name), lock_ttl_to_ms(ttl)
         owner = new_owner_token()
         started = self.clock.monotonic()
         attempt = await self._run("try_acquire", self._try_acquire(name, owner, ms))
@@ -272,52 +309,45 @@ class DistributedLock(abc.ABC):
         With a timeout above 0 the caller queues (on backends that queue): it gets the lock in
         its turn, after the waiters that came before it.
         """
-        name, ms = check_lock_name(name), lock_ttl_to_ms(ttl)
-        wait_s = timeout_to_seconds(timeout)
-        owner = new_owner_token()
+        name, ms = check_acquirable_name(name), lock_ttl_to_ms(ttl)
+        return await self._acquire_owned(name, new_owner_token(), ms, timeout_to_seconds(timeout))
+
+    async def _acquire_owned(self, name: str, owner: str, ms: int, wait_s: float) -> LockGuard:
+        """``acquire`` under a chosen owner token (elections); ``wait_s`` may be ``math.inf``."""
         if wait_s <= 0:  # one attempt, which takes a free lock like try_acquire
             started = self.clock.monotonic()
-            attempt = await self._run("acquire", self._try_acquire(name, owner, ms))
-            if attempt.fencing_token is None:
+            once = await self._run("acquire", self._try_acquire(name, owner, ms))
+            if once.fencing_token is None:
                 raise self._timed_out(name, wait_s)
-            return self._new_guard(name, owner, attempt.fencing_token, ms, started)
-        deadline = self.clock.monotonic() + wait_s
-        backoff = self.poll_initial_s
-        wait_ms = max(1, round(self.waiter_lease_s * 1000))
-        # A queued waiter re-attempts (renewing its entry) four times per waiter lease at least.
-        renew_s = min(self.poll_cap_s, self.waiter_lease_s / 4)
+            return self._new_guard(name, owner, once.fencing_token, ms, started)
+        policy = WaitPolicy(self.poll_initial_s, self.poll_cap_s, self.waiter_lease_s)
+        wait_ms = policy.wait_ms
+
+        def attempt() -> Awaitable[AcquireAttempt]:
+            return self._run("acquire", self._try_acquire(name, owner, ms, wait_ms))
+
+        def leave() -> Awaitable[None]:
+            return self._run("leave_queue", self._leave_queue(name, owner))
+
         # Watch before the first attempt, so a release between attempt and wait is not missed.
         async with self.watch_releases(name, owner) as watch:
             try:
-                while True:
-                    started = self.clock.monotonic()
-                    attempt = await self._run(
-                        "acquire", self._try_acquire(name, owner, ms, wait_ms)
-                    )
-                    if attempt.fencing_token is not None:
-                        return self._new_guard(name, owner, attempt.fencing_token, ms, started)
-                    remaining = deadline - self.clock.monotonic()
-                    if remaining <= 0:
-                        raise self._timed_out(name, wait_s)
-                    if attempt.queued and watch.live:
-                        # Our turn comes with a signal addressed to us; polling only renews
-                        # the waiter lease (and covers a lost signal).
-                        pause = random.uniform(renew_s / 2, renew_s)
-                    else:
-                        pause = random.uniform(backoff / 2, backoff)
-                        if attempt.queued:
-                            pause = min(pause, renew_s)
-                        backoff = min(backoff * 2, self.poll_cap_s)
-                    if attempt.retry_after_ms is not None:
-                        # Never sleep past the holder's lease end: an expired lock is free.
-                        pause = min(pause, attempt.retry_after_ms / 1000 + 0.001)
-                    await watch.wait(min(pause, remaining))
+                granted, started = await wait_for_turn(
+                    attempt,
+                    watch,
+                    self.clock,
+                    self.clock.monotonic() + wait_s,
+                    policy,
+                    lambda: self._timed_out(name, wait_s),
+                )
             except asyncio.CancelledError:
-                await self._leave_shielded(name, owner)
+                await self._queue_exit.shielded(name, leave)
                 raise
             except Exception:
-                await self._leave_quietly(name, owner)
+                await self._queue_exit.quietly(name, leave)
                 raise
+        assert granted.fencing_token is not None
+        return self._new_guard(name, owner, granted.fencing_token, ms, started)
 
     def hold(
         self,
@@ -327,7 +357,30 @@ class DistributedLock(abc.ABC):
         auto_renew: bool = True,
     ) -> LockHold:
         """``async with locks.hold(...) as guard:`` acquire, renew every ttl/3, detect loss."""
-        return LockHold(self, check_lock_name(name), lock_ttl_to_ms(ttl), timeout, auto_renew)
+        return LockHold(self, check_acquirable_name(name), lock_ttl_to_ms(ttl), timeout, auto_renew)
+
+    async def holder(self, name: str) -> LockInfo | None:
+        """The live lock of ``name`` (owner, fencing token, lease left), or ``None``; one read."""
+        return await self._run("holder", self._holder(check_lock_name(name)))
+
+    def observe(self, name: str, *, poll_interval: Duration | None = None) -> LockObservation:
+        """Every change of lock ``name``: ``async for event in locks.observe(name):``.
+
+        Events (:class:`lockyard.observe.LockEvent`) are acquired, extended, released, expired
+        and broken, with the holder's owner prefix and fencing token; the first is the current
+        holder, if any. How changes are learned: :mod:`lockyard.observe`.
+        """
+        from lockyard.observe import observe
+
+        return observe(self, name, poll_interval=poll_interval)
+
+    def observe_prefix(
+        self, prefix: str, *, poll_interval: Duration | None = None
+    ) -> LockObservation:
+        """Every change of every lock whose name starts with ``prefix``, like :meth:`observe`."""
+        from lockyard.observe import observe_prefix
+
+        return observe_prefix(self, prefix, poll_interval=poll_interval)
 
     async def list_held(self) -> list[LockInfo]:
         """Every live lock of this store (order unspecified)."""
@@ -336,7 +389,15 @@ class DistributedLock(abc.ABC):
     @telemetry.instrument_break
     async def break_lock(self, name: str) -> bool:
         """Force-release ``name`` whoever holds it; the next holder gets a higher fencing token."""
-        return await self._run("break_lock", self._break(check_lock_name(name)))
+        name = check_lock_name(name)
+        broken = await self._run("break_lock", self._break(name))
+        if broken:
+            for observer in self._observers:
+                # Optional in LockObserver (the Lease mirror predates it): lockyard.observe.
+                lock_broken = getattr(observer, "lock_broken", None)
+                if lock_broken is not None:
+                    lock_broken(name)
+        return broken
 
     def add_observer(self, observer: LockObserver) -> None:
         self._observers.append(observer)
@@ -373,6 +434,14 @@ class DistributedLock(abc.ABC):
     @abc.abstractmethod
     async def _list_held(self) -> list[LockInfo]: ...
 
+    async def _holder(self, name: str) -> LockInfo | None:
+        """The live lock of ``name``, or ``None``. Backends read the one lock in one round trip;
+        this default scans every held lock, so it is correct but costs what ``list_held`` does."""
+        for info in await self._list_held():
+            if info.name == name:
+                return info
+        return None
+
     async def _leave_queue(self, name: str, owner: str) -> None:
         """Remove ``owner`` from ``name``'s queue; if the lock is free, signal the new head.
 
@@ -401,23 +470,6 @@ class DistributedLock(abc.ABC):
             f"lock {name!r} is still held by another owner after waiting {wait_s:g}s"
         )
 
-    async def _leave_quietly(self, name: str, owner: str) -> None:
-        """Leave the queue, bounded and silent: the caller is already raising its own error."""
-        try:
-            async with asyncio.timeout(LEAVE_QUEUE_TIMEOUT_S):
-                await self._run("leave_queue", self._leave_queue(name, owner))
-        except Exception as exc:  # best effort: the entry expires with its waiter lease
-            log.debug("lockyard: leaving the queue of lock %r failed: %r", name, exc)
-
-    async def _leave_shielded(self, name: str, owner: str) -> None:
-        """Leave the queue after a cancellation; a second cancellation lets it finish alone."""
-        leave = asyncio.ensure_future(self._leave_quietly(name, owner))
-        try:
-            await asyncio.shield(leave)
-        except asyncio.CancelledError:
-            self._leaving.add(leave)
-            leave.add_done_callback(self._leaving.discard)
-
     def _new_guard(
         self, name: str, owner: str, fencing_token: int, ttl_ms: int, started: float
     ) -> LockGuard:
@@ -435,74 +487,45 @@ def new_owner_token() -> str:
     return secrets.token_hex(16)
 
 
-class LockHold:
-    """The context manager behind ``DistributedLock.hold``."""
+class LockHold(LeaseHold[LockGuard]):
+    """The context manager behind ``DistributedLock.hold`` (and a leadership's term).
+
+    Renewal and loss detection are :class:`lockyard.holding.LeaseHold`'s. ``owner``: hold under
+    this owner token instead of a fresh one, waiting up to ``timeout`` (``None``: for ever).
+    ``bind_block=False``: loss sets ``guard.lost`` but cancels no task (a leadership taken with
+    ``await``, which has no block).
+    """
+
+    what = "lock"
 
     def __init__(
         self,
         locks: DistributedLock,
         name: str,
         ttl_ms: int,
-        timeout: Duration,
+        timeout: Duration | None,
         auto_renew: bool,
+        *,
+        owner: str | None = None,
+        bind_block: bool = True,
     ) -> None:
+        super().__init__(locks.clock, ttl_ms, auto_renew, bind_block)
         self._locks = locks
         self._name = name
-        self._ttl_ms = ttl_ms
         self._timeout = timeout
-        self._auto_renew = auto_renew
-        self._guard: LockGuard | None = None
-        self._renewer: asyncio.Task[None] | None = None
-        self._block: asyncio.Task[object] | None = None
-        self._cancelled_block = False
+        self._owner = owner
+
+    async def _acquire(self) -> LockGuard:
+        locks = self._locks
+        if self._owner is None:
+            assert self._timeout is not None
+            return await locks.acquire(self._name, self._ttl_ms / 1000, self._timeout)
+        wait_s = math.inf if self._timeout is None else timeout_to_seconds(self._timeout)
+        return await locks._acquire_owned(self._name, self._owner, self._ttl_ms, wait_s)
 
     @telemetry.instrument_hold_enter
     async def __aenter__(self) -> LockGuard:
-        guard = await self._locks.acquire(self._name, self._ttl_ms / 1000, self._timeout)
-        self._guard = guard
-        self._block = asyncio.current_task()
-        self._renewer = asyncio.create_task(
-            self._renew_until_lost(guard), name=f"lockyard-renew:{self._name}"
-        )
-        return guard
-
-    async def _renew_until_lost(self, guard: LockGuard) -> None:
-        """Renew every ttl/3 (when asked to); declare loss at the local deadline at the latest.
-
-        Loss is declared when the backend says the lock is gone, or when no renewal has been
-        confirmed ``loss_margin_s(ttl)`` before ``guard.lease_deadline``, whatever the operation
-        timeout and however the backend misbehaves (stopped, partitioned, slow): a renewal still
-        in flight then is abandoned, since its outcome can no longer make the block safe.
-        """
-        clock = self._locks.clock
-        ttl_s = self._ttl_ms / 1000
-        margin = loss_margin_s(ttl_s)
-        interval = ttl_s / 3
-        while True:
-            remaining = guard.lease_deadline - margin - clock.monotonic()
-            if remaining <= 0:
-                break
-            if not self._auto_renew:
-                await clock.sleep(remaining)
-                continue
-            await clock.sleep(min(interval, remaining))
-            remaining = guard.lease_deadline - margin - clock.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                async with asyncio.timeout(remaining):
-                    await guard.extend(ttl_s)
-                interval = ttl_s / 3
-            except LockExpiredError:
-                break
-            except (StateError, TimeoutError):
-                # Transient, or too slow to save this lease: retry sooner while it can be saved.
-                left = guard.lease_deadline - margin - clock.monotonic()
-                interval = max(0.01, min(interval, left / 3))
-        guard.lost.set()
-        if self._block is not None and not self._block.done():
-            self._cancelled_block = True
-            self._block.cancel(f"lockyard: lock {guard.name!r} was lost")
+        return await super().__aenter__()
 
     @telemetry.instrument_hold_exit
     async def __aexit__(
@@ -511,23 +534,4 @@ class LockHold:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        guard = self._guard
-        assert guard is not None
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
-        if self._cancelled_block and self._block is not None:
-            # Our own cancellation: turn it into the documented error, not a bare cancel.
-            self._block.uncancel()
-            raise LockLostError(
-                f"lock {guard.name!r} (fencing token {guard.fencing_token}) was lost while the "
-                "block ran; the block was cancelled"
-            ) from None
-        try:
-            await guard.release()
-        except LockExpiredError as err:
-            guard.lost.set()
-            if exc is None:
-                raise LockLostError(str(err)) from err
-            exc.add_note(f"lockyard: releasing {guard.name!r} also failed: {err}")
+        await super().__aexit__(exc_type, exc, tb)

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from lockyard._tasks import raise_if_cancelled, stop_task
@@ -172,10 +172,15 @@ class _EventWatch:
 
 
 class ReleaseSignals:
-    """The waiters of one backend, woken by the releases it signals in-process."""
+    """The waiters of one backend, woken by the releases it signals in-process.
+
+    Taps (:meth:`tap`) see every signal too, whoever it names: lock observers
+    (:mod:`lockyard.observe`) re-read a lock when its release is signalled.
+    """
 
     def __init__(self) -> None:
         self._waiters = ReleaseWaiters()
+        self._taps: list[Callable[[str | None], None]] = []
 
     @property
     def live(self) -> bool:
@@ -197,17 +202,38 @@ class ReleaseSignals:
         finally:
             self._waiters.unwatch(name, event)
 
+    def tap(self, callback: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``callback(name)`` on every signal (``None``: any lock may have changed, as on a
+        reconnect) until the returned function is called. Starts a listener, like a watch.
+        The callback must return at once."""
+        self._before_watch()
+        self._taps.append(callback)
+
+        def untap() -> None:
+            with contextlib.suppress(ValueError):
+                self._taps.remove(callback)
+
+        return untap
+
+    def _tapped(self, name: str | None) -> None:
+        for callback in self._taps:
+            callback(name)
+
     def wake(self, name: str, owner: str | None = None) -> None:
         """Wake ``owner``'s waiter of ``name`` if it waits in this process (or all of them)."""
         self._waiters.wake(name, owner)
+        self._tapped(name)
 
     def deliver(self, payload: str) -> None:
         """A release payload arrived (:func:`release_signal`): wake the waiters it names."""
-        self._waiters.wake_signal(payload)
+        name, owner = parse_release_signal(payload)
+        self._waiters.wake(name, owner)
+        self._tapped(name)
 
     def wake_all(self) -> None:
         """Wake every waiter: each re-attempts at once."""
         self._waiters.wake_all()
+        self._tapped(None)
 
 
 class ReconnectingListener(abc.ABC):

@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass
 
 from lockyard.durations import Duration, ttl_to_ms
-from lockyard.errors import SerializationError
+from lockyard.errors import ConfigError, SerializationError
+from lockyard.fenced_writes import Fence, Fenced, FencedWrites, fence_of
 from lockyard.keys import (
     MAX_KEY_BYTES,
     KeyKind,
@@ -98,11 +99,29 @@ class StateStore(abc.ABC):
 
     def __init__(self, runner: OperationRunner) -> None:
         self._run = runner
+        #: The backend's fenced writes (``fence=`` on writes, :mod:`lockyard.fenced_writes`).
+        self.fenced_writes: FencedWrites | None = None
+
+    def _fenced(self, guard: Fenced) -> tuple[FencedWrites, Fence]:
+        fenced = self.fenced_writes
+        if fenced is None:
+            raise ConfigError(f"the {self._run.backend} backend does not offer fenced writes")
+        return fenced, fence_of(guard)
 
     # -- data ------------------------------------------------------------------------------
-    async def check_and_set(self, key: KeyLike, value: str, ttl: Duration | None = None) -> bool:
-        """Create ``key`` only if absent (or expired); ``True`` if this call created it."""
+    async def check_and_set(
+        self, key: KeyLike, value: str, ttl: Duration | None = None, *, fence: Fenced | None = None
+    ) -> bool:
+        """Create ``key`` only if absent (or expired); ``True`` if this call created it.
+
+        ``fence``: a guard (lock, permit, read-write lock) whose lease must still be held, checked
+        in the same round trip; if it is not, ``FenceLostError`` and nothing is written. The same
+        holds for every write below that takes ``fence``.
+        """
         k, v, ms = canonical_key(key), _check_value(value), ttl_to_ms(ttl)
+        if fence is not None:
+            fenced, f = self._fenced(fence)
+            return await self._run("check_and_set", fenced.check_and_set(f, k, v, ms))
         return await self._run("check_and_set", self._check_and_set(k, v, ms))
 
     async def get(self, key: KeyLike) -> str | None:
@@ -113,16 +132,33 @@ class StateStore(abc.ABC):
         """The live value and its version, read together, or ``None``."""
         return await self._run("get_versioned", self._get_versioned(canonical_key(key)))
 
-    async def set(self, key: KeyLike, value: str, ttl: Duration | None = None) -> None:
+    async def set(
+        self, key: KeyLike, value: str, ttl: Duration | None = None, *, fence: Fenced | None = None
+    ) -> None:
         """Upsert; the expiry becomes exactly ``ttl`` (``None`` clears an earlier one)."""
         k, v, ms = canonical_key(key), _check_value(value), ttl_to_ms(ttl)
+        if fence is not None:
+            fenced, f = self._fenced(fence)
+            await self._run("set", fenced.set(f, k, v, ms))
+            return
         await self._run("set", self._set(k, v, ms))
 
-    async def delete(self, key: KeyLike) -> bool:
+    async def delete(self, key: KeyLike, *, fence: Fenced | None = None) -> bool:
         """Remove ``key``; ``True`` only if a live value existed."""
-        return await self._run("delete", self._delete(canonical_key(key)))
+        k = canonical_key(key)
+        if fence is not None:
+            fenced, f = self._fenced(fence)
+            return await self._run("delete", fenced.delete(f, k))
+        return await self._run("delete", self._delete(k))
 
-    async def increment(self, key: KeyLike, delta: int, ttl: Duration | None = None) -> int:
+    async def increment(
+        self,
+        key: KeyLike,
+        delta: int,
+        ttl: Duration | None = None,
+        *,
+        fence: Fenced | None = None,
+    ) -> int:
         """Add ``delta`` (a missing key starts at 0) and return the new value.
 
         The current value must be a counter: the canonical decimal of a signed 64-bit integer,
@@ -135,14 +171,30 @@ class StateStore(abc.ABC):
         The new value is written in the same canonical form.
         """
         k, d, ms = canonical_key(key), _check_int("delta", delta), ttl_to_ms(ttl)
+        if fence is not None:
+            fenced, f = self._fenced(fence)
+            return await self._run("increment", fenced.increment(f, k, d, ms))
         return await self._run("increment", self._increment(k, d, ms))
 
     async def compare_and_swap(
-        self, key: KeyLike, expected_version: int, new_value: str, ttl: Duration | None = None
+        self,
+        key: KeyLike,
+        expected_version: int,
+        new_value: str,
+        ttl: Duration | None = None,
+        *,
+        fence: Fenced | None = None,
     ) -> CasResult:
-        """Write ``new_value`` only if the live version equals ``expected_version``."""
+        """Write ``new_value`` only if the live version equals ``expected_version``.
+
+        With ``fence``, a lost lease raises ``FenceLostError`` before the versions are compared.
+        """
         k, v, ms = canonical_key(key), _check_value(new_value), ttl_to_ms(ttl)
         expected = _check_int("expected_version", expected_version)
+        if fence is not None:
+            fenced, f = self._fenced(fence)
+            cas = fenced.compare_and_swap(f, k, expected, v, ms)
+            return await self._run("compare_and_swap", cas)
         return await self._run("compare_and_swap", self._compare_and_swap(k, expected, v, ms))
 
     # -- scans -----------------------------------------------------------------------------
@@ -166,27 +218,57 @@ class StateStore(abc.ABC):
         return await self._run("scan_keys_by_kind", self._scan_keys_by_kind(k))
 
     # -- indexes ---------------------------------------------------------------------------
-    async def index_timeout(self, key: KeyLike, expires_at_ms: int) -> None:
+    async def index_timeout(
+        self, key: KeyLike, expires_at_ms: int, *, fence: Fenced | None = None
+    ) -> None:
         at = _check_timestamp("expires_at_ms", expires_at_ms)
-        await self._run("index_timeout", self._index_add("timeout", canonical_key(key), at))
+        if fence is None:
+            await self._run("index_timeout", self._index_add("timeout", canonical_key(key), at))
+            return
+        await self._fenced_index_add("index_timeout", "timeout", canonical_key(key), at, fence)
 
-    async def remove_timeout_index(self, key: KeyLike) -> None:
-        await self._run("remove_timeout_index", self._index_remove("timeout", canonical_key(key)))
+    async def remove_timeout_index(self, key: KeyLike, *, fence: Fenced | None = None) -> None:
+        k = canonical_key(key)
+        if fence is None:
+            await self._run("remove_timeout_index", self._index_remove("timeout", k))
+            return
+        await self._fenced_index_remove("remove_timeout_index", "timeout", k, fence)
 
     async def get_expired_timeouts(self, now_ms: int) -> list[str]:
         now = _check_int("now_ms", now_ms)
         return await self._run("get_expired_timeouts", self._index_due("timeout", now))
 
-    async def index_chain_ready(self, key: KeyLike, ready_at_ms: int) -> None:
+    async def index_chain_ready(
+        self, key: KeyLike, ready_at_ms: int, *, fence: Fenced | None = None
+    ) -> None:
         at = _check_timestamp("ready_at_ms", ready_at_ms)
-        await self._run("index_chain_ready", self._index_add("chain", canonical_key(key), at))
+        if fence is None:
+            await self._run("index_chain_ready", self._index_add("chain", canonical_key(key), at))
+            return
+        await self._fenced_index_add("index_chain_ready", "chain", canonical_key(key), at, fence)
 
-    async def remove_chain_ready_index(self, key: KeyLike) -> None:
-        await self._run("remove_chain_ready_index", self._index_remove("chain", canonical_key(key)))
+    async def remove_chain_ready_index(self, key: KeyLike, *, fence: Fenced | None = None) -> None:
+        k = canonical_key(key)
+        if fence is None:
+            await self._run("remove_chain_ready_index", self._index_remove("chain", k))
+            return
+        await self._fenced_index_remove("remove_chain_ready_index", "chain", k, fence)
 
     async def get_ready_chains(self, now_ms: int) -> list[str]:
         now = _check_int("now_ms", now_ms)
         return await self._run("get_ready_chains", self._index_due("chain", now))
+
+    async def _fenced_index_add(
+        self, operation: str, index: str, key: str, at_ms: int, guard: Fenced
+    ) -> None:
+        fenced, f = self._fenced(guard)
+        await self._run(operation, fenced.index_add(f, index, key, at_ms))
+
+    async def _fenced_index_remove(
+        self, operation: str, index: str, key: str, guard: Fenced
+    ) -> None:
+        fenced, f = self._fenced(guard)
+        await self._run(operation, fenced.index_remove(f, index, key))
 
     # -- administration --------------------------------------------------------------------
     async def purge(self) -> int:

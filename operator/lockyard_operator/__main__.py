@@ -1,37 +1,42 @@
 """``lockyard-operator`` / ``python -m lockyard_operator``: run the operator.
 
-    lockyard-operator --all-namespaces --peering lockyard-operator
+    lockyard-operator --all-namespaces --leader-elect
     lockyard-operator --namespace team-a --namespace team-b --metrics-port 8080
 
 Credentials: in a pod, its service account; elsewhere ``$KUBECONFIG`` (or ``--kubeconfig``).
 
-High availability: run replicas with ``--peering NAME``. kopf's peering lets only the replica
-with the highest priority work; the others stand by and take over once its keep-alive record
-expires (``--peering-lifetime`` seconds after its last keep-alive). By default a replica's
-priority falls with its start time, so the oldest replica leads and a replica that (re)starts
-joins as a standby: a rolling restart never hands work back and forth. Without ``--peering``
-the operator runs standalone.
+High availability: run replicas with ``--leader-elect``. They elect a leader through the Lease
+``--leader-elect-resource-name`` in ``--leader-elect-resource-namespace`` (client-go's record
+and timings, :mod:`lockyard.kube.lease_election`); only the leader runs kopf, and a leader
+that loses its term exits (:mod:`lockyard_operator.leader`). Without ``--leader-elect`` the
+operator runs standalone.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import logging
 import os
-import random
 import shutil
+import signal
 import sys
 import tempfile
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import kopf
 
+from lockyard.kube.config import current_namespace
+from lockyard.kube.lease_election import ElectionTimings, LeaseElector
+from lockyard_operator.gated_clients import connect_api, connect_election_api, gated_session
 from lockyard_operator.handlers import post_event, register
-from lockyard_operator.kube import KubeApi, KubeApiError, object_path
+from lockyard_operator.health import HealthServer
+from lockyard_operator.kube import KubeApi
+from lockyard_operator.leader import Leadership, default_identity, first_of
 from lockyard_operator.metrics import Metrics, MetricsServer
 from lockyard_operator.reconcile import Reconciler
 
@@ -41,9 +46,22 @@ ANNOTATION_PREFIX = "lockyard.dev"
 FINALIZER = "lockyard.dev/finalizer"
 DEFAULT_METRICS_PORT = 8080
 DEFAULT_HEALTH_PORT = 8081
-DEFAULT_PEERING_LIFETIME_S = 10
-#: Priorities fall with start time (milliseconds), so older replicas outrank newer ones.
-_PRIORITY_EPOCH_MS = 10**13
+DEFAULT_LEASE_NAME = "lockyard-operator"
+#: client-go's (and kube-controller-manager's) defaults.
+DEFAULTS = ElectionTimings()
+#: Labels of the election Lease, besides ``lockyard.dev/kind: election``.
+LEASE_LABELS = {"app.kubernetes.io/name": "lockyard-operator"}
+
+
+@dataclass(frozen=True)
+class Election:
+    """``--leader-elect``: the Lease, this replica's identity and the timings."""
+
+    name: str
+    #: ``None``: the pod's namespace, or the kubeconfig context's.
+    namespace: str | None
+    identity: str
+    timings: ElectionTimings
 
 
 @dataclass(frozen=True)
@@ -52,18 +70,10 @@ class Options:
     all_namespaces: bool
     metrics_port: int
     health_port: int
-    peering: str | None
-    priority: int
-    peering_lifetime: int
+    election: Election | None
     workdir: Path | None
     verbose: bool
     debug: bool
-
-
-def default_priority() -> int:
-    """Lower for later starts (ties broken at random): the oldest replica leads."""
-    started_ms = int(time.time() * 1000)
-    return (_PRIORITY_EPOCH_MS - started_ms) * 1000 + random.randrange(1000)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,29 +101,60 @@ def build_parser() -> argparse.ArgumentParser:
         "--health-port",
         type=int,
         default=DEFAULT_HEALTH_PORT,
-        help="serve kopf's liveness endpoint on this port at /healthz; 0 disables (%(default)s)",
+        help="serve the liveness endpoint on this port at /healthz; 0 disables (%(default)s)",
     )
-    parser.add_argument(
-        "--peering",
+    election = parser.add_argument_group(
+        "leader election", "replicas elect a leader through a coordination.k8s.io/v1 Lease"
+    )
+    election.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="only the holder of the election Lease reconciles; without it the operator runs "
+        "standalone",
+    )
+    election.add_argument(
+        "--leader-elect-resource-name",
+        default=DEFAULT_LEASE_NAME,
         metavar="NAME",
-        help="take part in the kopf peering NAME (leader election between replicas); "
-        "without it the operator runs standalone",
+        help="the election Lease (%(default)s)",
     )
-    parser.add_argument(
-        "--priority",
-        type=int,
-        default=None,
-        help="peering priority; the highest works, the rest stand by (default: older "
-        "replicas first)",
+    election.add_argument(
+        "--leader-elect-resource-namespace",
+        metavar="NAMESPACE",
+        help="its namespace (default: the pod's, or the kubeconfig context's)",
     )
-    parser.add_argument(
-        "--peering-lifetime",
+    election.add_argument(
+        "--leader-elect-identity",
+        metavar="ID",
+        help="this replica's holderIdentity (default: <hostname>_<uuid>)",
+    )
+    election.add_argument(
+        "--leader-elect-lease-duration",
         type=int,
-        default=DEFAULT_PEERING_LIFETIME_S,
+        default=DEFAULTS.lease_duration_s,
         metavar="SECONDS",
-        help="how long a replica's keep-alive counts; a standby takes over this long "
-        "after the leader's last one (%(default)s)",
+        help="a standby takes over this long after it last saw the leader renew (%(default)s)",
     )
+    election.add_argument(
+        "--leader-elect-renew-deadline",
+        type=float,
+        default=DEFAULTS.renew_deadline_s,
+        metavar="SECONDS",
+        help="the leader stops this long after the start of its last confirmed renewal; "
+        "shorter than the lease duration (%(default)s)",
+    )
+    election.add_argument(
+        "--leader-elect-retry-period",
+        type=float,
+        default=DEFAULTS.retry_period_s,
+        metavar="SECONDS",
+        help="how often the leader renews and a standby tries (%(default)s)",
+    )
+    # kopf peering is gone (see docs/operator.md); its flags still parse for one release, so
+    # manifests written for it keep working: --peering NAME elects through the Lease NAME.
+    parser.add_argument("--peering", metavar="NAME", help=argparse.SUPPRESS)
+    parser.add_argument("--priority", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--peering-lifetime", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG)")
     parser.add_argument(
         "--workdir",
@@ -127,28 +168,50 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.kubeconfig:
         # kopf's login and our API client both read it from here.
         os.environ["KUBECONFIG"] = args.kubeconfig
-    if args.peering_lifetime < 2:
-        build_parser().error("--peering-lifetime must be at least 2 seconds")
+    election: Election | None = None
+    if args.leader_elect or args.peering:
+        try:
+            timings = ElectionTimings(
+                lease_duration_s=args.leader_elect_lease_duration,
+                renew_deadline_s=args.leader_elect_renew_deadline,
+                retry_period_s=args.leader_elect_retry_period,
+            )
+        except ValueError as exc:
+            parser.error(f"leader election: {exc}")
+        name = args.leader_elect_resource_name
+        if args.peering and not args.leader_elect:
+            name = args.peering
+        election = Election(
+            name=name,
+            namespace=args.leader_elect_resource_namespace,
+            identity=args.leader_elect_identity or default_identity(),
+            timings=timings,
+        )
     return Options(
         namespaces=tuple(args.namespaces or ()),
         all_namespaces=bool(args.all_namespaces),
         metrics_port=args.metrics_port,
         health_port=args.health_port,
-        peering=args.peering,
-        priority=args.priority if args.priority is not None else default_priority(),
-        peering_lifetime=args.peering_lifetime,
+        election=election,
         workdir=args.workdir,
         verbose=args.verbose,
         debug=args.debug,
     )
 
 
+def deprecated_flags(argv: Sequence[str]) -> list[str]:
+    """The kopf peering flags among ``argv`` (they are accepted, and warned about)."""
+    flags = ("--peering", "--priority", "--peering-lifetime")
+    return [a for a in argv if a.split("=", 1)[0] in flags]
+
+
 def operator_settings(options: Options) -> kopf.OperatorSettings:
-    """kopf's settings: Lockyard's names for its marks, quiet events, short peering lifetime."""
+    """kopf's settings: Lockyard's names for its marks, quiet events, no peering."""
     settings = kopf.OperatorSettings()
     settings.persistence.finalizer = FINALIZER
     # Annotations only: kopf's default also writes .status.kopf, which our schema would prune.
@@ -162,86 +225,141 @@ def operator_settings(options: Options) -> kopf.OperatorSettings:
     settings.posting.event_name_prefix = "lockyard-"
     # The reconciler posts the events that matter; kopf's "handler succeeded" ones are noise.
     settings.posting.level = logging.WARNING
-    settings.peering.lifetime = options.peering_lifetime
-    settings.peering.priority = options.priority
-    settings.peering.stealth = not options.debug
+    # One kopf at a time: the Lease election decides which (kopf's peering is not a lock).
+    settings.peering.standalone = True
     # Watches are re-established now and then, so a silently broken stream cannot linger.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     return settings
 
 
-async def ensure_peering(api: KubeApi, options: Options) -> None:
-    """Create the peering object(s) kopf keeps keep-alives in, if they are missing.
-
-    kopf expects them to exist; making them here spares a deployment step that would have to
-    wait for the peering CRD to be served.
-    """
-    if options.peering is None:
-        return
-    body: dict[str, object] = {"apiVersion": "kopf.dev/v1", "metadata": {"name": options.peering}}
-    if options.all_namespaces:
-        targets = [(object_path("kopf.dev", "v1", "clusterkopfpeerings"), "ClusterKopfPeering")]
-    else:
-        # Patterns (team-*) name no namespace in particular: their peering objects are the
-        # deployer's to create.
-        targets = [
-            (object_path("kopf.dev", "v1", "kopfpeerings", namespace), "KopfPeering")
-            for namespace in options.namespaces
-            if not any(c in namespace for c in "*?[!")
-        ]
-    for collection, kind in targets:
-        try:
-            await api.create(collection, {**body, "kind": kind})
-            logger.info("created %s %s", kind, options.peering)
-        except KubeApiError as exc:
-            if not exc.conflict:
-                logger.warning("cannot create %s %s: %s", kind, options.peering, exc)
-
-
-async def run(options: Options) -> None:
-    """Run until SIGINT/SIGTERM (kopf installs the handlers)."""
-    api = await KubeApi.connect()
-    await ensure_peering(api, options)
+async def serve(
+    options: Options,
+    api: KubeApi,
+    metrics: Metrics,
+    *,
+    liveness: bool,
+    login_session: Callable[[kopf.ConnectionInfo], kopf.AiohttpSession] | None = None,
+) -> None:
+    """Run kopf with the operator's handlers until it stops (SIGINT/SIGTERM: kopf's handlers)."""
     made_workdir = options.workdir is None
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="lockyard-operator-"))
-    metrics = Metrics()
     reconciler = Reconciler(api, metrics, post_event, workdir)
     registry = kopf.OperatorRegistry()
-    register(registry, reconciler, api)
-    server = MetricsServer(metrics, options.metrics_port) if options.metrics_port else None
+    register(registry, reconciler, api, session=login_session)
+    endpoint = None
+    if liveness and options.health_port:
+        endpoint = f"http://0.0.0.0:{options.health_port}/healthz"
     try:
-        if server is not None:
-            await server.start()
-        liveness = f"http://0.0.0.0:{options.health_port}/healthz" if options.health_port else None
         await kopf.operator(
             registry=registry,
             settings=operator_settings(options),
             clusterwide=options.all_namespaces,
             namespaces=list(options.namespaces),
-            liveness_endpoint=liveness,
-            standalone=options.peering is None,
-            peering_name=options.peering,
-            priority=options.priority,
+            liveness_endpoint=endpoint,
+            standalone=True,
         )
     finally:
         await reconciler.close()
-        if server is not None:
-            await server.stop()
-        await api.close()
         if made_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def run_standalone(options: Options, metrics: Metrics) -> None:
+    api = await KubeApi.connect()
+    try:
+        await serve(options, api, metrics, liveness=True)
+    finally:
+        await api.close()
+
+
+async def run_elected(options: Options, election: Election, metrics: Metrics) -> None:
+    """Stand by until this replica leads; then run kopf. Losing the term ends the process
+    (:class:`~lockyard_operator.leader.Leadership`); SIGTERM ends kopf and releases the Lease."""
+    namespace = election.namespace
+    if namespace is None:
+        namespace = await asyncio.to_thread(current_namespace)
+    election_api = await connect_election_api(election.identity)
+    elector = LeaseElector(
+        election_api,
+        namespace,
+        election.name,
+        election.identity,
+        election.timings,
+        labels=LEASE_LABELS,
+    )
+    leadership = Leadership(elector)
+    api = await connect_api(election.identity, leadership.gate)
+    health = HealthServer(leadership.status, options.health_port) if options.health_port else None
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        if health is not None:
+            await health.start()
+        acquiring = asyncio.create_task(leadership.acquire(), name="lockyard leader election")
+        stopped = asyncio.create_task(stopping.wait(), name="lockyard stop signal")
+        if await first_of(acquiring, stopped) is stopped:
+            logger.info("stopped while standing by")
+            return
+        # Created before kopf starts: kopf cancels, when it stops, every task made after that.
+        keeper = asyncio.create_task(leadership.keep(), name="lockyard leader renewal")
+        session = functools.partial(gated_session, gate=leadership.gate, identity=election.identity)
+        try:
+            await serve(options, api, metrics, liveness=False, login_session=session)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            await leadership.release()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        if health is not None:
+            await health.stop()
+        await api.close()
+        await election_api.close()
+
+
+async def run(options: Options) -> None:
+    """Run until SIGINT/SIGTERM."""
+    metrics = Metrics()
+    server = MetricsServer(metrics, options.metrics_port) if options.metrics_port else None
+    try:
+        if server is not None:
+            await server.start()
+        if options.election is None:
+            await run_standalone(options, metrics)
+        else:
+            await run_elected(options, options.election, metrics)
+    finally:
+        if server is not None:
+            await server.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     kopf.configure(verbose=options.verbose, debug=options.debug)
-    logger.info(
-        "starting: %s, peering %s (priority %d)",
-        "all namespaces" if options.all_namespaces else ", ".join(options.namespaces),
-        options.peering or "off",
-        options.priority,
-    )
+    scope = "all namespaces" if options.all_namespaces else ", ".join(options.namespaces)
+    election = options.election
+    if election is None:
+        logger.info("starting: %s, standalone", scope)
+    else:
+        timings = election.timings
+        logger.info(
+            "starting: %s, leader election on the Lease %s/%s as %s "
+            "(lease %ds, renew deadline %gs, retry %gs)",
+            scope,
+            election.namespace or "(own namespace)",
+            election.name,
+            election.identity,
+            timings.lease_duration_s,
+            timings.renew_deadline_s,
+            timings.retry_period_s,
+        )
+    for flag in deprecated_flags(sys.argv[1:] if argv is None else argv):
+        logger.warning("%s is deprecated: kopf peering is replaced by --leader-elect", flag)
     asyncio.run(run(options))
     return 0
 

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -123,14 +123,23 @@ def post_event(ref: StoreRef, type_: str, reason: str, message: str) -> None:
     kopf.event(kopf.Body(event_body(ref)), type=type_, reason=reason, message=message)
 
 
-def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, api: KubeApi) -> None:
-    """Register every handler of the operator on ``registry``."""
+def register(
+    registry: kopf.OperatorRegistry,
+    reconciler: Reconciler,
+    api: KubeApi,
+    *,
+    session: Callable[[kopf.ConnectionInfo], kopf.AiohttpSession] | None = None,
+) -> None:
+    """Register every handler of the operator on ``registry``; ``session`` turns kopf's
+    credentials into the session kopf uses (the leader's gated one, :mod:`.gated_clients`)."""
     resource = (API_GROUP, API_VERSION, PLURAL)
 
     @kopf.on.login(id="login", registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    async def login(**kwargs: Any) -> kopf.ConnectionInfo | kopf.AiohttpSession | None:
         """In a pod its service account, elsewhere $KUBECONFIG (through the official client)."""
-        return kopf.login_via_client(**kwargs)
+        info = await asyncio.to_thread(lambda: kopf.login_via_client(**kwargs))
+        # In the event loop: an aiohttp session belongs to the loop it is made in.
+        return info if info is None or session is None else session(info)
 
     @kopf.on.cleanup(id="close_connections", registry=registry)
     async def close_connections(**_: Any) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lockyard_dev.cluster.controlplane import ControlPlane
 from lockyard_dev.jepsen.toxiproxy import Toxiproxy, ToxiproxyServer
 from lockyard_dev.servers.postgres import PostgresServer
 from lockyard_dev.servers.redis import RedisServer
@@ -37,3 +38,10 @@ def toxiproxy(toxiproxy_server: ToxiproxyServer) -> Iterator[Toxiproxy]:
     """The API, with every proxy enabled and every toxic gone again after the test."""
     yield toxiproxy_server.api
     toxiproxy_server.api.reset()
+
+
+@pytest.fixture(scope="session")
+def jepsen_control_plane() -> Iterator[ControlPlane]:
+    """A control plane of this folder's own (tests/k8s's fixtures are not visible here)."""
+    with ControlPlane() as plane:
+        yield plane

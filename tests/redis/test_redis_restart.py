@@ -1,8 +1,8 @@
 """A server restart costs each handle at most one failed operation, whatever the scheduling.
 
-Once a pooled connection is found dead, the pool retires every connection opened before it
-(``lockyard.backends.redis.pool.LeanCheckout``): they are re-opened when next checked out instead
-of failing one operation each. The restarts here happen while the event loop is blocked, so no
+Once a connection is found dead (pooled or auto-pipelined), every connection opened before it is
+retired (``lockyard.backends.redis.generations``): re-opened when next used instead of failing
+one operation each. The restarts here happen while the event loop is blocked, so no
 socket's end has been processed when the handles carry on.
 """
 
@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
+from redis import exceptions as rx
+from redis.asyncio import Redis
 from redis_helpers import backend_of
 
 import lockyard
@@ -30,31 +32,55 @@ BEFORE_S = 0.5
 AFTER_S = 1.0
 
 
-async def test_a_connection_found_dead_retires_every_connection_opened_before_it(
+async def test_a_pooled_connection_found_dead_retires_every_connection_opened_before_it(
     redis_server: RedisServer,
 ) -> None:
-    """One failed operation, then only connections opened after it.
+    """One failed command, then only pooled connections opened after it.
 
-    The server drops one pooled connection while the others stay up; the operation that gets
-    it fails, and no later operation runs on a connection opened before that failure (without
-    the retiring, the pool would hand the older ones out again).
+    The server drops one pooled connection (what pipelines and ``WAIT`` check out) while the
+    others stay up; the command that gets it fails, and no later command runs on a connection
+    opened before that failure (without the retiring, the pool would hand the older ones out
+    again).
     """
     url = redis_server.url(unique_prefix(), pool_size=str(POOL_SIZE))
     async with lockyard.connect(url) as ly:
-        client = backend_of(ly).client
+        # A client that checks its connections out of the handle's pool, as pipelines do.
+        pooled = Redis(connection_pool=backend_of(ly).client.connection_pool)
         # Overlapping commands: each checks out its own connection, so every one is opened.
-        opened = set(await asyncio.gather(*(client.client_id() for _ in range(POOL_SIZE))))
+        opened = set(await asyncio.gather(*(pooled.client_id() for _ in range(POOL_SIZE))))
         assert len(opened) == POOL_SIZE
         # The connection just returned is the one the pool hands out next (last in, first out).
-        doomed = await client.client_id()
+        doomed = await pooled.client_id()
         with redis_server.admin() as admin:  # synchronous: the loop cannot see the socket end
+            assert admin.client_kill_filter(_id=doomed) == 1
+        with pytest.raises(rx.ConnectionError):
+            await pooled.get("ns:acme:state:k")
+        after = {await pooled.client_id() for _ in range(POOL_SIZE)}
+        after |= set(await asyncio.gather(*(pooled.client_id() for _ in range(POOL_SIZE))))
+        assert not after & opened
+        assert await ly.store.get("ns:acme:state:k") is None
+
+
+async def test_a_pipelined_connection_found_dead_fails_once_and_retires_the_pool(
+    redis_server: RedisServer,
+) -> None:
+    """The auto-pipelined connection dies: one operation fails, the next runs on a new
+    connection, and the pooled connections opened before are retired too."""
+    url = redis_server.url(unique_prefix(), pool_size=str(POOL_SIZE))
+    async with lockyard.connect(url) as ly:
+        client = backend_of(ly).client
+        pooled = Redis(connection_pool=client.connection_pool)
+        opened = set(await asyncio.gather(*(pooled.client_id() for _ in range(POOL_SIZE))))
+        doomed = await client.client_id()  # the store's commands share this connection
+        assert doomed not in opened
+        with redis_server.admin() as admin:
             assert admin.client_kill_filter(_id=doomed) == 1
         with pytest.raises(BackendConnectionError):
             await ly.store.get("ns:acme:state:k")
-        after = {await client.client_id() for _ in range(POOL_SIZE)}
-        after |= set(await asyncio.gather(*(client.client_id() for _ in range(POOL_SIZE))))
-        assert not after & opened
         assert await ly.store.get("ns:acme:state:k") is None
+        assert await client.client_id() != doomed
+        after = set(await asyncio.gather(*(pooled.client_id() for _ in range(POOL_SIZE))))
+        assert not after & opened
 
 
 @dataclass

@@ -13,6 +13,11 @@ pytestmark = pytest.mark.postgres
 
 
 class TestSyncPostgresConformance(Conformance):
+    # A waiter's first attempt may need a new pooled connection, which prepares Lockyard's
+    # statements on first use: under load that took 0.4 s here, and the queue tests must not
+    # release before every waiter is queued (the async run's threads-free path is faster).
+    queue_join_s = 0.5
+
     @pytest.fixture
     def lockyard_connect(self, postgres_server: PostgresServer) -> ConnectFactory:
         return sync_connect_factory(

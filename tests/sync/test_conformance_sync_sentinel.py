@@ -13,6 +13,10 @@ pytestmark = pytest.mark.sentinel
 
 
 class TestSyncSentinelConformance(Conformance):
+    # As for PostgreSQL: a waiter's first attempt may open a pooled connection (through the
+    # sentinels, with AUTH), slow under load; the queue tests release once all have queued.
+    queue_join_s = 0.5
+
     @pytest.fixture
     def lockyard_connect(self, redis_sentinel: RedisSentinelSetup) -> ConnectFactory:
         def open_sync(prefix: str) -> lockyard.sync.Connection:

@@ -20,14 +20,19 @@ from lockyard.sync.connection import _describe
 DIFFERENT = {
     "close",  # Connection.close(timeout=None): stops the loop thread too
     "hold",  # a sync context manager with on_lost=, not an async one
+    "campaign",  # the same, for elections (and .wait() for `await campaign`)
     "watch_releases",  # a backend's waiting internals, not public API
 }
+#: Plain methods that return an async iterator: their twins return a blocking iterator.
+ITERATING = {"observe", "observe_prefix"}
 
 PAIRS = [
     (lockyard.StateStore, lockyard.sync.StateStore),
     (lockyard.DistributedLock, lockyard.sync.DistributedLock),
     (AsyncLockGuard, lockyard.sync.LockGuard),
     (lockyard.Connection, lockyard.sync.Connection),
+    (lockyard.Elections, lockyard.sync.Elections),
+    (lockyard.Leadership, lockyard.sync.Leadership),
 ]
 
 
@@ -36,7 +41,7 @@ def public_coroutine_methods(cls: type) -> dict[str, object]:
     for name, member in inspect.getmembers(cls):
         if name.startswith("_") or name in DIFFERENT:
             continue
-        if inspect.iscoroutinefunction(inspect.unwrap(member)):
+        if inspect.iscoroutinefunction(inspect.unwrap(member)) or name in ITERATING:
             found[name] = member
     return found
 
@@ -53,6 +58,7 @@ def test_every_async_method_has_a_blocking_twin_built_from_it(
         # Arguments are passed on untouched, so the same method means the same signature.
         assert twin.method is method, f"{sync_cls.__qualname__}.{name} wraps something else"
         assert twin.__doc__ == method.__doc__
+        assert twin.plain == (name in ITERATING)
 
 
 @pytest.mark.parametrize(("async_cls", "sync_cls"), PAIRS, ids=lambda c: c.__qualname__)
@@ -64,9 +70,14 @@ def test_plain_attributes_are_there_too(async_cls: type, sync_cls: type) -> None
     }
     if async_cls is AsyncLockGuard:
         plain |= {"name", "owner", "fencing_token", "lease_ms", "lease_deadline", "renewed_at"}
-    if sync_cls is lockyard.sync.Connection:
+    if async_cls is lockyard.Leadership:
+        plain |= {"name", "identity", "term", "since", "lost", "guard"}
+    if sync_cls in (lockyard.sync.Connection, lockyard.sync.Leadership):
         with lockyard.sync.connect("memory://?prefix=surface") as ly:
-            missing = {name for name in plain if not hasattr(ly, name)}
+            subject: object = ly
+            if sync_cls is lockyard.sync.Leadership:
+                subject = ly.elections.campaign("surface", "me", 5).wait()
+            missing = {name for name in plain if not hasattr(subject, name)}
     else:
         missing = {name for name in plain if not hasattr(sync_cls, name)}
     assert not missing, f"{sync_cls.__qualname__} lacks {missing}"

@@ -22,6 +22,10 @@ Contract:
   and the controller manager keep running, the API server comes back on the same port with the
   same certificates, so clients configured earlier reconnect.
 - The admin identity in `ControlPlane.kubeconfig` is a client certificate in ``system:masters``.
+- `ControlPlane.audit_log` (JSON lines) records every write the operator's ServiceAccounts make
+  (``system:serviceaccounts:lockyard-system``): who (user agent), what, when (server clock) and
+  the object written with its ``resourceVersion``; Secrets with metadata only. The leader
+  election tests prove from it that no two replicas act within one term.
 
 The module is also a command line tool (``make cluster-up`` / ``make cluster-down``)::
 
@@ -94,6 +98,23 @@ ADMIN_USER = "lockyard-admin"
 
 #: The pinned versions, relative to the repository root (shared with make and the build script).
 VERSIONS_FILE = Path("tools") / "controlplane" / "versions.env"
+
+#: Writes by the operator's ServiceAccounts, with the object written (its resourceVersion
+#: orders them against the election Lease's writes); Secrets without their data.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts:lockyard-system"]
+    verbs: ["create", "update", "patch", "delete", "deletecollection"]
+    resources: [{group: "", resources: ["secrets"]}]
+  - level: RequestResponse
+    userGroups: ["system:serviceaccounts:lockyard-system"]
+    verbs: ["create", "update", "patch", "delete", "deletecollection"]
+  - level: None
+"""
 
 _START_TIMEOUT = 120.0  # seconds; a cold kube-apiserver on two busy cores takes ~10-20
 _STOP_GRACE = 15.0
@@ -332,6 +353,11 @@ class ControlPlane(ServerHarness):
         return self.workdir / "pki" / "ca.crt"
 
     @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines; see `AUDIT_POLICY`)."""
+        return self.workdir / "logs" / "audit.log"
+
+    @property
     def service_account_issuer(self) -> str:
         return SERVICE_ACCOUNT_ISSUER
 
@@ -474,6 +500,8 @@ class ControlPlane(ServerHarness):
             ],
             logs / "etcd.log",
         )
+        audit_policy = workdir / "audit-policy.yaml"
+        audit_policy.write_text(AUDIT_POLICY)
         self._apiserver = _Component(
             "kube-apiserver",
             [
@@ -498,6 +526,9 @@ class ControlPlane(ServerHarness):
                 # Otherwise SIGTERM waits out the 60s request timeout for open watches to
                 # drain; this way it tells clients to retry and exits within seconds.
                 "--shutdown-send-retry-after=true",
+                f"--audit-policy-file={audit_policy}",
+                f"--audit-log-path={logs / 'audit.log'}",
+                "--audit-log-format=json",
             ],
             logs / "kube-apiserver.log",
         )

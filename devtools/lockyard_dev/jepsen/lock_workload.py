@@ -6,8 +6,8 @@ A cycle takes one of a few shared locks, either
   then ``release`` (or, one time in four, nothing: the lease runs out and others take over); the
   holder stops writing at its local deadline (the start of its last acquiring or renewing call
   plus the TTL, less ``hold()``'s loss margin), as ``hold()`` would;
-- or through ``hold()``, whose acquisition, renewals (seen through a ``LockObserver``) and
-  release are recorded, with fenced writes inside the block until it ends or is cancelled.
+- or through ``hold()``, whose acquisition, renewals (:class:`HoldRenewals`) and release are
+  recorded, with fenced writes inside the block until it ends or is cancelled.
 
 Each process labels its attempts (``owner`` in the history; Lockyard's own owner token stays
 inside the guard). A *belief* note records when a holder thought it held the lock: from the
@@ -55,32 +55,38 @@ def _token_of(value: str | None) -> int | None:
     return int(head) if head.lstrip("-").isdigit() else None
 
 
-class HoldObserver:
-    """Records the renewals ``hold()`` makes on its own, for guards this worker labelled."""
+class HoldRenewals:
+    """Records every renewal ``hold()`` makes on its own, for guards this worker labelled.
 
-    def __init__(self, recorder: Recorder) -> None:
+    ``hold()`` renews inside its own task and gives up a renewal that cannot save the lease
+    any more; the request may still reach the backend and extend the lease. So each attempt is
+    recorded as it goes out, and one that does not come back is an unknown outcome: a history
+    that showed only the confirmed renewals would make a longer lease look like a bug. The
+    backend's one extend primitive is wrapped on this handle's ``DistributedLock`` instance.
+    """
+
+    def __init__(self, locks: DistributedLock, recorder: Recorder) -> None:
         self.recorder = recorder
         self.process = Process(recorder)  # renewals run beside the block: a process of their own
         self.labels: dict[str, tuple[str, str]] = {}  # guard owner token -> (lock, label)
+        extend = locks._extend
 
-    def lock_acquired(self, guard: LockGuard) -> None:
-        return
+        async def recorded(name: str, owner: str, ttl_ms: int) -> bool:
+            found = self.labels.get(owner)
+            if found is None:
+                return await extend(name, owner, ttl_ms)
+            lock, label = found
+            history, number = self.recorder.history, self.process.number
+            op_id = history.invoke(number, lock, LOCK, "extend", {"owner": label, "ttl_ms": ttl_ms})
+            try:
+                held = await extend(name, owner, ttl_ms)
+            except BaseException:
+                history.complete(op_id, number, INFO)
+                raise
+            history.complete(op_id, number, OK, {"held": held})
+            return held
 
-    def lock_extended(self, guard: LockGuard) -> None:
-        found = self.labels.get(guard.owner)
-        if found is None:
-            return
-        name, label = found
-        # The renewing call started lease_ms before the guard's new deadline (LockGuard's
-        # own bookkeeping, on the same monotonic clock as the history).
-        started = int((guard.lease_deadline - guard.lease_ms / 1000) * 1e9)
-        history = self.recorder.history
-        args = {"owner": label, "ttl_ms": guard.lease_ms}
-        op_id = history.invoke(self.process.number, name, LOCK, "extend", args, at=started)
-        history.complete(op_id, self.process.number, OK, {"held": True})
-
-    def lock_released(self, guard: LockGuard) -> None:
-        return
+        locks._extend = recorded  # type: ignore[method-assign]
 
 
 class LockWorkload:
@@ -105,8 +111,7 @@ class LockWorkload:
         self.ttl_ms = ttl_ms
         self.ttl_s = ttl_ms / 1000
         self.margin_s = loss_margin_s(self.ttl_s)
-        self.observer = HoldObserver(recorder)
-        locks.add_observer(self.observer)
+        self.renewals = HoldRenewals(locks, recorder)
         self._attempts = 0
         self._writes = 0
 
@@ -280,7 +285,7 @@ class LockWorkload:
             async with self.locks.hold(name, self.ttl_s, timeout=wait_s) as held:
                 guard = held
                 believed_from = time.monotonic_ns()
-                self.observer.labels[guard.owner] = (name, label)
+                self.renewals.labels[guard.owner] = (name, label)
                 op = history.invoke(process.number, name, LOCK, "acquire", args, at=invoked)
                 history.complete(op, process.number, OK, {"token": guard.fencing_token})
                 try:
@@ -329,7 +334,7 @@ class LockWorkload:
             process.crashed()
         finally:
             if guard is not None:
-                self.observer.labels.pop(guard.owner, None)
+                self.renewals.labels.pop(guard.owner, None)
                 end = ended or time.monotonic_ns()
                 self.belief(process, name, label, guard.fencing_token, believed_from, end, "hold")
         return guard, label

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import lockyard
 from lockyard_dev.jepsen.checker import Verdict, check_history
 from lockyard_dev.jepsen.checks import Checks, run_checks
+from lockyard_dev.jepsen.counters import counter_losses
 from lockyard_dev.jepsen.history import HistoryWriter, merge, read_events
 from lockyard_dev.jepsen.scenarios import Nemesis, Scenario
-from lockyard_dev.jepsen.spec import STORE, TAKER, VICTIM, Schedule, WorkerSpec, data_key
+from lockyard_dev.jepsen.spec import STORE, TAKER, VICTIM, Schedule, WorkerSpec
 from lockyard_dev.jepsen.targets import Target, launch
 from lockyard_dev.jepsen.toxiproxy import Proxy, Toxiproxy, ToxiproxyServer
 
@@ -130,26 +130,36 @@ def run_scenario(
             target.failover,
         )
         workers = _start_workers(specs, folder)
-        schedule = _schedule_when_ready(specs, workers, scenario, options)
         thread = None
-        if scenario.fault is not None and schedule is not None:
-            window = (schedule.fault_ns / 1e9, schedule.heal_ns / 1e9)
-            thread = threading.Thread(target=scenario.fault, args=(nemesis, *window), daemon=True)
-            thread.start()
-        grace = 4 * options.op_timeout_s + 3 * options.lock_ttl_ms / 1000 + 30
-        end_s = schedule.end_ns / 1e9 if schedule is not None else time.monotonic()
-        exits = _wait_workers(workers, end_s + grace)
-        stop.set()
-        if thread is not None:
-            thread.join(30)
-        api.reset()
-        nemesis_history.close()
+        try:
+            schedule = _schedule_when_ready(specs, workers, scenario, options)
+            if scenario.fault is not None and schedule is not None:
+                window = (schedule.fault_ns / 1e9, schedule.heal_ns / 1e9)
+                thread = threading.Thread(
+                    target=scenario.fault, args=(nemesis, *window), daemon=True
+                )
+                thread.start()
+            grace = 4 * options.op_timeout_s + 3 * options.lock_ttl_ms / 1000 + 30
+            end_s = schedule.end_ns / 1e9 if schedule is not None else time.monotonic()
+            exits = _wait_workers(workers, end_s + grace)
+        finally:
+            for worker in workers:  # only left running when interrupted
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait(10)
+            stop.set()
+            if thread is not None:
+                thread.join(30)
+            api.reset()
+            nemesis_history.close()
     paths = [Path(s.history) for s in specs] + [folder / "nemesis.jsonl"]
     events = merge(paths, folder / "history.jsonl")
     notes = [n for s in specs if Path(s.notes).exists() for n in read_events(Path(s.notes))]
     counters: dict[str, Any] = {}
     if target.kind == STORE:
-        counters = asyncio.run(_counter_losses(target, prefix, run_id, options, events))
+        counters = asyncio.run(
+            counter_losses(target.direct_url(prefix), run_id, options.keys_per_family, events)
+        )
     verdict = check_history(
         folder / "history.jsonl",
         folder,
@@ -292,62 +302,6 @@ def _wait_workers(workers: list[subprocess.Popen[bytes]], deadline: float) -> li
             worker.kill()
             codes.append(worker.wait(10))
     return codes
-
-
-async def _counter_losses(
-    target: Target, prefix: str, run_id: str, options: RunOptions, events: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Final counter values against acknowledged increments (read straight from the server).
-
-    A counter must end between acknowledged + the negative unknown deltas and acknowledged +
-    the positive ones; below that, acknowledged increments were lost.
-    """
-    keys = [data_key(run_id, "counter", i) for i in range(options.keys_per_family)]
-    acked = dict.fromkeys(keys, 0)
-    low = dict.fromkeys(keys, 0)
-    high = dict.fromkeys(keys, 0)
-    invoked: dict[str, dict[str, Any]] = {}
-    for event in events:
-        if event["type"] == "invoke" and event.get("f") == "increment":
-            invoked[event["id"]] = event
-            continue
-        call = invoked.pop(event.get("id", ""), None)
-        if call is None or call["key"] not in acked:
-            continue
-        delta = call["args"]["delta"]
-        if event["type"] == "ok" and "error" not in event.get("result", {}):
-            acked[call["key"]] += delta
-        elif event["type"] == "info":
-            if delta < 0:
-                low[call["key"]] += delta
-            else:
-                high[call["key"]] += delta
-    for call in invoked.values():  # never completed: unknown
-        if call["key"] in acked:
-            bound = low if call["args"]["delta"] < 0 else high
-            bound[call["key"]] += call["args"]["delta"]
-    final: dict[str, int] = {}
-    last_error = ""
-    for _ in range(20):  # Sentinel may still be failing over: retry for a while
-        try:
-            async with lockyard.connect(target.direct_url(prefix)) as ly:
-                for key in keys:
-                    value = await ly.store.get(key)
-                    final[key] = int(value) if value is not None else 0
-            break
-        except Exception as exc:  # a StateError while Sentinel fails over, or a broken build
-            last_error = repr(exc)
-            await asyncio.sleep(1)
-    if len(final) < len(keys):
-        return {"error": f"could not read the counters: {last_error}"}
-    lost = sum(max(0, acked[k] + low[k] - final[k]) for k in keys)
-    gained = sum(max(0, final[k] - acked[k] - high[k]) for k in keys)
-    return {
-        "acknowledged_units": sum(acked.values()),
-        "final": final,
-        "lost_units": lost,
-        "phantom_units": gained,
-    }
 
 
 def run_backend(

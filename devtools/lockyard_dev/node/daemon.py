@@ -16,10 +16,13 @@ from lockyard_dev.servers.process import log_tail
 class Daemon:
     """``argv`` in its own session (a Ctrl-C for the harness must not reach it), logs to ``log``."""
 
-    def __init__(self, name: str, argv: Sequence[str], log: Path) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str], log: Path, keep_fds: Sequence[int] = ()
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log = log
+        self.keep_fds = tuple(keep_fds)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -39,6 +42,7 @@ class Daemon:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                pass_fds=self.keep_fds,
             )
 
     def exited(self) -> str | None:

@@ -40,6 +40,12 @@ class ImageStore:
         self._lock_fd = fd
         return self.folder / "root"
 
+    def lock_fds(self) -> tuple[int, ...]:
+        """The lock's file descriptor, for containerd to inherit (the lock is then held until
+        both it and this process are gone: a harness killed outright cannot hand a store in use
+        to the next node)."""
+        return (self._lock_fd,) if self._lock_fd is not None else ()
+
     def holds(self, archives: Sequence[Path]) -> bool:
         """Whether the store already has exactly these archives imported (names carry hashes)."""
         if self._lock_fd is None or not (self.folder / "root").is_dir():

@@ -313,6 +313,8 @@ class Node:
                 "containerd",
                 ["containerd", "--config", str(layout.containerd_config)],
                 layout.logs / "containerd.log",
+                # The store's lock stays held while this containerd runs, even if we die.
+                keep_fds=self._image_store.lock_fds() if index == 0 else (),
             ),
         )
         self.members.append(member)
@@ -496,6 +498,7 @@ class Node:
             unmount_below(self._image_store.root)
         self._image_store.release()
         self._host.remove_created()
+        kill_cgroup_members(self._made_cgroups)
         remove_cgroups(self._made_cgroups)
         self._made_cgroups = []
         if self.workdir is not None and self._owns_workdir:
@@ -570,6 +573,16 @@ def _remove_all_containers(socket: Path) -> None:
         ctr("containers", "delete", container)
 
 
+def kill_cgroup_members(roots: list[Path]) -> None:
+    """SIGKILL every process in the cgroup trees ``roots`` (the node's own roots only)."""
+    pids: set[int] = set()
+    for root in roots:
+        for procs in root.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(p) for p in procs.read_text().split())
+    kill_and_wait(sorted(pids))
+
+
 def reap_leftovers(workdir: Path) -> list[int]:
     """Clean up after a harness that died without `Node.stop` (killed, say): stop every
     process whose command line names ``workdir`` (kubelet and scheduler first, containers and
@@ -604,6 +617,9 @@ def reap_leftovers(workdir: Path) -> list[int]:
         while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
             time.sleep(0.05)
         kill_and_wait([pid])
+    # Whatever still runs in this run's cgroup roots is a container whose shim is gone (the
+    # roots' names are unique to the run folder, so nothing else is in them).
+    kill_cgroup_members(run_cgroups(workdir))
     unmount_below(workdir)
     HostPaths.from_record(workdir / HOST_RECORD).remove_created()
     remove_cgroups(run_cgroups(workdir))

@@ -29,8 +29,12 @@ from lockyard.guarantees import Guarantees
 from lockyard.keys import kind_of
 from lockyard.locks import AcquireAttempt, DistributedLock, LockInfo
 from lockyard.operations import OperationRunner, default_translate
+from lockyard.rwlocks import ReadWriteLocks
+from lockyard.semaphores import Semaphores
 from lockyard.signals import ReleaseSignals
 from lockyard.store import CasResult, StateStore, checked_sum, parse_counter
+
+from .memory_permits import MemoryFencedWrites, MemoryPermits
 
 SWEEP_INTERVAL_S = 0.1
 
@@ -74,6 +78,8 @@ class MemoryStateStore(_Clocked, StateStore):
         StateStore.__init__(self, runner)
         _Clocked.__init__(self, clock)
         self._locks = locks
+        #: Also emptied by ``purge`` (the permit tables of the backend).
+        self.purge_also: list[MemoryPermits] = []
         self._data: dict[str, _Entry] = {}
         self._by_kind: defaultdict[str, set[str]] = defaultdict(set)
         self._expiries: list[tuple[int, str]] = []
@@ -213,6 +219,8 @@ class MemoryStateStore(_Clocked, StateStore):
             positions.clear()
             ordered.clear()
         self._locks.clear()
+        for table in self.purge_also:
+            table.clear()
         return count
 
 
@@ -304,6 +312,11 @@ class MemoryLocks(_Clocked, DistributedLock):
         if self._live(name) is None:
             self._signal(name)
 
+    def holds(self, name: str, owner: str) -> bool:
+        """Whether ``owner`` holds a live lease of ``name`` (fenced writes ask this)."""
+        lease = self._live(name)
+        return lease is not None and lease.owner == owner
+
     async def _extend(self, name: str, owner: str, ttl_ms: int) -> bool:
         lease = self._live(name)
         if lease is None or lease.owner != owner:
@@ -330,6 +343,12 @@ class MemoryLocks(_Clocked, DistributedLock):
         self._signal(name)
         return True
 
+    async def _holder(self, name: str) -> LockInfo | None:
+        lease = self._live(name)
+        if lease is None:
+            return None
+        return LockInfo(name, lease.owner, lease.fencing_token, lease.deadline_ms - self._now_ms())
+
     async def _list_held(self) -> list[LockInfo]:
         now = self._now_ms()
         return [
@@ -349,6 +368,14 @@ class MemoryBackend:
         runner = OperationRunner(self.name, config.operation_timeout, default_translate)
         self.locks = MemoryLocks(runner, clock)
         self.store = MemoryStateStore(runner, clock, self.locks)
+        tables = {
+            space: MemoryPermits(runner, space, clock, self.locks._signals)
+            for space in ("semaphore", "rwlock")
+        }
+        self.semaphores = Semaphores(tables["semaphore"])
+        self.rwlocks = ReadWriteLocks(tables["rwlock"])
+        self.store.purge_also.extend(tables.values())
+        self.store.fenced_writes = MemoryFencedWrites(self.store, tables, self.locks.holds)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="lockyard-memory-sweep")
 
     async def _sweep_forever(self) -> None:
@@ -356,6 +383,8 @@ class MemoryBackend:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             self.store.sweep()
             self.locks.sweep()
+            for table in self.store.purge_also:
+                table.sweep()
 
     async def ping(self) -> float:
         started = time.perf_counter()

@@ -10,14 +10,20 @@ handle, so names, arguments, results and exceptions are those of the async API. 
 docs/sync.md for threads, forks, and what a lost lock does to a thread.
 """
 
+from lockyard.sync.bridge import BlockingIterator
 from lockyard.sync.connection import Connection, connect, connect_store
+from lockyard.sync.elections import Campaign, Elections, Leadership
 from lockyard.sync.locks import DistributedLock, LockGuard, LockHold
 from lockyard.sync.store import StateStore
 from lockyard.sync.threads import interrupt
 
 __all__ = [
+    "BlockingIterator",
+    "Campaign",
     "Connection",
     "DistributedLock",
+    "Elections",
+    "Leadership",
     "LockGuard",
     "LockHold",
     "StateStore",

@@ -17,8 +17,18 @@ is wrapped by the ``convert`` function given. A new primitive (elections, semaph
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    Self,
+    TypeVar,
+    overload,
+)
 
 from lockyard.sync import threads
 
@@ -28,6 +38,8 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 S = TypeVar("S")
+E = TypeVar("E")
+E_co = TypeVar("E_co", covariant=True)
 
 
 class Bridged(abc.ABC):
@@ -59,15 +71,30 @@ class Bridged(abc.ABC):
     async def _invoke(self, name: str, args: Any, kwargs: Any) -> Any:
         return await getattr(await self._target(), name)(*args, **kwargs)
 
-    def _call(self, name: str, args: Any, kwargs: Any, *, deliver_losses: bool = True) -> Any:
-        """Run ``target.name(*args, **kwargs)`` on the loop and block for its result.
+    async def _make(self, name: str, args: Any, kwargs: Any) -> Any:
+        """On the loop: ``target.name(*args, **kwargs)`` of a plain method (what it makes, such
+        as an observation and its events, belongs to the loop)."""
+        return getattr(await self._target(), name)(*args, **kwargs)
+
+    def _call(
+        self,
+        name: str,
+        args: Any,
+        kwargs: Any,
+        *,
+        deliver_losses: bool = True,
+        plain: bool = False,
+    ) -> Any:
+        """Run ``target.name(*args, **kwargs)`` on the loop and block for its result (of a
+        coroutine method, or, with ``plain``, of a plain one).
 
         A lock lost under a ``hold()`` block of this thread is raised here first (once).
         """
         state = threads.current()
         if deliver_losses and state.losses:
             state.raise_pending_loss()
-        return self._portal.start(self._coroutine, name, args, kwargs).wait(state)
+        make = self._make if plain else self._coroutine
+        return self._portal.start(make, name, args, kwargs).wait(state)
 
 
 class Blocking(Generic[P, R]):
@@ -75,12 +102,15 @@ class Blocking(Generic[P, R]):
 
     def __init__(
         self,
-        method: Callable[Concatenate[Any, P], Coroutine[Any, Any, Any]],
+        method: Callable[Concatenate[Any, P], Any],
         convert: Callable[[Any, Any], R] | None = None,
+        plain: bool = False,
     ) -> None:
         self.method = method
         self.name: str = method.__name__
         self.convert = convert
+        #: A plain method (not a coroutine function), run on the loop all the same.
+        self.plain = plain
         self.__doc__ = method.__doc__
         self.__wrapped__ = method  # inspect.signature() shows the async method's parameters
 
@@ -93,20 +123,20 @@ class Blocking(Generic[P, R]):
     def __get__(self, obj: Bridged | None, owner: type[Any]) -> Self | Callable[P, R]:
         if obj is None:
             return self
-        return _BoundBlocking(obj, self.name, self.convert)
+        return _BoundBlocking(obj, self)
 
 
 class _BoundBlocking:
-    __slots__ = ("_convert", "_name", "_obj")
+    __slots__ = ("_blocking", "_obj")
 
-    def __init__(self, obj: Bridged, name: str, convert: Callable[[Any, Any], Any] | None) -> None:
+    def __init__(self, obj: Bridged, blocking: Blocking[Any, Any]) -> None:
         self._obj = obj
-        self._name = name
-        self._convert = convert
+        self._blocking = blocking
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        result = self._obj._call(self._name, args, kwargs)
-        return result if self._convert is None else self._convert(self._obj, result)
+        blocking = self._blocking
+        result = self._obj._call(blocking.name, args, kwargs, plain=blocking.plain)
+        return result if blocking.convert is None else blocking.convert(self._obj, result)
 
 
 def blocking(
@@ -122,3 +152,62 @@ def blocking_as(
 ) -> Blocking[P, S]:
     """The blocking form of ``method``, its result passed through ``convert(facade, result)``."""
     return Blocking(method, convert)
+
+
+class _Observation(Protocol[E_co]):
+    def __anext__(self) -> Awaitable[E_co]: ...
+
+    def aclose(self) -> Awaitable[None]: ...
+
+
+class BlockingIterator(Generic[E]):
+    """An async iterator of the loop (an observation), as a blocking one: ``for x in it:``.
+
+    Each ``next()`` is a Lockyard call (so a lost ``hold()`` interrupts it); ``close()``, or
+    leaving ``with it:``, stops it.
+    """
+
+    def __init__(self, portal: Portal, iterator: _Observation[E]) -> None:
+        self._portal = portal
+        self._iterator = iterator
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> E:
+        state = threads.current()
+        if state.losses:
+            state.raise_pending_loss()
+        try:
+            item: E = self._portal.start(self._next).wait(state)
+        except StopAsyncIteration:
+            raise StopIteration from None
+        return item
+
+    async def _next(self) -> E:
+        return await self._iterator.__anext__()
+
+    def close(self) -> None:
+        if not self._portal.closed:
+            self._portal.call(self._close)
+
+    async def _close(self) -> None:
+        await self._iterator.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def blocking_iter(
+    method: Callable[Concatenate[Any, P], _Observation[E]],
+) -> Blocking[P, BlockingIterator[E]]:
+    """The blocking form of a plain method returning an async iterator (``observe``): made
+    on the loop, iterated from the thread."""
+    return Blocking(method, _iterate, plain=True)
+
+
+def _iterate(obj: Bridged, iterator: _Observation[E]) -> BlockingIterator[E]:
+    return BlockingIterator(obj._portal, iterator)

@@ -33,18 +33,40 @@ from lockyard.sync.locks import LockGuard, LockHold
 from lockyard.sync.threads import interrupt
 from lockyard.testing.fixtures import ConnectFactory
 
-#: Enough threads for the suite's most crowded test (8 waiters) several times over.
-MAX_THREADS = 64
-
 
 class _Workers:
-    """Runs blocking calls in threads; a cancelled await interrupts the thread and waits."""
+    """One thread per asyncio task, as each worker of a threaded program has its own thread.
+
+    (A shared ``ThreadPoolExecutor`` does not fit: it counts finished jobs as idle threads, so
+    a call can wait in its queue behind threads blocked in long ``acquire`` waits, and then
+    reaches the backend after callers that came later.)
+    """
 
     def __init__(self) -> None:
-        self.pool = concurrent.futures.ThreadPoolExecutor(MAX_THREADS, "lockyard-sync-suite")
+        self._threads: dict[asyncio.Task[Any], concurrent.futures.ThreadPoolExecutor] = {}
+
+    def _thread(self) -> concurrent.futures.ThreadPoolExecutor:
+        task = asyncio.current_task()
+        assert task is not None, "the conformance suite runs in tasks"
+        thread = self._threads.get(task)
+        if thread is None:
+            thread = concurrent.futures.ThreadPoolExecutor(1, "lockyard-sync-suite")
+            self._threads[task] = thread
+            task.add_done_callback(self._retire)
+        return thread
+
+    def _retire(self, task: asyncio.Task[Any]) -> None:
+        thread = self._threads.pop(task, None)
+        if thread is not None:
+            thread.shutdown(wait=False)
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await run_interruptibly(self.pool, fn, *args, **kwargs)
+        return await run_interruptibly(self._thread(), fn, *args, **kwargs)
+
+    def shutdown(self) -> None:
+        for thread in self._threads.values():
+            thread.shutdown(wait=False)
+        self._threads.clear()
 
 
 class _Running:
@@ -245,7 +267,7 @@ class AsyncFacade:
         try:
             await self._workers.call(self.sync.close)
         finally:
-            self._workers.pool.shutdown(wait=False)
+            self._workers.shutdown()
 
 
 def sync_connect_factory(open_sync: Callable[[str], Connection]) -> ConnectFactory:

@@ -19,6 +19,7 @@ from lockyard.connection import Connection as AsyncConnection
 from lockyard.connection import open_connection
 from lockyard.guarantees import Guarantees
 from lockyard.sync.bridge import Bridged, blocking
+from lockyard.sync.elections import Elections
 from lockyard.sync.locks import DistributedLock
 from lockyard.sync.portal import EXIT_CLOSE_TIMEOUT_S, Portal, abandon
 from lockyard.sync.store import StateStore
@@ -52,7 +53,7 @@ class _Slot:
 
 
 class Connection(Bridged):
-    """A blocking handle: ``.store``, ``.locks``, ``.backend``, ``.guarantees``, ``close()``.
+    """A blocking handle: ``.store``, ``.locks``, ``.elections``, ``.guarantees``, ``close()``.
 
     Safe to share between threads; usable in a forked child (it reconnects there); closed at
     interpreter exit if still open.
@@ -70,6 +71,8 @@ class Connection(Bridged):
         self.store = StateStore(self)
         #: Locks: the same operations as ``lockyard.DistributedLock``, blocking.
         self.locks = DistributedLock(self)
+        #: Leader elections: as ``lockyard.Elections``, blocking.
+        self.elections = Elections(self)
         # Dropped without close(), or still open at interpreter exit (finalizers run then too):
         # close the backend and stop the loop thread all the same.
         weakref.finalize(self, _close_dropped, self.__portal, self._slot)

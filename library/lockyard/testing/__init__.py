@@ -17,15 +17,27 @@ Class attributes tune the timing bounds a backend promises (``handover_bound_s``
 """
 
 from lockyard.testing.fixtures import ConformanceBase, ConnectFactory
+from lockyard.testing.suite_elections import ElectionConformance
+from lockyard.testing.suite_fencing import FencingConformance
 from lockyard.testing.suite_indexes import IndexConformance
 from lockyard.testing.suite_locks import LockConformance
 from lockyard.testing.suite_races import RaceConformance
+from lockyard.testing.suite_rwlocks import ReadWriteLockConformance
 from lockyard.testing.suite_scans import ScanConformance
+from lockyard.testing.suite_semaphores import SemaphoreConformance
 from lockyard.testing.suite_store import StoreConformance
 
 
 class Conformance(
-    StoreConformance, ScanConformance, IndexConformance, RaceConformance, LockConformance
+    StoreConformance,
+    ScanConformance,
+    IndexConformance,
+    RaceConformance,
+    LockConformance,
+    ElectionConformance,
+    FencingConformance,
+    SemaphoreConformance,
+    ReadWriteLockConformance,
 ):
     """Every part of the contract; what each backend's test module subclasses."""
 
@@ -34,9 +46,13 @@ __all__ = [
     "Conformance",
     "ConformanceBase",
     "ConnectFactory",
+    "ElectionConformance",
+    "FencingConformance",
     "IndexConformance",
     "LockConformance",
     "RaceConformance",
+    "ReadWriteLockConformance",
     "ScanConformance",
+    "SemaphoreConformance",
     "StoreConformance",
 ]

@@ -35,10 +35,12 @@ class Operators:
         self.started: list[OperatorProcess] = []
         self.secrets: set[str] = set()
 
-    async def start(self, *extra: str, scope: list[str] | None = None) -> OperatorProcess:
+    async def start(
+        self, *extra: str, scope: list[str] | None = None, kubeconfig: Path | None = None
+    ) -> OperatorProcess:
         args = scope if scope is not None else [f"--namespace={self.namespace}"]
         log = self.folder / f"operator-{len(self.started)}.log"
-        process = OperatorProcess(self.kubeconfig, [*args, *extra], log).start()
+        process = OperatorProcess(kubeconfig or self.kubeconfig, [*args, *extra], log).start()
         self.started.append(process)
         if await process.wait_healthy(30.0) is None:
             state = "is not healthy" if process.running else "exited"

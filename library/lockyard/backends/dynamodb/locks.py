@@ -87,6 +87,23 @@ class DynamoDBLocks(DistributedLock):
             and int_of(item, layout.DEADLINE) > self._t.now_ms()
         )
 
+    async def _holder(self, name: str) -> LockInfo | None:
+        response = await self._t.call(
+            self._client.get_item,
+            Key=self._key(name),
+            ConsistentRead=True,
+            ProjectionExpression=layout.HELD_FIELDS,
+        )
+        item: Item = response.get("Item") or {}
+        now = self._t.now_ms()
+        if layout.OWNER not in item or layout.DEADLINE not in item:
+            return None
+        deadline = int_of(item, layout.DEADLINE)
+        if deadline <= now:
+            return None
+        owner = item[layout.OWNER]["S"]
+        return LockInfo(name, owner, int_of(item, layout.FENCING), deadline - now)
+
     async def _list_held(self) -> list[LockInfo]:
         now = self._t.now_ms()
         items = await self._t.query(

@@ -17,6 +17,7 @@ from lockyard.guarantees import Guarantees
 
 from . import sql
 from .errors import BACKEND_NAME, runner
+from .lean_pool import LeanPool
 from .locks import PostgresLocks
 from .migrations import SETUP_TIMEOUT_S, migrate_connection, require_schema
 from .pool import StatementPool, close_pool, create_pool
@@ -50,7 +51,7 @@ class PostgresBackend:
     name = BACKEND_NAME
     guarantees = GUARANTEES
 
-    def __init__(self, config: PostgresConfig, pool: asyncpg.Pool) -> None:
+    def __init__(self, config: PostgresConfig, pool: LeanPool) -> None:
         self.config = config
         self.pool = pool
         self.db = StatementPool(pool)
@@ -94,7 +95,7 @@ class PostgresBackend:
 async def open_backend(config: PostgresConfig) -> PostgresBackend:
     """Open the pool, migrate the schema (or check it, with ``migrate=false``), start helpers."""
     setup = runner(config, max(SETUP_TIMEOUT_S, config.operation_timeout))
-    pool = await setup("connect", create_pool(config))
+    pool = create_pool(config)
     try:
 
         async def prepare(connection: asyncpg.Connection) -> None:

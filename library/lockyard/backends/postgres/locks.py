@@ -92,6 +92,10 @@ class PostgresLocks(DistributedLock):
         status = await self._run("sweep_waiters", self._db.execute(self._q.sweep_waiters))
         return int(status.rsplit(" ", 1)[-1])
 
+    async def _holder(self, name: str) -> LockInfo | None:
+        row = await self._db.fetchrow(self._q.holder, self._prefix, name)
+        return None if row is None else LockInfo(name, row[0], row[1], row[2])
+
     async def _list_held(self) -> list[LockInfo]:
         rows = await self._db.fetch(self._q.list_held, self._prefix)
         return [LockInfo(row[0], row[1], row[2], row[3]) for row in rows]

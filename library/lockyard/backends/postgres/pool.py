@@ -1,4 +1,4 @@
-"""The PostgreSQL backend's connection pool, and the one way its operations use it.
+"""How the PostgreSQL backend's operations use its connections (:mod:`.lean_pool`).
 
 Every store and lock operation is one statement on one pooled connection
 (:class:`StatementPool`); asyncpg caches each prepared statement per connection, and the texts
@@ -18,34 +18,27 @@ from asyncpg import exceptions as pg_errors
 from lockyard.config import PostgresConfig
 
 from .errors import is_connection_error
-from .tls import connect_kwargs
+from .lean_pool import LeanPool
+from .tls import connect, connect_kwargs
 
 T = TypeVar("T")
 
 
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """Pool ``reset`` hook: nothing to reset. Pooled connections never change session state
-    (no SET, LISTEN or session advisory locks), and asyncpg's default reset costs one more
-    round trip per operation."""
+def create_pool(config: PostgresConfig) -> LeanPool:
+    """The pool of a backend: empty, connections opened as operations need them (so no task
+    re-opens connections, and logs, while the server is away)."""
+    kwargs = connect_kwargs(config)
+    return LeanPool(lambda: connect(kwargs), config.pool_size)
 
 
-def create_pool(config: PostgresConfig) -> Awaitable[asyncpg.Pool]:
-    """The pool of a backend (awaited under the setup timeout by the caller)."""
-    # min_size=0: no background task re-opening connections (and logging) while the server is
-    # away; idle connections are still kept for reuse.
-    pool: Awaitable[asyncpg.Pool] = asyncpg.create_pool(
-        min_size=0, max_size=config.pool_size, reset=_keep_session, **connect_kwargs(config)
-    )
-    return pool
-
-
-async def close_pool(pool: asyncpg.Pool, timeout: float) -> None:
+async def close_pool(pool: LeanPool, timeout: float) -> None:
     """Close gracefully within ``timeout``, else drop every connection."""
     try:
         async with asyncio.timeout(timeout):
             await pool.close()
     except (TimeoutError, OSError, pg_errors.InterfaceError, pg_errors.PostgresError):
-        pool.terminate()
+        pass
+    pool.terminate()
 
 
 def _drop(connection: asyncpg.Connection) -> None:
@@ -55,8 +48,8 @@ def _drop(connection: asyncpg.Connection) -> None:
 
 
 class StatementPool:
-    """Runs one statement on a pooled connection (what ``pool.fetchrow`` etc. do), with two
-    differences that bound what a failure costs:
+    """Runs one statement on a pooled connection (what ``pool.fetchrow`` etc. do), in a way
+    that bounds what a failure costs:
 
     - A cancelled statement (the operation timeout fired) terminates its connection at once.
       asyncpg would otherwise send the server a cancel request and keep the caller waiting until
@@ -69,7 +62,7 @@ class StatementPool:
       whatever the scheduling (operations already in flight on dead connections fail with them).
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: LeanPool) -> None:
         self.pool = pool
         #: Bumped with every ``expire_connections()``. A connection acquired in an older epoch
         #: is expired already: its death says nothing about the connections opened since.
@@ -99,12 +92,12 @@ class StatementPool:
                 await self._expire(epoch)
             raise
         finally:
-            await pool.release(connection)
+            pool.release(connection)
 
     async def _expire(self, epoch: int) -> None:
         if epoch == self._epoch:
             self._epoch += 1
-            await self.pool.expire_connections()
+            self.pool.expire_connections()
 
     async def fetchval(self, query: str, *args: object) -> Any:
         return await self.run(lambda connection: connection.fetchval(query, *args))

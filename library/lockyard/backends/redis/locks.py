@@ -25,7 +25,7 @@ from lockyard.signals import ReleaseSignals
 from . import scripts as lua
 from .keys import KeyLayout
 from .pool import command
-from .scripts import Scripts
+from .scripts import LuaScript, Scripts
 from .store import PURGE_BATCH, SCAN_COUNT
 
 #: Fencing token = epoch << FENCING_EPOCH_SHIFT | counter (counters stay below 2**40).
@@ -55,9 +55,32 @@ class RedisLocks(DistributedLock):
         #: Tags this client's queue entries: a release whose next owner waits here wakes it
         #: directly instead of publishing to ourselves.
         self._client_id = secrets.token_hex(8)
+        self._lock_info = LuaScript(client, lua.LOCK_INFO)
 
     async def _try_acquire(
         self, name: str, owner: str, ttl_ms: int, wait_ms: int | None = None
+    ) -> AcquireAttempt:
+        pipeline = getattr(self._client, "auto_pipeline", None)
+        if pipeline is None or self._wait_replicas:
+            return await self._acquire_on_own_connection(name, owner, ttl_ms, wait_ms)
+        script = self._scripts.acquire
+        keys = self._layout.lock_keys(name)
+        waiter_lease = "" if wait_ms is None else wait_ms
+        client_id = self._client_id
+
+        def evalsha(epoch: int) -> tuple[Any, ...]:
+            # The fencing epoch is that of the server the pipelined connection was opened to.
+            return ("EVALSHA", script.sha, 4, *keys, owner, ttl_ms, epoch, waiter_lease, client_id)
+
+        try:
+            result = await pipeline.call_with_epoch(evalsha)
+        except rx.NoScriptError:
+            await pipeline.call(("SCRIPT", "LOAD", script.script))
+            result = await pipeline.call_with_epoch(evalsha)
+        return _attempt(result, wait_ms)
+
+    async def _acquire_on_own_connection(
+        self, name: str, owner: str, ttl_ms: int, wait_ms: int | None
     ) -> AcquireAttempt:
         pool = self._client.connection_pool
         # The acquisition runs on a connection we hold, because the fencing epoch belongs to
@@ -74,13 +97,10 @@ class RedisLocks(DistributedLock):
             except rx.NoScriptError:
                 await command(connection, "SCRIPT", "LOAD", script.script)
                 result = await command(connection, "EVALSHA", script.sha, 4, *args)
-            if not isinstance(result, list):
-                retry_after = max(int(result), 0)
-                return AcquireAttempt(None, retry_after, queued=wait_ms is not None)
-            token = int(result[0]) << FENCING_EPOCH_SHIFT | int(result[1])
-            if self._wait_replicas:
+            attempt = _attempt(result, wait_ms)
+            if attempt.fencing_token is not None and self._wait_replicas:
                 await self._confirm_replicas(connection, name, owner)
-            return AcquireAttempt(token)
+            return attempt
         finally:
             await pool.release(connection)
 
@@ -134,6 +154,16 @@ class RedisLocks(DistributedLock):
         if head:
             self._signals.wake(name, head)
 
+    async def _holder(self, name: str) -> LockInfo | None:
+        layout = self._layout
+        info = await self._lock_info((layout.lease(name), layout.fence(name)), ())
+        if not info:
+            return None
+        owner, remaining, epoch, counter = info
+        return LockInfo(
+            name, owner, int(epoch) << FENCING_EPOCH_SHIFT | int(counter), int(remaining)
+        )
+
     async def _list_held(self) -> list[LockInfo]:
         layout = self._layout
         held: list[LockInfo] = []
@@ -163,3 +193,10 @@ class RedisLocks(DistributedLock):
                 token = int(epoch) << FENCING_EPOCH_SHIFT | int(counter)
                 infos.append(LockInfo(layout.lock_name(lease), owner, token, int(remaining)))
         return infos
+
+
+def _attempt(result: Any, wait_ms: int | None) -> AcquireAttempt:
+    """The acquire script's reply: ``[epoch, counter]`` when taken, else the retry delay."""
+    if not isinstance(result, list):
+        return AcquireAttempt(None, max(int(result), 0), queued=wait_ms is not None)
+    return AcquireAttempt(int(result[0]) << FENCING_EPOCH_SHIFT | int(result[1]))

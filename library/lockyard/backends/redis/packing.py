@@ -6,7 +6,8 @@ client always packs in Python. For the 12 arguments of a lock's ``EVALSHA`` that
 with ``hiredis.pack_command`` instead, which writes the same bytes (UTF-8 for text, decimal for
 integers, ``repr`` for floats). Anything it does not take (``None``, ``bool``, an encoder that
 is not strict UTF-8, a command name holding a space) goes through redis-py's own packer, so
-errors stay redis-py's ``DataError``.
+errors stay redis-py's ``DataError``. :func:`pack` gives the same bytes as one buffer, for the
+auto-pipelined connections (:mod:`.pipelined`), which write many commands at once.
 """
 
 from __future__ import annotations
@@ -42,6 +43,22 @@ class _HiredisPacking(AbstractConnection):
 
 class PackedConnection(_HiredisPacking, Connection):
     pass
+
+
+#: Packs what hiredis refuses, as redis-py's connections do (it never connects).
+_FALLBACK = PackedConnection()
+
+
+def pack(args: tuple[Any, ...]) -> bytes:
+    """One command's bytes: exactly what :class:`PackedConnection` sends for it."""
+    first = args[0]
+    if _hiredis_pack is not None and isinstance(first, str) and " " not in first:
+        try:
+            packed: bytes = _hiredis_pack(args)
+            return packed
+        except TypeError:
+            pass
+    return b"".join(_FALLBACK.pack_command(*args))
 
 
 class PackedSSLConnection(_HiredisPacking, SSLConnection):

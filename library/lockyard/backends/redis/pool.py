@@ -2,21 +2,25 @@
 
 - :func:`connection_kwargs`: the settings of every connection (and why: no socket timeout, no
   retry).
-- :class:`LeanCheckout`: the command pool. It hands out a free connection directly when nobody
-  waits, and once any of its connections is found dead it retires every connection opened
-  before (each is closed and re-opened when next checked out), so a server restart costs at
-  most one failed operation per caller, whatever the event loop has seen of the other sockets.
-- :func:`single_server_clients`: the command client and the release-signal client of a
-  ``redis://`` or ``rediss://`` backend (Sentinel's are in :mod:`.sentinel`).
+- :class:`LeanCheckout`: the command pool. It serves waiters first come, first served, hands
+  out a free connection directly when nobody waits, and once any of its connections is found
+  dead it retires every connection opened before (each is closed and re-opened when next
+  checked out), so a server restart costs at most one failed operation per caller, whatever
+  the event loop has seen of the other sockets.
+- :func:`single_server_clients`: the command client (its commands auto-pipelined,
+  :mod:`.autopipeline`; its pool for pipelines and ``WAIT``) and the release-signal client of
+  a ``redis://`` or ``rediss://`` backend (Sentinel's are in :mod:`.sentinel`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 import sys
+from collections import deque
 from typing import Any
 
-from redis import exceptions as rx
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
@@ -24,15 +28,13 @@ from redis.backoff import NoBackoff
 
 from lockyard.config import RedisConfig, RedisSentinelConfig
 
+from .autopipeline import AutoPipeline, AutoPipelinedRedis, ConnectSettings, FixedAddress
+from .generations import DEAD_SERVER, Generations
 from .packing import PackedConnection, PackedSSLConnection
 
 HEALTH_CHECK_INTERVAL_S = 30
 #: Connections of the release-signal client: one subscription, and room for a re-subscription.
 SIGNAL_POOL_SIZE = 4
-
-#: What redis-py is handling when it drops a connection whose server end is gone (a reset, an
-#: end of stream, a refused connect) or, ``READONLY``, is no longer the master.
-_DEAD_SERVER = (rx.ConnectionError, rx.ReadOnlyError, OSError)
 
 
 def connection_kwargs(config: RedisConfig | RedisSentinelConfig) -> dict[str, Any]:
@@ -72,16 +74,6 @@ def tls_kwargs(config: RedisConfig | RedisSentinelConfig) -> dict[str, Any]:
     }
 
 
-class Generations:
-    """Counts the connections of one pool found dead: a connection opened in an older
-    generation predates the last one, and is retired."""
-
-    __slots__ = ("current",)
-
-    def __init__(self) -> None:
-        self.current = 0
-
-
 class ReportsDeath(AbstractConnection):
     """A connection that tells its pool when it finds its server gone."""
 
@@ -99,7 +91,7 @@ class ReportsDeath(AbstractConnection):
         # generation has news: an older one's death was expected.
         if generations is not None and self.generation == generations.current:
             cause = kwargs.get("error") or sys.exc_info()[1]
-            if isinstance(cause, _DEAD_SERVER):
+            if isinstance(cause, DEAD_SERVER):
                 generations.current += 1
         await super().disconnect(*args, **kwargs)
 
@@ -121,16 +113,24 @@ def _observability_enabled() -> bool:
 
 
 class LeanCheckout(BlockingConnectionPool):
-    """A blocking pool whose uncontended checkout skips redis-py's bookkeeping, and which
-    retires every connection opened before one found dead.
+    """A blocking pool that serves waiters first come, first served, skips redis-py's
+    bookkeeping on the hot path, and retires every connection opened before one found dead.
 
-    redis-py 8 records connection metrics and dispatches a "connection released" event on
-    every checkout and return, through an ``asyncio.Condition`` and a lock; on the hot path
-    that costs about as much as the rest of a ``GET``. When a connection is free, no task is
-    waiting and redis-py's observability is off, this pool hands it out directly, still
-    checking it (``ensure_connection``: reconnects a connection the server closed). Otherwise,
-    and for every waiter, the stock path runs, so waiters are served in order. The released
-    event only matters for streaming credential providers, which Lockyard does not use.
+    Fairness: redis-py's blocking pool wakes a waiter through an ``asyncio.Condition``; the
+    woken waiter must then queue again for the condition's lock, behind callers that arrived
+    meanwhile, and when one of them took the connection it waits again at the back. With 64
+    tasks on 16 connections some waiters lose that race for the whole run: their wait, up to
+    the run's length, was the 250-425 ms p99 of ``make bench`` (docs/backends/redis.md,
+    *Concurrency*). Here a released connection goes straight to the oldest waiter, and nobody
+    takes a free connection while anyone waits.
+
+    Lean: redis-py 8 records connection metrics and dispatches a "connection released" event
+    on every checkout and return, through the condition and a lock; on the hot path that costs
+    about as much as the rest of a ``GET``. When redis-py's observability is on (or a
+    maintenance notification is being handled, which needs RESP3) the stock path runs instead.
+    The released event only matters for streaming credential providers, which Lockyard does
+    not use. The pool's own ``timeout`` is not applied: Lockyard passes ``None`` and bounds the
+    wait with the operation timeout.
 
     Retiring (asyncpg's ``Pool.expire_connections()``, done lazily): after a server restart
     every pooled socket is dead, but one whose end the event loop has not processed yet still
@@ -139,12 +139,13 @@ class LeanCheckout(BlockingConnectionPool):
     generation is closed at checkout and re-opened.
     """
 
-    _waiting = 0
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._lean = not _observability_enabled()
+        #: redis-py's observability is off: the pool's fast paths, and auto-pipelining, run.
+        self.lean = not _observability_enabled()
         self.generations = Generations()
+        #: Callers waiting for a connection, oldest first; each is handed one directly.
+        self._waiters: deque[asyncio.Future[AbstractConnection]] = deque()
 
     def make_connection(self) -> AbstractConnection:
         connection: AbstractConnection = super().make_connection()  # type: ignore[no-untyped-call]
@@ -161,29 +162,48 @@ class LeanCheckout(BlockingConnectionPool):
         await super().ensure_connection(connection)
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
-        available = self._available_connections
-        if available and self._lean and not self._waiting and not self._in_maintenance:
-            connection: AbstractConnection = available.pop()
-            self._in_use_connections.add(connection)
-            try:
-                await self.ensure_connection(connection)
-            except BaseException:
-                await self.release(connection)
-                raise
-            return connection
-        self._waiting += 1
-        try:
+        if not self.lean or self._in_maintenance:
             return await super().get_connection()  # type: ignore[no-untyped-call,no-any-return]
-        finally:
-            self._waiting -= 1
+        if self._waiters or not self.can_get_connection():
+            connection = await self._wait_for_connection()
+        else:
+            connection = self.get_available_connection()  # type: ignore[no-untyped-call]
+        try:
+            await self.ensure_connection(connection)
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
+    async def _wait_for_connection(self) -> AbstractConnection:
+        waiter: asyncio.Future[AbstractConnection] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                await self.release(waiter.result())  # handed over as we were cancelled: pass on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
 
     async def release(self, connection: AbstractConnection) -> None:
-        if not self._lean or self._waiting or self._in_maintenance:
+        if not self.lean:
             await super().release(connection)
             return
-        self._in_use_connections.remove(connection)
         if connection.should_reconnect():  # type: ignore[no-untyped-call]
             await connection.disconnect()
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)  # stays in use: the waiter's now
+                return
+        if self._in_maintenance:
+            await super().release(connection)
+            return
+        self._in_use_connections.discard(connection)
         self._available_connections.append(connection)
 
 
@@ -200,7 +220,15 @@ def single_server_clients(config: RedisConfig) -> tuple[Redis, Redis]:
     signal_pool = ConnectionPool(
         max_connections=SIGNAL_POOL_SIZE, connection_class=connection_class, **kwargs
     )
-    return Redis.from_pool(pool), Redis.from_pool(signal_pool)
+    pipeline = None
+    if pool.lean:
+        pipeline = AutoPipeline(
+            ConnectSettings.of(config),
+            FixedAddress(config.host, config.port),
+            pool.generations,
+            stale_after=config.operation_timeout / 2,
+        )
+    return AutoPipelinedRedis.over(pool, pipeline), Redis.from_pool(signal_pool)
 
 
 async def command(connection: AbstractConnection, *args: Any) -> Any:

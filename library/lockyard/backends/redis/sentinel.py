@@ -24,6 +24,7 @@ from lockyard._tasks import raise_if_cancelled
 from lockyard.config import RedisSentinelConfig
 from lockyard.signals import ReconnectingListener
 
+from .autopipeline import AutoPipeline, AutoPipelinedRedis, ConnectSettings, MasterAddress
 from .packing import PackedSentinelConnection, PackedSSLConnection
 from .pool import SIGNAL_POOL_SIZE, LeanCheckout, ReportsDeath, connection_kwargs, tls_kwargs
 from .signals import LISTEN_POLL_S, close_pubsub
@@ -232,4 +233,12 @@ def sentinel_clients(config: RedisSentinelConfig) -> tuple[Redis, Redis, EpochSe
         )
 
     commands, signals = pool(config.pool_size), pool(SIGNAL_POOL_SIZE)
-    return Redis.from_pool(commands), Redis.from_pool(signals), sentinel
+    pipeline = None
+    if commands.lean:
+        pipeline = AutoPipeline(
+            ConnectSettings.of(config),
+            MasterAddress(commands),
+            commands.generations,
+            stale_after=config.operation_timeout / 2,
+        )
+    return AutoPipelinedRedis.over(commands, pipeline), Redis.from_pool(signals), sentinel

@@ -27,6 +27,7 @@ from .locks import (
     ACQUIRE,
     BREAK,
     EXTEND,
+    HOLDER,
     IS_HELD,
     LEAVE_QUEUE,
     LIST_HELD,
@@ -73,6 +74,7 @@ __all__ = [
     "EXTEND",
     "GET",
     "GET_VERSIONED",
+    "HOLDER",
     "INCREMENT",
     "INDEX_ADD",
     "INDEX_DUE",
@@ -136,6 +138,7 @@ class Statements:
     sweep_waiters: str
     is_held: str
     list_held: str
+    holder: str
     current_version: str
     record_version: str
     create_version_table: str
@@ -167,6 +170,7 @@ def render(schema: str) -> Statements:
         "sweep_waiters": SWEEP_WAITERS,
         "is_held": IS_HELD,
         "list_held": LIST_HELD,
+        "holder": HOLDER,
         "current_version": CURRENT_VERSION,
         "record_version": RECORD_VERSION,
         "create_version_table": CREATE_VERSION_TABLE,

@@ -7,6 +7,13 @@ is the quoted schema name, filled in by :func:`lockyard.backends.postgres.sql.re
 from __future__ import annotations
 
 _LEASE = "clock_timestamp() + $4::bigint * interval '1 millisecond'"
+
+# Called in a statement's RETURNING, so only when it wrote a row: that statement's transaction
+# commits without waiting for its WAL to be flushed (``SET LOCAL synchronous_commit = off``, for
+# this one transaction). Only writes whose loss in a crash keeps mutual exclusion and fencing
+# use it (release, break, leaving the queue): the argument is in docs/backends/postgres.md,
+# *Durability*. Acquire and extend always wait for the flush.
+_NO_FLUSH_WAIT = "set_config('synchronous_commit', 'off', true)"
 _REMAINING_MS = "ceil(extract(epoch FROM expires_at - clock_timestamp()) * 1000)"
 
 # The first live waiter of lock $2 (expired entries are skipped; the background sweep deletes
@@ -89,12 +96,12 @@ _NOTIFY_HEAD = """
 # Returns one row (released, next_owner): released 1 if $3 held a live lease, now released (the
 # row and its fencing counter stay, without owner), and the head of the queue notified as
 # above; next_owner is that head (NULL when nobody is queued). released 0 (and nothing run or
-# notified) otherwise.
+# notified) otherwise. The commit does not wait for the WAL flush (_NO_FLUSH_WAIT).
 RELEASE = f"""
 WITH released AS (
     UPDATE {{s}}.locks SET owner = NULL, expires_at = NULL
     WHERE prefix = $1 AND name = $2 AND owner = $3 AND expires_at > clock_timestamp()
-    RETURNING name, {_HEAD_ROW} AS head
+    RETURNING name, {_HEAD_ROW} AS head, {_NO_FLUSH_WAIT}
 )
 SELECT count(*) AS released, max((head).owner) AS next_owner FROM (
     SELECT head,{_NOTIFY_HEAD.format(client="$5", channel="$4")}
@@ -104,12 +111,12 @@ SELECT count(*) AS released, max((head).owner) AS next_owner FROM (
 
 # Params: $1 prefix, $2 name, $3 notification channel, $4 the caller's client id.
 # Returns one row (released, next_owner): released 1 if a live lease (any owner) was released
-# and the head of the queue notified (as RELEASE), else 0.
+# and the head of the queue notified (as RELEASE), else 0. No wait for the flush, as RELEASE.
 BREAK = f"""
 WITH broken AS (
     UPDATE {{s}}.locks SET owner = NULL, expires_at = NULL
     WHERE prefix = $1 AND name = $2 AND owner IS NOT NULL AND expires_at > clock_timestamp()
-    RETURNING name, {_HEAD_ROW} AS head
+    RETURNING name, {_HEAD_ROW} AS head, {_NO_FLUSH_WAIT}
 )
 SELECT count(*) AS released, max((head).owner) AS next_owner FROM (
     SELECT head,{_NOTIFY_HEAD.format(client="$4", channel="$3")}
@@ -120,11 +127,11 @@ SELECT count(*) AS released, max((head).owner) AS next_owner FROM (
 # Params: $1 prefix, $2 name, $3 owner token, $4 notification channel, $5 the caller's client id.
 # A waiter gives up: deletes $3's entry; if it had one and the lock is free, notifies the new
 # head of the queue as RELEASE does (it would otherwise wait for a release that already
-# happened). Returns (next_owner): that head, or NULL.
+# happened). Returns (next_owner): that head, or NULL. No wait for the flush, as RELEASE.
 LEAVE_QUEUE = f"""
 WITH gone AS (
     DELETE FROM {{s}}.lock_waiters WHERE prefix = $1 AND name = $2 AND owner = $3
-    RETURNING name
+    RETURNING name, {_NO_FLUSH_WAIT}
 ), next AS (
     SELECT name, (
         SELECT w FROM {{s}}.lock_waiters AS w
@@ -163,4 +170,12 @@ LIST_HELD = f"""
 SELECT name, owner, fencing, greatest(1, {_REMAINING_MS})::bigint AS expires_in_ms
 FROM {{s}}.locks
 WHERE prefix = $1 AND owner IS NOT NULL AND expires_at > clock_timestamp()
+"""
+
+# Params: $1 prefix, $2 name. Returns (owner, fencing, expires_in_ms) of the live lease of $2,
+# or no row when it is free (lockyard.observe and elections read one lock with it).
+HOLDER = f"""
+SELECT owner, fencing, greatest(1, {_REMAINING_MS})::bigint AS expires_in_ms
+FROM {{s}}.locks
+WHERE prefix = $1 AND name = $2 AND owner IS NOT NULL AND expires_at > clock_timestamp()
 """

@@ -1,0 +1,365 @@
+"""Conformance: leader elections and lock observation (spec sections 4a and 4b).
+
+Leadership is holding the election's lock, so these tests hold every backend to the same
+promises as the lock suite, seen through the election API: one leader at a time, terms that
+strictly increase, loss at the local deadline, a hand-over at once on ``resign()``, candidates
+served in order where ``Guarantees.fifo_waiters``; and an observer that reports every change in
+order, once. Observers are tested on the connection that makes the changes (it learns from its
+own guards) and on a second connection to the same store (it learns from release signals,
+lease ends and polls), except on memory, whose state lives in one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from lockyard import LockLostError, LockTimeoutError
+from lockyard.connection import Connection
+from lockyard.elections import Leadership, LeadershipChange
+from lockyard.locks import ELECTION_LOCK_PREFIX
+from lockyard.observe import LockEvent
+from lockyard.testing.fixtures import ConformanceBase
+from lockyard.testing.virtual_time import loop_time
+
+OpenStore = Callable[[str], Awaitable[Connection]]
+
+
+def election_name() -> str:
+    return f"election-{uuid.uuid4().hex[:8]}"
+
+
+async def collect(events: Any, count: int, timeout: float) -> list[Any]:
+    """The first ``count`` items of an observation, or fail after ``timeout`` seconds."""
+    got: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout):
+            async for event in events:
+                got.append(event)
+                if len(got) == count:
+                    break
+    except TimeoutError:
+        raise AssertionError(
+            f"only {len(got)} of {count} events within {timeout}s: {got}"
+        ) from None
+    return got
+
+
+@pytest.mark.asyncio
+class ElectionConformance(ConformanceBase):
+    #: Time for a candidate's first attempt to reach the backend (as in the lock suite).
+    queue_join_s: float = 0.15
+    #: How often the suite's observers on a second connection read when nothing signals.
+    observe_poll_s: float = 0.05
+
+    async def observer_connection(self, ly: Connection, open_store: OpenStore) -> Connection:
+        """A second connection to ``ly``'s store (memory: ``ly``, its state is per connection)."""
+        if ly.backend == "memory":
+            return ly
+        return await open_store(ly.prefix)
+
+    # -- leadership ------------------------------------------------------------------------
+    async def test_one_leader_at_a_time_among_16_candidates(self, ly: Connection) -> None:
+        name = election_name()
+        leading = 0
+        terms: list[int] = []
+        identities: list[str] = []
+
+        async def candidate(number: int) -> None:
+            nonlocal leading
+            async with ly.elections.campaign(name, f"candidate-{number}", ttl=30) as leadership:
+                leading += 1
+                assert leading == 1
+                terms.append(leadership.term)
+                identities.append(leadership.identity)
+                leader = await ly.elections.leader(name)
+                assert leader is not None
+                assert (leader.identity, leader.term) == (leadership.identity, leadership.term)
+                await asyncio.sleep(0.005)
+                leading -= 1
+
+        await asyncio.gather(*(candidate(n) for n in range(16)))
+        assert terms == sorted(set(terms))
+        assert sorted(identities) == sorted(f"candidate-{n}" for n in range(16))
+        assert await ly.elections.leader(name) is None
+
+    async def test_leader_reads_identity_term_since_and_expiry(self, ly: Connection) -> None:
+        name = election_name()
+        assert await ly.elections.leader(name) is None
+        leadership = await ly.elections.campaign(name, "pod-a/1", ttl=30)
+        try:
+            assert leadership.is_leader
+            assert leadership.identity == "pod-a/1"
+            leader = await ly.elections.leader(name)
+            assert leader is not None
+            assert (leader.name, leader.identity, leader.term) == (name, "pod-a/1", leadership.term)
+            assert 0 < leader.expires - ly.locks.clock.wall() <= 30
+            # The term's start is recorded in the background right after winning.
+            for _ in range(50):
+                leader = await ly.elections.leader(name)
+                assert leader is not None
+                if leader.since is not None:
+                    break
+                await asyncio.sleep(0.02)
+            assert leader.since == pytest.approx(leadership.since)
+            # The election's lock is the leadership; the lock API reads it but cannot take it.
+            held = await ly.locks.holder(ELECTION_LOCK_PREFIX + name)
+            assert held is not None
+            assert held.fencing_token == leadership.term
+            with pytest.raises(ValueError, match="reserved"):
+                await ly.locks.try_acquire(ELECTION_LOCK_PREFIX + name, 5)
+        finally:
+            assert await leadership.resign()
+        assert not leadership.is_leader
+        assert not await leadership.resign()
+        assert await ly.elections.leader(name) is None
+
+    async def test_terms_increase_across_resign_expiry_and_break(self, ly: Connection) -> None:
+        name = election_name()
+        terms = []
+        first = await ly.elections.campaign(name, "a", ttl=30)
+        terms.append(first.term)
+        await first.resign()
+        lapsing = await ly.elections.campaign(name, "b", ttl=self.short_ttl_s, auto_renew=False)
+        terms.append(lapsing.term)
+        await self.expire()
+        assert lapsing.lost.is_set()
+        assert not await lapsing.resign()
+        broken = await ly.elections.campaign(name, "c", ttl=30)
+        terms.append(broken.term)
+        assert await ly.elections.break_leadership(name)
+        last = await ly.elections.campaign(name, "d", ttl=30, timeout=5)
+        terms.append(last.term)
+        assert not await broken.resign()
+        await last.resign()
+        assert terms == sorted(set(terms))
+
+    async def test_resign_hands_over_at_once(self, ly: Connection) -> None:
+        name = election_name()
+        first = await ly.elections.campaign(name, "first", ttl=30)
+        second = asyncio.ensure_future(ly.elections.campaign(name, "second", ttl=30))
+        await asyncio.sleep(self.queue_join_s)
+        assert not second.done()
+        resigned_at = loop_time()
+        assert await first.resign()
+        leadership = await second
+        assert loop_time() - resigned_at <= self.handover_bound_s + 0.05
+        assert leadership.term > first.term
+        await leadership.resign()
+
+    async def test_candidates_are_served_in_order(self, ly: Connection) -> None:
+        name = election_name()
+        first = await ly.elections.campaign(name, "first", ttl=30)
+        order: list[str] = []
+
+        async def candidate(identity: str) -> None:
+            async with ly.elections.campaign(name, identity, ttl=30):
+                order.append(identity)
+
+        waiting = []
+        for identity in ("c0", "c1", "c2", "c3"):
+            waiting.append(asyncio.create_task(candidate(identity)))
+            await asyncio.sleep(self.queue_join_s)
+        await first.resign()
+        await asyncio.gather(*waiting)
+        if ly.guarantees.fifo_waiters:
+            assert order == ["c0", "c1", "c2", "c3"]
+        else:
+            assert sorted(order) == ["c0", "c1", "c2", "c3"]
+
+    async def test_a_campaign_times_out(self, ly: Connection) -> None:
+        name = election_name()
+        leader = await ly.elections.campaign(name, "leader", ttl=30)
+        started = loop_time()
+        with pytest.raises(LockTimeoutError):
+            await ly.elections.campaign(name, "late", ttl=30, timeout=0.3)
+        assert loop_time() - started <= 0.3 + self.timeout_slack_s + 0.05
+        await leader.resign()
+
+    async def test_leadership_is_lost_when_renewals_stop(self, ly: Connection) -> None:
+        """A leader that cannot renew (here: does not) loses the term at its local deadline:
+        its block is cancelled before the lease ends, and the next leader's term is higher."""
+        name = election_name()
+        cancelled_at = 0.0
+        leadership: Leadership | None = None
+        successor: asyncio.Future[Leadership] | None = None
+        with pytest.raises(LockLostError):
+            async with ly.elections.campaign(
+                name, "stalled", ttl=self.short_ttl_s, auto_renew=False
+            ) as leadership:
+                successor = asyncio.ensure_future(ly.elections.campaign(name, "next", ttl=30))
+                try:
+                    await asyncio.sleep(self.short_ttl_s * 10)
+                finally:
+                    cancelled_at = ly.locks.clock.monotonic()
+        assert leadership is not None
+        assert leadership.lost.is_set()
+        assert cancelled_at < leadership.lease_deadline
+        assert successor is not None
+        after = await successor
+        assert after.term > leadership.term
+        await after.resign()
+
+    async def test_an_awaited_leadership_sets_lost_without_a_block(self, ly: Connection) -> None:
+        name = election_name()
+        leadership = await ly.elections.campaign(
+            name, "awaited", ttl=self.short_ttl_s, auto_renew=False
+        )
+        async with asyncio.timeout(self.short_ttl_s * 10):
+            await leadership.lost.wait()
+        assert ly.locks.clock.monotonic() < leadership.lease_deadline
+        assert not leadership.is_leader
+        assert not await leadership.resign()
+
+    async def test_a_broken_election_cancels_the_leaders_block(self, ly: Connection) -> None:
+        name = election_name()
+        with pytest.raises(LockLostError):
+            async with ly.elections.campaign(name, "leader", ttl=self.short_ttl_s):
+                assert await ly.elections.break_leadership(name)
+                await asyncio.sleep(self.short_ttl_s * 4)
+
+    # -- observing an election ---------------------------------------------------------------
+    async def _run_terms(self, ly: Connection, name: str) -> list[tuple[str, str, int]]:
+        """A, resigned, hands over to B, which lapses; C, broken. The changes, as expected."""
+        a = await ly.elections.campaign(name, "a", ttl=30)
+        b_task = asyncio.ensure_future(
+            ly.elections.campaign(name, "b", ttl=self.short_ttl_s, auto_renew=False)
+        )
+        await asyncio.sleep(self.queue_join_s)
+        await asyncio.sleep(0.2)  # every state lasts longer than an observer's poll
+        await a.resign()
+        b = await b_task
+        await self.expire()
+        c = await ly.elections.campaign(name, "c", ttl=30)
+        await asyncio.sleep(0.2)
+        assert await ly.elections.break_leadership(name)
+        await c.resign()
+        await b.resign()
+        return [
+            ("elected", "a", a.term),
+            ("resigned", "a", a.term),
+            ("elected", "b", b.term),
+            ("expired", "b", b.term),
+            ("elected", "c", c.term),
+            ("broken", "c", c.term),
+        ]
+
+    async def _observed(self, ly: Connection, watcher: Connection) -> None:
+        name = election_name()
+        poll = None if watcher is ly else self.observe_poll_s
+        async with watcher.elections.observe(name, poll_interval=poll) as changes:
+            collecting = asyncio.ensure_future(collect(changes, 6, timeout=30))
+            await asyncio.sleep(0.05)  # the observer's first read: nobody leads
+            expected = await self._run_terms(ly, name)
+            got: list[LeadershipChange] = await collecting
+        seen = [(change.kind, change.identity, change.term) for change in got]
+        if watcher is not ly:
+            # Another client cannot tell a break from a resignation.
+            seen = [("broken" if k == "resigned" and i == "c" else k, i, t) for k, i, t in seen]
+        assert seen == expected
+        assert all(change.name == name for change in got)
+
+    async def test_observe_an_election_on_the_same_connection(self, ly: Connection) -> None:
+        await self._observed(ly, ly)
+
+    async def test_observe_an_election_from_another_connection(
+        self, ly: Connection, open_store: OpenStore
+    ) -> None:
+        await self._observed(ly, await self.observer_connection(ly, open_store))
+
+    async def test_observe_starts_with_the_current_leader(self, ly: Connection) -> None:
+        name = election_name()
+        leadership = await ly.elections.campaign(name, "incumbent", ttl=30)
+        async with ly.elections.observe(name) as changes:
+            (first,) = await collect(changes, 1, timeout=10)
+            assert (first.kind, first.identity, first.term) == (
+                "elected",
+                "incumbent",
+                leadership.term,
+            )
+            await leadership.resign()
+            (second,) = await collect(changes, 1, timeout=10)
+            assert (second.kind, second.term) == ("resigned", leadership.term)
+
+    # -- observing locks ---------------------------------------------------------------------
+    async def test_holder_reads_a_lock_without_taking_it(self, ly: Connection) -> None:
+        name = f"lock-{uuid.uuid4().hex[:8]}"
+        assert await ly.locks.holder(name) is None
+        guard = await ly.locks.acquire(name, 30, timeout=1)
+        info = await ly.locks.holder(name)
+        assert info is not None
+        assert (info.name, info.owner, info.fencing_token) == (
+            name,
+            guard.owner,
+            guard.fencing_token,
+        )
+        assert 0 < info.expires_in_ms <= 30_000
+        assert await guard.is_held()
+        await guard.release()
+        assert await ly.locks.holder(name) is None
+
+    async def _lock_changes(self, ly: Connection, watcher: Connection) -> None:
+        name = f"lock-{uuid.uuid4().hex[:8]}"
+        poll = None if watcher is ly else self.observe_poll_s
+        async with watcher.locks.observe(name, poll_interval=poll) as events:
+            collecting = asyncio.ensure_future(collect(events, 7, timeout=30))
+            await asyncio.sleep(0.05)
+            first = await ly.locks.acquire(name, 30, timeout=1)
+            await asyncio.sleep(0.2)
+            await first.extend(60)
+            await asyncio.sleep(0.2)
+            await first.release()
+            await asyncio.sleep(0.2)
+            lapsing = await ly.locks.acquire(name, self.short_ttl_s, timeout=1)
+            await self.expire()
+            broken = await ly.locks.acquire(name, 30, timeout=1)
+            await asyncio.sleep(0.2)
+            assert await ly.locks.break_lock(name)
+            got: list[LockEvent] = await collecting
+        end = "broken" if watcher is ly else "released"  # a break elsewhere reads as a release
+        expected = [
+            ("acquired", first.fencing_token),
+            ("extended", first.fencing_token),
+            ("released", first.fencing_token),
+            ("acquired", lapsing.fencing_token),
+            ("expired", lapsing.fencing_token),
+            ("acquired", broken.fencing_token),
+            (end, broken.fencing_token),
+        ]
+        assert [(event.kind, event.fencing_token) for event in got] == expected
+        assert {event.owner_prefix for event in got} == {
+            g.owner[:8] for g in (first, lapsing, broken)
+        }
+        assert got[0].expires_in_ms > 0
+        assert got[2].expires_in_ms == 0
+
+    async def test_observe_a_lock_on_the_same_connection(self, ly: Connection) -> None:
+        await self._lock_changes(ly, ly)
+
+    async def test_observe_a_lock_from_another_connection(
+        self, ly: Connection, open_store: OpenStore
+    ) -> None:
+        await self._lock_changes(ly, await self.observer_connection(ly, open_store))
+
+    async def test_observe_a_prefix(self, ly: Connection) -> None:
+        base = f"job-{uuid.uuid4().hex[:6]}/"
+        outside = await ly.locks.acquire(f"other-{uuid.uuid4().hex[:6]}", 30, timeout=1)
+        before = await ly.locks.acquire(base + "a", 30, timeout=1)
+        async with ly.locks.observe_prefix(base, poll_interval=self.observe_poll_s) as events:
+            (current,) = await collect(events, 1, timeout=10)
+            assert (current.kind, current.name) == ("acquired", base + "a")
+            later = await ly.locks.acquire(base + "b", 30, timeout=1)
+            await before.release()
+            got = await collect(events, 2, timeout=10)
+        assert sorted((e.kind, e.name, e.fencing_token) for e in got) == sorted(
+            [
+                ("acquired", base + "b", later.fencing_token),
+                ("released", base + "a", before.fencing_token),
+            ]
+        )
+        await later.release()
+        await outside.release()

@@ -1,0 +1,210 @@
+"""Who wrote what, in whose term: the API server's audit log read back.
+
+The control plane logs every write the operator's ServiceAccount makes
+(``ControlPlane.audit_log``), with the replica in the User-Agent
+(``lockyard-operator/V (IDENTITY)``), the server's receive and completion times, and the object
+written. Every object write gets its ``resourceVersion`` from etcd's one revision counter, so
+the writes to the election Lease and all other writes fall into one total order.
+
+:func:`check_terms` cuts that order into terms at each change of ``holderIdentity`` and reports
+as a violation:
+
+- a successful write by a replica outside its own term (ordered by ``resourceVersion``; for
+  Secrets, whose audit entries carry no object, by server time, ambiguity counting against it);
+- any write (successful or not) received ``leaseDurationSeconds`` or more after that replica's
+  last Lease write was received, i.e. when a standby could already have taken the Lease.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lockyard.kube.leader_record import LeaderRecord
+
+_AGENT = re.compile(r"^lockyard-operator/\S+ \((?P<identity>[^)]+)\)")
+
+
+def _time(value: str) -> float:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class Write:
+    identity: str
+    verb: str
+    resource: str
+    namespace: str
+    name: str
+    received: float
+    completed: float
+    code: int
+    resource_version: int | None
+    #: For a write to a Lease: the record it wrote.
+    record: LeaderRecord | None
+
+    @property
+    def succeeded(self) -> bool:
+        return 200 <= self.code < 300
+
+    def __str__(self) -> str:
+        return (
+            f"{self.identity} {self.verb} {self.resource} {self.namespace}/{self.name} "
+            f"-> {self.code} rv={self.resource_version}"
+        )
+
+
+def _object_rv(obj: Any) -> int | None:
+    if not isinstance(obj, dict):
+        return None
+    value = (obj.get("metadata") or {}).get("resourceVersion")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _parse(event: dict[str, Any]) -> Write | None:
+    match = _AGENT.match(event.get("userAgent") or "")
+    if match is None or event.get("stage") != "ResponseComplete":
+        return None
+    ref = event.get("objectRef") or {}
+    response, request = event.get("responseObject"), event.get("requestObject")
+    resource = str(ref.get("resource") or "")
+    if ref.get("subresource"):
+        resource += "/" + str(ref["subresource"])
+    name = ref.get("name") or ((request or {}).get("metadata") or {}).get("name") or ""
+    record = None
+    if resource == "leases" and isinstance(request, dict) and "spec" in request:
+        record = LeaderRecord.from_spec(request["spec"])
+    return Write(
+        identity=match["identity"],
+        verb=str(event.get("verb")),
+        resource=resource,
+        namespace=str(ref.get("namespace") or ""),
+        name=str(name),
+        received=_time(event["requestReceivedTimestamp"]),
+        completed=_time(event["stageTimestamp"]),
+        code=int((event.get("responseStatus") or {}).get("code") or 0),
+        resource_version=_object_rv(response),
+        record=record,
+    )
+
+
+def read_writes(audit_log: Path, identities: Iterable[str]) -> list[Write]:
+    """The writes of the replicas named ``identities``, in the order the server logged them."""
+    wanted = set(identities)
+    writes = []
+    for line in audit_log.read_text().splitlines():
+        write = _parse(json.loads(line))
+        if write is not None and write.identity in wanted:
+            writes.append(write)
+    return writes
+
+
+@dataclass
+class Term:
+    holder: str
+    number: int
+    #: The Lease write that began it, and the one that began the next term (``None``: last).
+    start: Write
+    end: Write | None = None
+    writes: int = 0
+
+
+@dataclass
+class TermReport:
+    terms: list[Term]
+    writes: Counter[str] = field(default_factory=Counter)
+    violations: list[str] = field(default_factory=list)
+    #: The longest a write came after its replica's last Lease write (server clock).
+    latest_after_renewal_s: float = 0.0
+
+    def summary(self) -> str:
+        terms = ", ".join(f"#{t.number} {t.holder} ({t.writes} writes)" for t in self.terms)
+        return (
+            f"{len(self.terms)} terms: {terms}; {sum(self.writes.values())} writes checked; "
+            f"latest write {self.latest_after_renewal_s:.3f}s after its replica's last Lease "
+            f"write; {len(self.violations)} violations"
+        )
+
+
+def check_terms(
+    writes: list[Write], namespace: str, lease: str, lease_duration_s: float
+) -> TermReport:
+    """Cut the writes into terms of the Lease ``namespace/lease``; see the module docstring."""
+
+    def is_election(write: Write) -> bool:
+        return write.resource == "leases" and (write.namespace, write.name) == (namespace, lease)
+
+    elections = sorted(
+        (w for w in writes if is_election(w) and w.succeeded and w.resource_version is not None),
+        key=lambda w: w.resource_version or 0,
+    )
+    terms: list[Term] = []
+    for write in elections:
+        assert write.record is not None
+        current = terms[-1] if terms else None
+        if current is None or write.record.holder != current.holder:
+            if current is not None:
+                current.end = write
+            terms.append(Term(write.record.holder, write.record.transitions, write))
+    report = TermReport(terms)
+    others = [w for w in writes if not is_election(w)]
+    for write in others:
+        _check_order(write, terms, report)
+        _check_lease_bound(write, elections, lease_duration_s, report)
+    return report
+
+
+def _term_of(write: Write, terms: list[Term]) -> Term | None:
+    """The term in force when ``write`` happened, or ``None`` if that cannot be told."""
+    if write.resource_version is not None:
+        rv = write.resource_version
+        before = [t for t in terms if (t.start.resource_version or 0) < rv]
+        return before[-1] if before else None
+    # No object in the entry (a Secret): only server times; it must fit wholly in one term.
+    for term in terms:
+        began = term.start.completed <= write.received
+        ended = term.end is None or write.completed <= term.end.received
+        if began and ended:
+            return term
+    return None
+
+
+def _check_order(write: Write, terms: list[Term], report: TermReport) -> None:
+    if not write.succeeded:
+        return
+    report.writes[write.identity] += 1
+    term = _term_of(write, terms)
+    if term is None or term.holder != write.identity:
+        holder = "no term" if term is None else f"term #{term.number} of {term.holder or 'nobody'}"
+        report.violations.append(f"{write} landed in {holder}")
+    else:
+        term.writes += 1
+
+
+def _check_lease_bound(
+    write: Write, elections: list[Write], lease_duration_s: float, report: TermReport
+) -> None:
+    own = [
+        w
+        for w in elections
+        if w.identity == write.identity
+        and w.record is not None
+        and w.record.holder == write.identity
+        and w.received <= write.received
+    ]
+    if not own:
+        report.violations.append(f"{write} came before its replica ever held the Lease")
+        return
+    after = write.received - own[-1].received
+    report.latest_after_renewal_s = max(report.latest_after_renewal_s, after)
+    if after >= lease_duration_s:
+        report.violations.append(
+            f"{write} arrived {after:.3f}s after its replica's last Lease write: a standby "
+            "could have taken the Lease by then"
+        )
