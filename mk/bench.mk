@@ -4,7 +4,7 @@
 
 BENCH_OUT       ?= bench/results
 BENCH_ARGS      ?=
-BENCH_SCENARIOS ?= default,mirroring-on
+BENCH_SCENARIOS ?= default,mirroring-on,pooled,elections
 
 .PHONY: bench bench-smoke
 

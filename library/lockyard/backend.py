@@ -42,6 +42,7 @@ BUILTIN_BACKENDS: dict[str, tuple[str, str | None]] = {
     "memory": ("lockyard.backends.memory", None),
     "redis": ("lockyard.backends.redis", "redis"),
     "redis-sentinel": ("lockyard.backends.redis", "redis"),
+    "redis-cluster": ("lockyard.backends.redis", "redis"),
     "postgresql": ("lockyard.backends.postgres", "postgres"),
     "dynamodb": ("lockyard.backends.dynamodb", "dynamodb"),
 }

@@ -272,8 +272,10 @@ class Campaign:
     ) -> None:
         leadership = self._leadership
         assert leadership is not None
-        if leadership._ended:
-            return  # resigned inside the block
+        if leadership._ended and not leadership.lost.is_set():
+            return  # resigned inside the block, while still leading
+        # Lost (the hold turns its own cancellation of the block into LockLostError), or the
+        # block is done: resign.
         leadership._ended = True
         await leadership._stop_recording()
         await leadership._hold.__aexit__(exc_type, exc, tb)

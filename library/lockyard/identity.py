@@ -21,3 +21,6 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "lockyard"
 #: Start of the name of a store's binding Secret and workload Role.
 STORE_OBJECT_PREFIX = "lockyard-store-"
+#: Lock names under this prefix belong to ``lockyard.elections`` (leading election ``N`` is
+#: holding the lock ``election/N``); the CLI shows their Leases as KIND ``election``.
+ELECTION_LOCK_PREFIX = "election/"

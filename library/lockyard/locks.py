@@ -45,6 +45,10 @@ from lockyard.holding import LOSS_MARGIN_MAX_S as LOSS_MARGIN_MAX_S
 from lockyard.holding import LOSS_MARGIN_MIN_S as LOSS_MARGIN_MIN_S
 from lockyard.holding import LeaseHold
 from lockyard.holding import loss_margin_s as loss_margin_s
+
+# Names under it belong to lockyard.elections: the lock API reads and breaks them but does not
+# acquire them (check_acquirable_name), so no user lock can take an election's place.
+from lockyard.identity import ELECTION_LOCK_PREFIX as ELECTION_LOCK_PREFIX
 from lockyard.operations import OperationRunner
 from lockyard.signals import ReleaseSignals, ReleaseWatch, SleepWatch
 
@@ -63,10 +67,6 @@ log = logging.getLogger("lockyard.locks")
 
 #: The longest lock name, in bytes of UTF-8.
 MAX_LOCK_NAME_LENGTH = 512
-#: Lock names under this prefix belong to ``lockyard.elections`` (leadership is holding the lock
-#: ``election/<name>``): the lock API reads and breaks them but does not acquire them, so no
-#: user lock can take an election's place.
-ELECTION_LOCK_PREFIX = "election/"
 #: The longest owner token, in bytes of UTF-8 (elections put the candidate's identity in it).
 MAX_OWNER_LENGTH = 512
 DEFAULT_HOLD_TIMEOUT_S = 30.0

@@ -155,7 +155,8 @@ class _Feed:
 
     def __init__(self, locks: DistributedLock) -> None:
         self.locks = locks
-        self.observers: set[Observation[object]] = set()
+        # Weak: an observation its consumer dropped without ``aclose()`` must not live on here.
+        self.observers: weakref.WeakSet[Observation[object]] = weakref.WeakSet()
         self._untap: Callable[[], None] | None = None
         locks.add_observer(self)
 
@@ -171,11 +172,6 @@ class _Feed:
             self._untap()
             self._untap = None
 
-    @property
-    def live(self) -> bool:
-        signals = self.locks.release_signals
-        return signals is not None and signals.live
-
     # -- LockObserver ----------------------------------------------------------------------
     def lock_acquired(self, guard: LockGuard) -> None:
         self._tell(guard.name, ("acquired", guard))
@@ -190,22 +186,24 @@ class _Feed:
         self._tell(name, ("broken", name))
 
     def _signalled(self, name: str | None) -> None:
-        for observer in self.observers:
+        for observer in list(self.observers):
             observer.signalled(name)
 
     def _tell(self, name: str, event: tuple[str, LockGuard | str]) -> None:
-        for observer in self.observers:
+        for observer in list(self.observers):
             if observer.watches(name):
                 observer.told(event)
 
 
-_FEEDS: weakref.WeakKeyDictionary[DistributedLock, _Feed] = weakref.WeakKeyDictionary()
+#: The attribute that keeps a lock manager's feed on the manager itself (so both go together).
+_FEED_ATTRIBUTE = "_lockyard_observation_feed"
 
 
 def _feed_of(locks: DistributedLock) -> _Feed:
-    feed = _FEEDS.get(locks)
-    if feed is None:
-        feed = _FEEDS[locks] = _Feed(locks)
+    feed = getattr(locks, _FEED_ATTRIBUTE, None)
+    if not isinstance(feed, _Feed):
+        feed = _Feed(locks)
+        setattr(locks, _FEED_ATTRIBUTE, feed)
     return feed
 
 

@@ -10,17 +10,17 @@ next writer. ``try_acquire_read`` counts waiting writers too (a reader never ove
 ``try_acquire_write`` takes a free lock whoever waits, as a lock's ``try_acquire`` does.
 
 Upgrading (read to write) and downgrading are not supported: a task that holds a lock and asks
-for it again, in either mode, gets :class:`~lockyard.errors.LockUpgradeError` at once, because
-the second request would wait for the first. Release, then acquire the other mode (and re-check
-what was read). How it works: :mod:`lockyard.permits` (a reader weighs 1, a writer the whole
-capacity).
+for it in the other mode, or waits to read it again, gets
+:class:`~lockyard.errors.LockUpgradeError` at once, because the second request would wait for
+the first. Release, then acquire the other mode (and re-check what was read). How it works:
+:mod:`lockyard.permits` (a reader weighs 1, a writer the whole capacity).
 """
 
 from __future__ import annotations
 
-import asyncio
 import weakref
 
+from lockyard._callers import current_caller
 from lockyard.durations import Duration, lock_ttl_to_ms, timeout_to_seconds
 from lockyard.errors import LockTimeoutError, LockUpgradeError, StateError
 from lockyard.holding import LeaseHold
@@ -49,8 +49,8 @@ class ReadWriteGuard(PermitGuard):
     ) -> None:
         super().__init__(table, name, owner, fencing_token, lease_ms, started, _WEIGHTS[mode])
         self.mode = mode
-        #: The task that acquired it: the same task asking for the lock again is refused.
-        self.task = asyncio.current_task()
+        #: Who acquired it (the task; under lockyard.sync, the thread): asking again is refused.
+        self.task = current_caller()
 
     def _describe(self) -> str:
         return f"{self.mode} lock of {self.name!r} (fencing token {self.fencing_token})"
@@ -143,17 +143,27 @@ class ReadWriteLocks:
             raise self._timed_out(name, mode, wait_s)
         return guard
 
-    def _refuse_reentry(self, name: str, mode: str) -> None:
-        task = asyncio.current_task()
+    def _refuse_reentry(self, name: str, mode: str, waiting: bool) -> None:
+        """Refuse the other mode to a caller that holds ``name`` (upgrade, downgrade), and a
+        wait for reading to one that reads already (a queued writer would make it wait for
+        itself); a one-shot read beside a read is harmless."""
+        task = current_caller()
+        now = self.table.clock.monotonic()
         for held in self._held_here.get(name, ()):
-            if held.task is task and not held.released and not held.lost.is_set():
+            if (
+                held.task is task
+                and not held.released
+                and not held.lost.is_set()
+                and held.lease_deadline > now
+                and (held.mode != mode or waiting)
+            ):
                 raise _upgrade_error(name, held.mode, mode)
 
     async def _take(
         self, name: str, mode: str, ttl: Duration, wait_s: float | None
     ) -> ReadWriteGuard | None:
         name, ms = check_lock_name(name), lock_ttl_to_ms(ttl)
-        self._refuse_reentry(name, mode)
+        self._refuse_reentry(name, mode, wait_s is not None)
         owner = new_owner_token()
 
         def conflict(first: int) -> StateError:  # only a foreign writer of the table can cause it

@@ -8,6 +8,8 @@ leave it working). The probe therefore logs in afresh at every interval:
 - Redis: a new connection (TLS handshake if enabled), ``AUTH`` when credentials are set, ``PING``;
 - Sentinel: a new connection to a Sentinel (its own credentials) asking
   ``SENTINEL GET-MASTER-ADDR-BY-NAME``, closed; then as Redis, to that master;
+- Redis Cluster: a new connection to the first seed node that answers, ``AUTH``, ``CLUSTER
+  INFO``: it fails unless the cluster's state is ``ok`` (the reason says which slots fail);
 - PostgreSQL: ``asyncpg.connect`` (TLS per ``sslmode``, the password exchange), then close;
 - DynamoDB: ``DescribeTable`` signed with the configured credentials, on a client that closes its
   HTTP connection after each call (so every check is a new TCP and TLS connection too).
@@ -28,6 +30,7 @@ from lockyard.config import (
     BackendConfig,
     DynamoDBConfig,
     PostgresConfig,
+    RedisClusterConfig,
     RedisConfig,
     RedisSentinelConfig,
     RedisTLS,
@@ -62,6 +65,8 @@ def login_check(config: BackendConfig) -> LoginCheck:
         return RedisLogin(config)
     if isinstance(config, RedisSentinelConfig):
         return SentinelLogin(config)
+    if isinstance(config, RedisClusterConfig):
+        return ClusterLogin(config)
     if isinstance(config, PostgresConfig):
         return PostgresLogin(config)
     if isinstance(config, DynamoDBConfig):
@@ -225,8 +230,43 @@ class SentinelLogin:
         return None
 
 
+class ClusterLogin:
+    """Log in to the first seed node that answers and ask for the cluster's state."""
+
+    def __init__(self, config: RedisClusterConfig) -> None:
+        self._config = config
+        self._nodes = RedisEndpoints(
+            config.username, _reveal(config.password), config.tls, config.operation_timeout, 0
+        )
+
+    async def check(self) -> None:
+        from lockyard.backends.redis.cluster_backend import check_cluster_state
+
+        failures: list[tuple[bool, LoginFailed]] = []
+        for node in self._config.nodes:
+            where = f"cluster node {node.host}:{node.port}"
+            try:
+                reply = await self._nodes.command(node.host, node.port, "CLUSTER", "INFO")
+            except Exception as exc:
+                message = f"new connection to {where}: {exc}"
+                failures.append((_reached(exc), LoginFailed.caused_by(message, exc)))
+                continue
+            info = dict(line.split(":", 1) for line in str(reply).splitlines() if ":" in line)
+            try:
+                check_cluster_state(info)
+            except BackendConnectionError as exc:
+                raise LoginFailed.caused_by(f"{where}: {exc}", exc) from exc
+            return
+        reached = [failure for was_reached, failure in failures if was_reached]
+        raise reached[0] if reached else failures[-1][1]
+
+    async def close(self) -> None:
+        return None
+
+
 def _reached(exc: BaseException) -> bool:
-    """Whether a Sentinel answered at all (refused, reset and timed out mean it did not)."""
+    """Whether a Sentinel or cluster node answered at all (refused, reset and timed out mean it
+    did not)."""
     from redis.exceptions import AuthenticationError
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError

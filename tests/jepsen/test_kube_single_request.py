@@ -35,12 +35,6 @@ REPLY_DELAY_MS = 3000
 LIFT_AFTER_S = 0.8
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug, reported: urllib3 re-sends the PUT after the read timeout (lockyard.kube.config"
-    " leaves the client's default retries on)",
-)
 async def test_a_replace_whose_reply_is_late_is_unknown_not_a_conflict(
     jepsen_control_plane: ControlPlane, toxiproxy: Toxiproxy, tmp_path: Path
 ) -> None:

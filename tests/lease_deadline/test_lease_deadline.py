@@ -22,6 +22,7 @@ from frozen_servers import Frozen, RedisProcessFreezer
 
 import lockyard
 from lockyard import LockLostError
+from lockyard.elections import Leadership
 from lockyard.locks import LockGuard, loss_margin_s
 from lockyard.testing.fixtures import unique_prefix
 
@@ -164,3 +165,42 @@ async def test_a_delayed_client_cannot_keep_a_block_past_its_lease(
         finally:
             relay.delay = 0.0
         _judge(f"{ly.backend} delayed {DELAY_S:g} s", guard, began, cancelled_at)
+
+
+@pytest.mark.parametrize("target", ALL, indirect=True)
+async def test_a_leader_whose_server_stops_loses_before_its_lease_ends(target: Target) -> None:
+    """The same for a leadership: its block is cancelled before the lease ends, and once the
+    server answers again the candidate that waited (on another connection) leads, with a
+    higher term."""
+    server = target.server
+    prefix = unique_prefix()
+    name = f"deadline-{uuid.uuid4().hex[:8]}"
+    async with (
+        lockyard.connect(target.url(prefix, None)) as ly,
+        lockyard.connect(target.url(prefix, None)) as other,
+    ):
+        leadership: Leadership | None = None
+        successor: asyncio.Future[Leadership] | None = None
+        began = cancelled_at = 0.0
+        frozen = False
+        try:
+            with pytest.raises(LockLostError):
+                async with ly.elections.campaign(name, "stalled", ttl=TTL_S) as leadership:
+                    successor = asyncio.ensure_future(other.elections.campaign(name, "next", 30))
+                    await asyncio.sleep(0.2)  # the successor is queued
+                    server.freeze()
+                    frozen = True
+                    began = time.monotonic()
+                    try:
+                        await asyncio.sleep(10 * TTL_S)
+                    finally:
+                        cancelled_at = time.monotonic()
+        finally:
+            if frozen:
+                server.thaw()
+        assert leadership is not None
+        assert successor is not None
+        _judge(f"{ly.backend} SIGSTOP, leader", leadership.guard, began, cancelled_at)
+        after = await asyncio.wait_for(successor, 4 * TTL_S)
+        assert after.term > leadership.term
+        assert await after.resign()

@@ -23,7 +23,7 @@ from types import FrameType
 import pytest
 
 from lockyard_dev.cluster.controlplane import cache_dir
-from lockyard_dev.node import Node
+from lockyard_dev.node import Node, NodeImages, build_images
 from lockyard_dev.node.deploy import install_operator, uninstall_operator, wait_for
 from lockyard_dev.node.node import leftover_check
 from lockyard_dev.node.progress import progress
@@ -55,10 +55,16 @@ def sigterm_tears_down() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+def node_images() -> NodeImages:
+    """The images, built once per session (the checkout may change while it runs)."""
+    return build_images(SOURCE, cache_dir(), progress("images"))
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory, node_images: NodeImages) -> Iterator[Node]:
     """A started node; after the session, proof that its teardown left nothing behind."""
     workdir = tmp_path_factory.mktemp("node")
-    running = Node(workdir, source=SOURCE, say=progress())
+    running = Node(workdir, source=SOURCE, images=node_images, say=progress())
     check = leftover_check(workdir)
     running.start()
     yield running

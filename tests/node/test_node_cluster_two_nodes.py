@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lockyard_dev.node import WORKLOAD_REF, Node
+from lockyard_dev.node import WORKLOAD_REF, Node, NodeImages
 from lockyard_dev.node.deploy import is_ready, pods, wait_for
 from lockyard_dev.node.node import leftover_check
 from lockyard_dev.node.progress import progress
@@ -21,9 +21,11 @@ PORT = 18081
 
 
 @pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+def two_nodes(tmp_path_factory: pytest.TempPathFactory, node_images: NodeImages) -> Iterator[Node]:
     workdir = tmp_path_factory.mktemp("two-nodes")
-    cluster = Node(workdir, source=repository_root(), nodes=2, say=progress("2 nodes"))
+    cluster = Node(
+        workdir, source=repository_root(), images=node_images, nodes=2, say=progress("2 nodes")
+    )
     check = leftover_check(workdir)
     cluster.start()
     yield cluster

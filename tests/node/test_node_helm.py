@@ -62,6 +62,8 @@ def test_default_render_matches_the_kustomize_deployment(helm: Path) -> None:
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "Role",
+        "RoleBinding",
         "ServiceAccount",
     ]
     rendered = _container(documents)
@@ -90,6 +92,15 @@ def test_default_render_matches_the_kustomize_deployment(helm: Path) -> None:
     shipped_grants = {(g, r, v) for rule in shipped_role["rules"] for g in rule["apiGroups"]
                       for r in rule["resources"] for v in rule["verbs"]}  # fmt: skip
     assert grants == shipped_grants
+    # The election Lease: granted in the release's namespace only, as leader-election-role.yaml.
+    election = next(d for d in documents if d["kind"] == "Role")
+    shipped_election = next(
+        d
+        for d in yaml.safe_load_all((SOURCE / "deploy" / "leader-election-role.yaml").read_text())
+        if d["kind"] == "Role"
+    )
+    assert election["rules"] == shipped_election["rules"]
+    assert election["metadata"]["namespace"] == "ops"
 
 
 def test_watch_scopes(helm: Path) -> None:
@@ -100,7 +111,8 @@ def test_watch_scopes(helm: Path) -> None:
         "--namespace=team-a",
         "--namespace=team-b",
     ]
-    bindings = [d for d in listed if d["kind"] == "RoleBinding"]
+    granted = [d for d in listed if d["kind"] == "RoleBinding"]
+    bindings = [b for b in granted if b["roleRef"]["name"].endswith("-namespaced")]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     # Cluster-wide only what kopf needs whatever it serves: no Secrets, no Leases.
     cluster_role = next(

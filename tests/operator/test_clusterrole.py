@@ -70,11 +70,14 @@ NEEDED = (
            "kopf notices the CRD appearing and going"),
     Needed("", "namespaces", ("list", "watch"),
            "kopf follows namespace patterns (--namespace 'team-*')"),
-    Needed("kopf.dev", "clusterkopfpeerings", ("list", "watch", "patch", "create"),
-           "peering with --all-namespaces: kopf watches and patches keep-alives; "
-           "__main__.ensure_peering creates the object"),
-    Needed("kopf.dev", "kopfpeerings", ("list", "watch", "patch", "create"),
-           "peering per namespace: the same, namespaced"),
+)  # fmt: skip
+
+#: The leader election's own Role, in the operator's namespace (deploy/leader-election-role.yaml).
+ELECTION_ROLE = REPO / "deploy" / "leader-election-role.yaml"
+ELECTION_NEEDED = (
+    Needed("coordination.k8s.io", "leases", ("get", "create", "update"),
+           "LeaseElector reads the election Lease, the first replica creates it, and every "
+           "renewal, take-over and release replaces it conditionally"),
 )  # fmt: skip
 
 Grant = tuple[str, str, str]
@@ -151,3 +154,20 @@ def test_the_operator_guide_lists_the_same_permissions() -> None:
         f"only documented: {describe(documented - reviewed())}; "
         f"only reviewed: {describe(reviewed() - documented)}"
     )
+
+
+def test_the_leader_election_role_is_exactly_its_lease_verbs() -> None:
+    role, binding = list(yaml.safe_load_all(ELECTION_ROLE.read_text()))
+    assert (role["kind"], role["metadata"]["namespace"]) == ("Role", "lockyard-system")
+    granted = flatten(role["rules"])
+    assert granted == {(n.group, n.resource, v) for n in ELECTION_NEEDED for v in n.verbs}
+    for rule in role["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, rule
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "lockyard-operator", "namespace": "lockyard-system"}
+    ]
+    lines = ELECTION_ROLE.read_text().splitlines()
+    for index, line in enumerate(lines):
+        if line.strip().startswith("- apiGroups:"):
+            assert lines[index - 1].strip().startswith("# "), f"line {index + 1} lacks a why"

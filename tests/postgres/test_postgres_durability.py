@@ -14,6 +14,7 @@ does not wait for its flush is reliably still unwritten when the crash comes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 import pytest
 
 import lockyard
-from lockyard import BackendConnectionError, LockTimeoutError, StateError
+from lockyard import LockTimeoutError, StateError
 from lockyard_dev.servers.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -30,6 +31,9 @@ pytestmark = pytest.mark.postgres
 SCHEMA = "durability"
 TIMEOUT_S = 2.0
 TTL_S = 1.0
+#: The leases of the crash test: long enough that a loaded machine never lets one run out in
+#: the middle of a hold, which would be an overlap the crashes did not cause.
+CYCLE_TTL_S = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +89,10 @@ async def test_an_acquisition_survives_a_crash_and_makes_the_release_it_saw_dura
     running: PostgresServer,
 ) -> None:
     prefix = f"d{uuid.uuid4().hex[:8]}"
-    async with lockyard.connect(url(running, prefix)) as first, lockyard.connect(
-        url(running, prefix)
-    ) as second:
+    async with (
+        lockyard.connect(url(running, prefix)) as first,
+        lockyard.connect(url(running, prefix)) as second,
+    ):
         before = await first.locks.acquire("job", 60, timeout=1)
         await before.release()
         # The next holder's commit waits for its flush, and the WAL is one sequence: the
@@ -104,11 +109,13 @@ async def test_an_acquisition_survives_a_crash_and_makes_the_release_it_saw_dura
 
 @dataclass
 class Hold:
+    """One critical section: from the acquisition's return to the start of its release."""
+
     name: str
     worker: int
     token: int
     acquired_at: float
-    released_at: float = float("inf")
+    left_at: float = float("inf")
 
 
 @dataclass
@@ -130,7 +137,7 @@ async def _cycle(ly: lockyard.Connection, worker: int, log: Log, stop: asyncio.E
         turn += 1
         name = NAMES[turn % len(NAMES)]
         try:
-            guard = await ly.locks.acquire(name, TTL_S, timeout=TTL_S * 2)
+            guard = await ly.locks.acquire(name, CYCLE_TTL_S, timeout=CYCLE_TTL_S * 2)
         except LockTimeoutError:
             log.timeouts += 1
             continue
@@ -140,13 +147,12 @@ async def _cycle(ly: lockyard.Connection, worker: int, log: Log, stop: asyncio.E
             continue
         hold = Hold(name, worker, guard.fencing_token, time.monotonic())
         log.holds.append(hold)
+        await asyncio.sleep(0.001)
+        hold.left_at = time.monotonic()
         try:
-            await asyncio.sleep(0.001)
             await guard.release()
         except StateError:
-            log.errors += 1  # the crash, or a lease that ran out meanwhile: it ends by itself
-        finally:
-            hold.released_at = time.monotonic()
+            log.errors += 1  # the crash: the lease ends by itself
 
 
 async def test_crashes_during_lock_cycles_never_reuse_a_token_nor_overlap_holders(
@@ -157,11 +163,13 @@ async def test_crashes_during_lock_cycles_never_reuse_a_token_nor_overlap_holder
     log = Log()
     stop = asyncio.Event()
     workers = [asyncio.create_task(_cycle(ly, i, log, stop)) for i, ly in enumerate(handles)]
+    crashes: list[float] = []
     try:
         for _ in range(CRASHES):
             await asyncio.sleep(0.7)
+            crashes.append(time.monotonic())
             crash_and_restart(running)  # with cycles in flight, the loop blocked meanwhile
-        await asyncio.sleep(TTL_S * 2)  # leases whose release the crash undid run out
+        await asyncio.sleep(CYCLE_TTL_S * 1.5)  # leases whose release a crash undid run out
         stop.set()
         await asyncio.wait_for(asyncio.gather(*workers), 30)
     finally:
@@ -181,8 +189,8 @@ async def test_crashes_during_lock_cycles_never_reuse_a_token_nor_overlap_holder
         reused += len(tokens) - len(set(tokens))
         # In the order they were handed out, tokens only grow: none was given out again.
         assert tokens == sorted(tokens), "a later acquisition got a lower fencing token"
-        for earlier, later in zip(holds, holds[1:], strict=False):
-            if later.acquired_at < earlier.released_at:
+        for earlier, later in itertools.pairwise(holds):
+            if later.acquired_at < earlier.left_at:
                 overlaps += 1
     print(
         f"\n{len(log.holds)} holds through {CRASHES} crashes; errors {log.errors}, "
@@ -190,11 +198,9 @@ async def test_crashes_during_lock_cycles_never_reuse_a_token_nor_overlap_holder
     )
     assert reused == 0
     assert overlaps == 0
-    assert len(log.holds) > 20 * CRASHES
-    assert log.errors >= 1, "the crashes happened while cycles were in flight"
+    # Cycles ran right up to every crash and resumed after it.
+    bounds = [0.0, *crashes, float("inf")]
+    for start, end in itertools.pairwise(bounds):
+        assert sum(start < hold.acquired_at < end for hold in log.holds) >= 10, (start, end)
     async with lockyard.connect(url(running, prefix)) as ly:
-        with pytest.raises(BackendConnectionError):
-            running.kill()
-            await ly.store.get("ns:t:state:x")
-        running.start()
         await ly.store.purge()

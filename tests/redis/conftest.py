@@ -13,6 +13,7 @@ from lockyard_dev.servers.redis import (
     TLSFiles,
     make_test_tls,
 )
+from lockyard_dev.servers.redis_cluster import RedisClusterSetup
 
 PASSWORD = "s3cret pass/word"
 ACL_USER = "lockyard-app"
@@ -56,3 +57,17 @@ def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A server only this test uses (it may stop and restart it)."""
     with RedisServer(tmp_path / "redis") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterSetup]:
+    """3 masters, one replica each (never failed over or resharded: conformance runs on it)."""
+    with RedisClusterSetup() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def own_redis_cluster(tmp_path: Path) -> Iterator[RedisClusterSetup]:
+    """A cluster only this test uses (it may kill nodes and move slots)."""
+    with RedisClusterSetup(tmp_path / "cluster") as cluster:
+        yield cluster

@@ -253,7 +253,8 @@ async def test_a_failed_connection_fails_exactly_the_operations_it_carried(
                 ]
                 await until(lambda: len(live(pipeline)) == 2)
                 first, second = live(pipeline)
-                assert first.heavy and not second.heavy
+                assert first.heavy
+                assert not second.heavy
                 await until(lambda: first.outstanding == 1 and second.outstanding == 20)
                 assert admin.client_kill_filter(_id=doomed) == 1
                 with pytest.raises(BackendConnectionError):

@@ -13,6 +13,10 @@ import pytest
 import lockyard
 import lockyard.sync
 from lockyard.locks import LockGuard as AsyncLockGuard
+from lockyard.rwlocks import ReadWriteGuard as AsyncReadWriteGuard
+from lockyard.rwlocks import ReadWriteLocks as AsyncReadWriteLocks
+from lockyard.semaphores import Permit as AsyncPermit
+from lockyard.semaphores import Semaphores as AsyncSemaphores
 from lockyard.sync.bridge import Blocking
 from lockyard.sync.connection import _describe
 
@@ -20,6 +24,8 @@ from lockyard.sync.connection import _describe
 DIFFERENT = {
     "close",  # Connection.close(timeout=None): stops the loop thread too
     "hold",  # a sync context manager with on_lost=, not an async one
+    "hold_read",  # the same, for read-write locks
+    "hold_write",
     "campaign",  # the same, for elections (and .wait() for `await campaign`)
     "watch_releases",  # a backend's waiting internals, not public API
 }
@@ -33,7 +39,13 @@ PAIRS = [
     (lockyard.Connection, lockyard.sync.Connection),
     (lockyard.Elections, lockyard.sync.Elections),
     (lockyard.Leadership, lockyard.sync.Leadership),
+    (AsyncSemaphores, lockyard.sync.Semaphores),
+    (AsyncPermit, lockyard.sync.Permit),
+    (AsyncReadWriteLocks, lockyard.sync.ReadWriteLocks),
+    (AsyncReadWriteGuard, lockyard.sync.ReadWriteGuard),
 ]
+#: Data attributes (slots) of the async guards that the blocking guards show too.
+GUARD_FIELDS = {"name", "owner", "fencing_token", "lease_ms", "lease_deadline"}
 
 
 def public_coroutine_methods(cls: type) -> dict[str, object]:
@@ -69,7 +81,11 @@ def test_plain_attributes_are_there_too(async_cls: type, sync_cls: type) -> None
         if isinstance(member, property) and not name.startswith("_")
     }
     if async_cls is AsyncLockGuard:
-        plain |= {"name", "owner", "fencing_token", "lease_ms", "lease_deadline", "renewed_at"}
+        plain |= GUARD_FIELDS | {"renewed_at"}
+    if async_cls is AsyncPermit:
+        plain |= GUARD_FIELDS | {"weight", "limit"}
+    if async_cls is AsyncReadWriteGuard:
+        plain |= GUARD_FIELDS | {"weight", "mode"}
     if async_cls is lockyard.Leadership:
         plain |= {"name", "identity", "term", "since", "lost", "guard"}
     if sync_cls in (lockyard.sync.Connection, lockyard.sync.Leadership):

@@ -26,6 +26,7 @@ from lockyard_dev.bench.runner import Plan, TargetRun, describe
 from lockyard_dev.bench.scenarios import SCENARIOS, by_name
 from lockyard_dev.bench.servers import BACKENDS, BackendUnavailable, started_server
 from lockyard_dev.bench.store_ops import STORE_OP_NAMES
+from lockyard_dev.bench.throughput import THROUGHPUT_TASKS
 
 
 def _positive_int(text: str) -> int:
@@ -36,6 +37,12 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
+
+
+def _task_counts(text: str) -> tuple[int, ...]:
+    if text.strip() == "none":
+        return ()
+    return tuple(dict.fromkeys(_positive_int(part.strip()) for part in text.split(",")))
 
 
 def _non_negative(text: str) -> float:
@@ -171,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help=f"store operations to measure (default: all of {', '.join(STORE_OP_NAMES)})",
     )
+    parser.add_argument(
+        "--throughput-tasks",
+        type=_task_counts,
+        default=THROUGHPUT_TASKS,
+        metavar="LIST",
+        help="task counts of the concurrent-throughput table, or none "
+        f"(default: {','.join(map(str, THROUGHPUT_TASKS))})",
+    )
     scenario_names = [scenario.name for scenario in SCENARIOS]
     parser.add_argument(
         "--scenarios",
@@ -221,6 +236,7 @@ async def run(args: argparse.Namespace, command: str) -> int:
         peers=args.peers,
         scenarios=by_name(args.scenarios),
         ops=args.ops,
+        throughput_tasks=args.throughput_tasks,
     )
     settings = {
         "command": command,
@@ -233,6 +249,7 @@ async def run(args: argparse.Namespace, command: str) -> int:
         "max_seconds": plan.max_seconds,
         "peers": plan.peers,
         "scenarios": args.scenarios,
+        "throughput_tasks": list(plan.throughput_tasks),
     }
     results = Results(settings, describe_environment())
     out: Path = args.out

@@ -10,6 +10,11 @@
 6. Lease mirroring (the ``mirroring-on`` scenario): uncontended lock cycles at least
    ``MIRRORING_RATIO_GOAL`` of the rate without it, and a Lease readable within
    ``LEASE_VISIBLE_P99_GOAL_MS`` of its acquisition at p99.
+7. Concurrency (the throughput table): on Redis at ``THROUGHPUT_GOAL_TASKS`` tasks, ``get``,
+   ``set`` and lock cycles at least ``THROUGHPUT_RATIO_GOAL`` times the raw redis-py pool's
+   rate with p99 at most ``REDIS_P99_GOAL_MS``; on PostgreSQL p99 at most ``PG_P99_GOAL_MS``.
+8. PostgreSQL's uncontended lock cycle at least ``FLOOR_RATIO_GOAL`` of the durable floor
+   measured in the same pass (:mod:`.floor`), and at least ``PG_CYCLES_GOAL`` cycles/s.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from lockyard_dev.bench.floor import FLOOR
 from lockyard_dev.bench.results import LOCKYARD, PROBE, Key, Mode, Results
-from lockyard_dev.bench.stats import OPS_PER_S, P50_MS, VISIBLE_P99_MS, Spread
+from lockyard_dev.bench.stats import OPS_PER_S, P50_MS, P99_MS, VISIBLE_P99_MS, Spread
+from lockyard_dev.bench.throughput import REDIS_POOL, THROUGHPUT_OPS, op_name
 
 RATIO_GOAL = 1.15
 RATIO_BACKENDS = ("redis", "postgresql")
@@ -32,6 +39,12 @@ NO_HANDOVER_BOUND = ("dynamodb",)
 MIRRORING_SUBJECT = f"{LOCKYARD}[mirroring-on]"
 MIRRORING_RATIO_GOAL = 0.95
 LEASE_VISIBLE_P99_GOAL_MS = 1000.0
+THROUGHPUT_GOAL_TASKS = 64
+THROUGHPUT_RATIO_GOAL = 3.0
+REDIS_P99_GOAL_MS = 5.0
+PG_P99_GOAL_MS = 20.0
+FLOOR_RATIO_GOAL = 0.9
+PG_CYCLES_GOAL = 2000.0
 
 Status = Literal["met", "missed", "info"]
 
@@ -84,7 +97,84 @@ def check_goals(results: Results, reference_peers: frozenset[str]) -> list[GoalC
             workers = int(results.settings.get("lock_workers", 1))
             checks.extend(_contended_goals(backend, contended, workers))
         checks.extend(_mirroring_goals(backend, results, figures))
+        checks.extend(_throughput_goals(backend, figures))
+        checks.extend(_floor_goals(backend, results, figures))
     return checks
+
+
+def _throughput_goals(backend: str, figures: dict[Key, dict[str, Spread]]) -> list[GoalCheck]:
+    tasks = THROUGHPUT_GOAL_TASKS
+    checks = []
+    for op in THROUGHPUT_OPS:
+        name = op_name(op, tasks)
+        mine = figures.get((backend, "throughput", LOCKYARD, name, "concurrent"))
+        if mine is None:
+            continue
+        rate, p99 = mine[OPS_PER_S].median, mine[P99_MS].median
+        if backend == "redis":
+            raw = figures.get((backend, "throughput", REDIS_POOL, name, "concurrent"))
+            if raw is None:
+                continue
+            ratio = rate / raw[OPS_PER_S].median
+            met = ratio >= THROUGHPUT_RATIO_GOAL and p99 <= REDIS_P99_GOAL_MS
+            checks.append(
+                GoalCheck(
+                    f"{op} at {tasks} tasks ≥ {THROUGHPUT_RATIO_GOAL:g}x the raw pool, p99 ≤"
+                    f" {REDIS_P99_GOAL_MS:g} ms",
+                    backend,
+                    "met" if met else "missed",
+                    f"{_fmt(rate)}/s vs {REDIS_POOL} {_fmt(raw[OPS_PER_S].median)}/s"
+                    f" ({_fmt(ratio)}x), p99 {_fmt(p99)} ms",
+                )
+            )
+        elif backend == "postgresql":
+            checks.append(
+                GoalCheck(
+                    f"{op} at {tasks} tasks: p99 ≤ {PG_P99_GOAL_MS:g} ms",
+                    backend,
+                    "met" if p99 <= PG_P99_GOAL_MS else "missed",
+                    f"p99 {_fmt(p99)} ms (worst pass {_fmt(mine[P99_MS].high)} ms), {_fmt(rate)}/s",
+                )
+            )
+    return checks
+
+
+def _floor_goals(
+    backend: str, results: Results, figures: dict[Key, dict[str, Spread]]
+) -> list[GoalCheck]:
+    floor = figures.get((backend, "floor", FLOOR, "lock_cycle", "uncontended"))
+    mine = figures.get((backend, "lock", LOCKYARD, "lock_cycle", "uncontended"))
+    if floor is None or mine is None:
+        return []
+    # Per pass: the floor and the cycles were measured minutes apart at most, under one load.
+    by_pass: dict[int, dict[str, float]] = {}
+    for record in results.records:
+        if record.backend != backend or record.op != "lock_cycle" or record.mode != "uncontended":
+            continue
+        if (record.section, record.subject) in (("floor", FLOOR), ("lock", LOCKYARD)):
+            by_pass.setdefault(record.pass_no, {})[record.section] = record.metrics[OPS_PER_S]
+    ratios = Spread.of(
+        p["lock"] / p["floor"] for p in by_pass.values() if "lock" in p and p.get("floor")
+    )
+    rate = mine[OPS_PER_S].median
+    return [
+        GoalCheck(
+            f"uncontended lock cycle ≥ {FLOOR_RATIO_GOAL:g}x the durable floor",
+            backend,
+            "met" if ratios.median >= FLOOR_RATIO_GOAL else "missed",
+            f"{_fmt(ratios.median)}x per pass (passes {_fmt(ratios.low)}–{_fmt(ratios.high)});"
+            f" floor {_fmt(floor[OPS_PER_S].median)} cycles/s (upserts/s: flushed"
+            f" {_fmt(floor['upsert_sync_per_s'].median)}, unflushed"
+            f" {_fmt(floor['upsert_async_per_s'].median)}; two flushed commits per cycle"
+            f" would allow {_fmt(floor['two_flush_per_s'].median)})",
+        ),
+        GoalCheck(
+            f"uncontended lock cycle ≥ {PG_CYCLES_GOAL:,.0f} cycles/s",
+            backend,
+            "met" if rate >= PG_CYCLES_GOAL else "missed",
+            f"{_fmt(rate)} cycles/s",
+        ),
+    ]
 
 
 def _mirroring_goals(

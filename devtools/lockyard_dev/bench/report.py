@@ -23,6 +23,7 @@ from lockyard_dev.bench.stats import (
     Spread,
 )
 from lockyard_dev.bench.store_ops import SCAN_MATCHES, STORE_OP_NAMES
+from lockyard_dev.bench.throughput import THROUGHPUT_OPS, op_name
 
 DASH = "–"
 #: What a reader must know to read a backend's figures.
@@ -173,7 +174,9 @@ def lock_table(results: Results, backend: str) -> Table:
     figures = results.aggregate()
     subjects = list(
         dict.fromkeys(
-            (key[1], key[2]) for key in figures if key[0] == backend and key[1] in ("lock", "peer")
+            (key[1], key[2])
+            for key in figures
+            if key[0] == backend and key[1] in ("lock", "floor", "peer")
         )
     )
     headers = [
@@ -211,6 +214,29 @@ def lock_table(results: Results, backend: str) -> Table:
     return headers, rows
 
 
+def throughput_table(results: Results, backend: str) -> Table:
+    """Operations and subjects down, task counts across: ops/s, and p99 latency."""
+    figures = results.aggregate()
+    keys = [key for key in figures if key[0] == backend and key[1] == "throughput"]
+    counts = sorted({int(key[3].rsplit("@", 1)[1]) for key in keys})
+    subjects = list(dict.fromkeys(key[2] for key in keys))
+    headers = ["operation", "library"]
+    for count in counts:
+        headers += [f"{count} tasks ops/s", f"{count} p99 ms"]
+    rows = []
+    for op in THROUGHPUT_OPS:
+        for subject in subjects:
+            cells = []
+            for count in counts:
+                metrics = figures.get(
+                    (backend, "throughput", subject, op_name(op, count), "concurrent")
+                )
+                cells += [spread(_get(metrics, OPS_PER_S)), spread(_get(metrics, P99_MS))]
+            if any(cell != DASH for cell in cells):
+                rows.append([op, subject, *cells])
+    return headers, rows
+
+
 def scenario_table(results: Results, backend: str) -> Table:
     """Each scenario other than the default against it: lock-cycle rates, and its probe."""
     figures = results.aggregate()
@@ -244,6 +270,41 @@ def scenario_table(results: Results, backend: str) -> Table:
     return headers, rows
 
 
+#: The ``elections`` probe's metrics (lockyard_dev.bench.elections), in report order.
+ELECTION_METRICS = ("resign", "killed_past_lease", "observe")
+#: What client-go's leader election (15 s lease, 10 s renew deadline, 2 s retry) takes.
+CLIENT_GO_REFERENCE = {
+    "resign": "up to 2000 (2 s retry period)",
+    "killed_past_lease": "up to 2000 past a 15 s lease",
+    "observe": "n/a (watch the Lease)",
+}
+
+
+def elections_table(results: Results, backend: str) -> Table:
+    """The ``elections`` scenario's probe: hand-over and observe latency, p50 and p99."""
+    probe = next(
+        (
+            metrics
+            for key, metrics in results.aggregate().items()
+            if key[0] == backend and key[3] == PROBE and "resign_p50_ms" in metrics
+        ),
+        None,
+    )
+    headers = ["measurement", "p50 ms", "p99 ms", "client-go defaults"]
+    if probe is None:
+        return headers, []
+    rows = [
+        [
+            label,
+            spread(_get(probe, f"{label}_p50_ms")),
+            spread(_get(probe, f"{label}_p99_ms")),
+            CLIENT_GO_REFERENCE[label],
+        ]
+        for label in ELECTION_METRICS
+    ]
+    return headers, rows
+
+
 def goal_lines(checks: list[GoalCheck]) -> list[str]:
     return [
         f"{STATUS_MARK[check.status]:>6}  {check.backend}: {check.goal}: {check.detail}"
@@ -266,6 +327,14 @@ def terminal_report(results: Results, checks: list[GoalCheck]) -> str:
         headers, rows = scenario_table(results, backend)
         if rows:
             parts.append("\nscenarios against the default (ratios per pass)\n")
+            parts.append(text_table((headers, rows)))
+        headers, rows = elections_table(results, backend)
+        if rows:
+            parts.append("\nleader elections (the elections scenario's probe)\n")
+            parts.append(text_table((headers, rows)))
+        headers, rows = throughput_table(results, backend)
+        if rows:
+            parts.append("\nconcurrent throughput\n")
             parts.append(text_table((headers, rows)))
     if checks:
         parts.append("\ngoals\n")
@@ -356,6 +425,32 @@ def markdown_report(results: Results, checks: list[GoalCheck], chart: str | None
                 "",
                 markdown_table((headers, rows)),
             ]
+        headers, rows = elections_table(results, backend)
+        if rows:
+            out += [
+                "",
+                "### Leader elections",
+                "",
+                "`resign`: from `resign()` returning to the next queued candidate leading;"
+                " `killed_past_lease`: how long after a dead leader's lease ended the next"
+                " candidate led; `observe`: from `resign()` to an observer on a second connection"
+                " yielding the new leader (lockyard_dev.bench.elections).",
+                "",
+                markdown_table((headers, rows)),
+            ]
+        headers, rows = throughput_table(results, backend)
+        if rows:
+            out += [
+                "",
+                "### Concurrent throughput",
+                "",
+                "The same operation issued by that many tasks at once on one handle: Lockyard,"
+                " the raw driver's own pool, and (Redis) the pipeline ceiling, a batch of as many"
+                " commands as tasks written at once on one raw socket (its p99 is a whole"
+                " batch's). `lock_cycle` is acquire + release, every task on a name of its own.",
+                "",
+                markdown_table((headers, rows)),
+            ]
     out += ["", "## Notes", ""]
     if results.notes:
         out += [f"- {n.backend}: {n.subject}: {n.text}" for n in results.notes]
@@ -398,6 +493,17 @@ def _method(settings: dict[str, object]) -> list[str]:
         "- Lockyard's lock workers share one connection (tasks of one process); peers use the"
         " library's natural unit: one client shared by tasks or threads, one coordinator per"
         " tooz worker, one connection per advisory-lock worker (session locks need it).",
+        "- Concurrent throughput: per task count, each operation runs"
+        f" {settings['iterations']} times (or {settings['max_seconds']} s) after an untimed"
+        " warm-up, Lockyard and the raw drivers back to back in alternating order. Raw: a stock"
+        " redis-py `BlockingConnectionPool` client (GET, SET, SET NX PX + an owner-checked"
+        " EVALSHA delete), asyncpg's pool (prepared primary-key SELECT and upsert on Lockyard's"
+        " table, pg_try_advisory_lock + pg_advisory_unlock), and the Redis pipeline ceiling"
+        " (pre-packed commands written as one batch on one socket, replies parsed by hiredis).",
+        "- PostgreSQL durable floor: a prepared single-row upsert of a lease row, one connection,"
+        " timed with synchronous_commit on and off; the floor of a cycle with one flushed and"
+        " one unflushed commit is 1 / (1/on + 1/off) per second (`two_flush_per_s` in"
+        " results.json: on / 2, a cycle whose release also waits for its flush).",
         "- Each backend's server is started by `lockyard_dev.servers` on a loopback port"
         " and stopped after its run; backends run one after another, never at once.",
     ]

@@ -3,7 +3,9 @@
 Per pass, for every scenario's connection: each store operation runs sequentially on one task
 and then with ``concurrency`` tasks, each immediately followed (or, on odd passes, preceded) by
 its raw-driver baseline in the same mode, so drifting machine load hits both sides of a ratio
-alike. Then Lockyard's lock cycles, then every peer library's. A failure is recorded as a note
+alike. Then Lockyard's lock cycles, on PostgreSQL the durable floor (:mod:`.floor`), the
+concurrent-throughput table (:mod:`.throughput`: Lockyard against the raw drivers' pools, on the
+default scenario's connection), then every peer library's. A failure is recorded as a note
 with its exact error and the benchmark goes on with the next measurement.
 """
 
@@ -18,11 +20,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import lockyard
-from lockyard.config import BackendConfig, parse_url
+from lockyard.config import BackendConfig, PostgresConfig, parse_url
 from lockyard.connection import Connection
 from lockyard.errors import LockTimeoutError, StateError
 from lockyard.locks import DistributedLock, LockGuard
 from lockyard_dev.bench.baselines import RawDriver, raw_driver_for
+from lockyard_dev.bench.floor import measure_floor
 from lockyard_dev.bench.lock_cycles import (
     ACQUIRE_TIMEOUT_S,
     LOCK_TTL_S,
@@ -44,6 +47,13 @@ from lockyard_dev.bench.stats import (
     warm_up,
 )
 from lockyard_dev.bench.store_ops import STORE_OPS, OpContext, StoreOp
+from lockyard_dev.bench.throughput import (
+    THROUGHPUT_TASKS,
+    LockyardSubject,
+    Subject,
+    raw_subjects,
+)
+from lockyard_dev.bench.throughput import measure as measure_throughput
 
 Progress = Callable[[str], None]
 
@@ -63,6 +73,8 @@ class Plan:
     peers: list[str] | None
     scenarios: list[Scenario]
     ops: list[str] | None = None
+    #: Task counts of the concurrent-throughput table (empty: not measured).
+    throughput_tasks: tuple[int, ...] = THROUGHPUT_TASKS
 
     @property
     def warmup(self) -> int:
@@ -147,6 +159,9 @@ class TargetRun:
             if raw is not None:
                 stack.push_async_callback(self._close_raw, raw)
             peers = self._usable_peers()
+            subjects: list[Subject] = []
+            if connections and self.plan.throughput_tasks:
+                subjects = await self._throughput_subjects(stack, connections[0][1])
             for pass_no in range(self.plan.passes):
                 label = f"[{self.backend}] pass {pass_no + 1}/{self.plan.passes}"
                 for index, (scenario, connection) in enumerate(connections):
@@ -163,6 +178,11 @@ class TargetRun:
                 for scenario, connection in connections:
                     if scenario.probe is not None:
                         await self._probe(pass_no, scenario, connection)
+                if isinstance(self.config, PostgresConfig):
+                    await self._floor(pass_no, self.config)
+                if subjects:
+                    self.progress(f"{label}: concurrent throughput")
+                    await self._throughput(pass_no, subjects)
                 for peer in peers:
                     if peer.id in self._failed:
                         continue
@@ -202,6 +222,52 @@ class TargetRun:
                 await raw.close()
             return None
         return raw
+
+    async def _throughput_subjects(
+        self, stack: contextlib.AsyncExitStack, connection: Connection
+    ) -> list[Subject]:
+        """Lockyard and the raw drivers, prepared (a driver that fails is noted and left out)."""
+        subjects: list[Subject] = [LockyardSubject(connection), *raw_subjects(self.config)]
+        ready: list[Subject] = []
+        for subject in subjects:
+            try:
+                await subject.prepare()
+            except Exception as exc:
+                self._note(f"throughput {subject.name}", f"not measured: {describe(exc)}")
+                with contextlib.suppress(Exception):
+                    await subject.close()
+                continue
+            stack.push_async_callback(self._close_subject, subject)
+            ready.append(subject)
+        return ready
+
+    async def _close_subject(self, subject: Subject) -> None:
+        try:
+            await subject.close()
+        except Exception as exc:
+            self._note(f"throughput {subject.name}", f"cleanup failed: {describe(exc)}")
+
+    async def _throughput(self, pass_no: int, subjects: list[Subject]) -> None:
+        try:
+            await measure_throughput(
+                self.results,
+                self.backend,
+                pass_no,
+                subjects,
+                iterations=self.plan.iterations,
+                max_seconds=self.plan.max_seconds,
+                tasks=self.plan.throughput_tasks,
+            )
+        except Exception as exc:
+            self._failed_pass("concurrent throughput", pass_no, exc)
+
+    async def _floor(self, pass_no: int, config: PostgresConfig) -> None:
+        try:
+            await measure_floor(
+                self.results, config, pass_no, self.plan.iterations, self.plan.max_seconds
+            )
+        except Exception as exc:
+            self._failed_pass("durable floor", pass_no, exc)
 
     def _usable_peers(self) -> list[Peer]:
         usable = []

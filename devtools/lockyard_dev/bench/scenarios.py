@@ -68,7 +68,26 @@ async def _lease_visibility(connection: Connection) -> dict[str, float]:
     return await lease_visibility(connection)
 
 
+@contextlib.asynccontextmanager
+async def _pooled(connection: Connection) -> AsyncIterator[None]:
+    # The Redis client's auto-pipeline, set aside: every command checks out a connection.
+    client = connection._backend.client  # type: ignore[attr-defined]
+    pipeline = client.auto_pipeline
+    client.auto_pipeline = None
+    try:
+        yield
+    finally:
+        client.auto_pipeline = pipeline
+
+
 DEFAULT = Scenario("default", "Lockyard as configured by the URL, nothing attached")
+POOLED = Scenario(
+    "pooled",
+    "Redis without auto-pipelining: each command on a pooled connection of its own (how every "
+    "command ran before auto-pipelining; the same-run reference for its sequential cost)",
+    setup=_pooled,
+    backends=("redis",),
+)
 MIRRORING = Scenario(
     "mirroring-on",
     "every held lock mirrored into a Kubernetes Lease (needs $KUBECONFIG; `make bench` sets it)",
@@ -77,8 +96,22 @@ MIRRORING = Scenario(
     store_ops=False,  # the mirror observes locks only
 )
 
+
+async def _election_handover(connection: Connection) -> dict[str, float]:
+    from lockyard_dev.bench.elections import probe
+
+    return await probe(connection)
+
+
+ELECTIONS = Scenario(
+    "elections",
+    "leader elections: hand-over after resign() and after a leader's death, observe latency",
+    probe=_election_handover,
+    store_ops=False,  # what is new here is the probe; the lock cycles are the default's
+)
+
 #: Every known scenario, in report order.
-SCENARIOS: list[Scenario] = [DEFAULT, MIRRORING]
+SCENARIOS: list[Scenario] = [DEFAULT, MIRRORING, POOLED, ELECTIONS]
 
 
 def by_name(names: list[str]) -> list[Scenario]:

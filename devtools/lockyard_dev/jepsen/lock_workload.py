@@ -331,6 +331,7 @@ class LockWorkload:
             self.recorder.tally.errors[type(exc).__name__] += 1
             if not isinstance(exc, self.recorder.contract):
                 self.recorder.tally.foreign[type(exc).__qualname__] += 1
+                self.recorder.foreign(f"hold:{kind}", exc)
             process.crashed()
         finally:
             if guard is not None:

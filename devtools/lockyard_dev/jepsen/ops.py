@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -98,6 +99,16 @@ class Recorder:
         self.contract = contract
         self.tally = Tally()
 
+    def foreign(self, f: str, exc: BaseException) -> None:
+        """Note an exception outside the contract, with where it came from."""
+        self.notes.write(
+            "foreign",
+            f=f,
+            error=repr(exc),
+            traceback="".join(traceback.format_exception(exc)[-6:]),
+            time=time.monotonic_ns(),
+        )
+
     async def perform(
         self,
         process: Process,
@@ -138,7 +149,7 @@ class Recorder:
             self.tally.errors[type(exc).__name__] += 1
             if not isinstance(exc, self.contract):
                 self.tally.foreign[f"{type(exc).__module__}.{type(exc).__qualname__}"] += 1
-                self.notes.write("foreign", f=f, error=repr(exc), time=time.monotonic_ns())
+                self.foreign(f, exc)
             process.crashed()
             raise NotRecorded(INFO, exc) from exc
         self.history.complete(op_id, process.number, OK, encode(value))

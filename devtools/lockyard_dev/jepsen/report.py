@@ -69,7 +69,7 @@ def table(results: Sequence[RunResult]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        lost = r.counters.get("lost_units", "?")
+        lost = r.counters.get("lost_units", "-")
         verdict = r.verdict.verdict
         if r.verdict.violations:
             verdict += f" ({len(r.verdict.violations)} keys)"

@@ -162,7 +162,11 @@ async def _victim(
         recorder.notes.write("victim_unheld", lock=name)
         return
     await _sleep_until(schedule.heal_ns + 500_000_000)
-    outcome = await locks.fenced_write(process, name, guard.fencing_token, 0.0, zombie=True)
+    outcome = "unknown"
+    for _ in range(5):  # until the backend answers (a slow one may still time out at first)
+        outcome = await locks.fenced_write(process, name, guard.fencing_token, 0.0, zombie=True)
+        if outcome != "unknown":
+            break
     recorder.notes.write("zombie_write", lock=name, token=guard.fencing_token, outcome=outcome)
     try:
         await recorder.perform(

@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -148,6 +150,50 @@ def workload_pod_manifest(
         ]
         spec["volumes"] = [v for v in spec["volumes"] if v["name"] != binding_volume]
     return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+def kubelet_get(node: Node, path: str) -> str:
+    """GET ``path`` from the first node's kubelet (its HTTPS port) as the API server's kubelet
+    client (``system:masters``). The API server's node proxy refuses loopback addresses, so
+    tests ask the kubelet directly, e.g. ``/metrics/probes``."""
+    layout = node.layout
+    plane = node.plane
+    if layout is None or plane is None:
+        raise NodeError("the node is not started")
+    pki = plane.workdir / "pki"
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    context.load_cert_chain(
+        str(pki / "apiserver-kubelet-client.crt"), str(pki / "apiserver-kubelet-client.key")
+    )
+    connection = http.client.HTTPSConnection(
+        layout.ip, layout.kubelet_port, context=context, timeout=10
+    )
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read().decode()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise NodeError(f"kubelet GET {path}: HTTP {response.status}: {body[:300]}")
+    return body
+
+
+def probe_counts(node: Node, namespace: str, pod: str) -> dict[tuple[str, str], float]:
+    """``prober_probe_total`` of ``pod`` from its kubelet: (probe type, result) -> count."""
+    counts: dict[tuple[str, str], float] = {}
+    for line in kubelet_get(node, "/metrics/probes").splitlines():
+        if not line.startswith("prober_probe_total{"):
+            continue
+        labels_text, _, value = line[len("prober_probe_total{") :].rpartition("} ")
+        labels = {
+            key: raw.strip('"')
+            for key, _, raw in (item.partition("=") for item in labels_text.split(","))
+        }
+        if labels.get("namespace") == namespace and labels.get("pod") == pod:
+            key = (labels.get("probe_type", ""), labels.get("result", ""))
+            counts[key] = counts.get(key, 0.0) + float(value)
+    return counts
 
 
 def container_pid(node: Node, namespace: str, pod_name: str) -> int:

@@ -19,9 +19,10 @@ from lockyard.cli._output import (
     render_table,
     use_color,
 )
+from lockyard.identity import ELECTION_LOCK_PREFIX
 from lockyard.mirror.leases import MirroredLease, format_micro_time
 
-HEADERS = ("STORE", "LOCK", "HOLDER", "FENCING", "ACQUIRED", "RENEWED", "EXPIRES IN")
+HEADERS = ("STORE", "KIND", "LOCK", "HOLDER", "FENCING", "ACQUIRED", "RENEWED", "EXPIRES IN")
 WIDE_HEADERS = ("LEASE", "BACKEND", "TRANSITIONS", "POD")
 
 #: VERIFIED values.
@@ -48,10 +49,16 @@ class Row:
     verified: str | None = None
     note: str = ""
 
+    @property
+    def kind(self) -> str:
+        """``election`` for an election's lock (``lockyard.elections``), else ``lock``."""
+        return "election" if self.lock.startswith(ELECTION_LOCK_PREFIX) else "lock"
+
     def as_dict(self, now: float) -> dict[str, Any]:
         data: dict[str, Any] = {
             "namespace": self.namespace,
             "store": self.store,
+            "kind": self.kind,
             "lock": self.lock,
             "holder": self.holder or None,
             "fencingToken": self.fencing,
@@ -114,6 +121,7 @@ def table_cells(
         expires = remaining(row.expires_at - now)
     cells: list[Cell] = [
         row.store,
+        row.kind,
         row.lock,
         row.holder or "<none>",
         "<none>" if row.fencing is None else str(row.fencing),

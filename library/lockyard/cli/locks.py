@@ -5,7 +5,8 @@
 
 Listing costs one LIST request whatever the scope (``-A`` is one cluster-wide LIST with the
 ``app.kubernetes.io/managed-by=lockyard`` label selector), so a thousand locks print in well
-under two seconds. Columns: NAMESPACE (with ``-A``, as kubectl), STORE, LOCK (the exact name,
+under two seconds. Columns: NAMESPACE (with ``-A``, as kubectl), STORE, KIND (``lock``, or
+``election`` for the lock ``election/N`` a leader of ``ly.elections`` holds), LOCK (the exact name,
 from the ``lockyard.dev/lock`` annotation), HOLDER (pod or host, and the acquisition's owner
 token prefix), FENCING, ACQUIRED and RENEWED (ages), EXPIRES IN. ``-o wide`` adds the Lease
 name, backend, lease transitions and holder pod.

@@ -16,7 +16,12 @@ from lockyard import __version__
 from lockyard.cli._output import CliError, fail
 
 #: Subcommand modules, imported lazily so one missing extra does not break the others.
-SUBCOMMANDS = ("lockyard.cli.locks", "lockyard.cli.stores", "lockyard.cli.migrate")
+SUBCOMMANDS = (
+    "lockyard.cli.locks",
+    "lockyard.cli.elections",
+    "lockyard.cli.stores",
+    "lockyard.cli.migrate",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

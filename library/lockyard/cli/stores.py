@@ -31,8 +31,15 @@ from lockyard.cli._output import (
 HEADERS = ("NAME", "BACKEND", "READY", "REASON", "LOCKS", "AGE")
 WIDE_HEADERS = ("PREFIX", "BINDING", "CONDITIONS", "MESSAGE")
 #: Spec members whose backend name differs from the member's.
-_BACKEND_NAMES = {"redisSentinel": "redis-sentinel"}
-_BACKEND_MEMBERS = ("memory", "redis", "redisSentinel", "postgresql", "dynamodb")
+_BACKEND_NAMES = {"redisSentinel": "redis-sentinel", "redisCluster": "redis-cluster"}
+_BACKEND_MEMBERS = (
+    "memory",
+    "redis",
+    "redisSentinel",
+    "redisCluster",
+    "postgresql",
+    "dynamodb",
+)
 _STATUS_COLORS = {"True": "green", "False": "red", "Unknown": "yellow"}
 
 

@@ -2,10 +2,12 @@
 
 from lockyard.config.backends import (
     BackendConfig,
+    ClusterNodeAddress,
     CommonSettings,
     DynamoDBConfig,
     MemoryConfig,
     PostgresConfig,
+    RedisClusterConfig,
     RedisConfig,
     RedisSentinelConfig,
     RedisTLS,
@@ -15,10 +17,12 @@ from lockyard.config.urls import parse_url, redact, to_url, validate_config
 
 __all__ = [
     "BackendConfig",
+    "ClusterNodeAddress",
     "CommonSettings",
     "DynamoDBConfig",
     "MemoryConfig",
     "PostgresConfig",
+    "RedisClusterConfig",
     "RedisConfig",
     "RedisSentinelConfig",
     "RedisTLS",

@@ -69,8 +69,13 @@ class RedisTLS(_Model):
     verify: bool = Field(default=True, description="Verify the server certificate and name.")
 
 
-class _RedisCommon(CommonSettings):
+class _RedisDatabase(CommonSettings):
     db: int = Field(default=0, ge=0, le=15, description="Redis logical database number.")
+
+
+class _RedisClient(CommonSettings):
+    """What every Redis deployment shares: credentials, TLS, the pool, replica confirmation."""
+
     username: str | None = Field(default=None, description="ACL user name.")
     password: SecretStr | None = Field(default=None, description="Password (AUTH).")
     tls: RedisTLS = Field(default_factory=RedisTLS)
@@ -81,6 +86,11 @@ class _RedisCommon(CommonSettings):
         le=16,
         description="Replicas that must confirm a lock acquisition (WAIT) before it returns.",
     )
+
+
+# Bases in this order keep ``db`` first among the fields, as before the split (the CRD's order).
+class _RedisCommon(_RedisClient, _RedisDatabase):
+    """One Redis server or a Sentinel-found master: the client settings and a database."""
 
 
 class RedisConfig(_RedisCommon):
@@ -104,6 +114,20 @@ class RedisSentinelConfig(_RedisCommon):
     master: str = Field(min_length=1, max_length=128, description="Sentinel's master name.")
     sentinel_username: str | None = Field(default=None, description="ACL user for Sentinels.")
     sentinel_password: SecretStr | None = Field(default=None, description="Sentinel password.")
+
+
+class ClusterNodeAddress(_Model):
+    host: Hostname
+    port: Port = 6379
+
+
+class RedisClusterConfig(_RedisClient):
+    """Redis Cluster: the slot map is read from the seed nodes, and followed as slots move."""
+
+    backend: Literal["redis-cluster"] = "redis-cluster"
+    nodes: list[ClusterNodeAddress] = Field(
+        min_length=1, description="Seed nodes: any reachable node of the cluster will do."
+    )
 
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
@@ -166,6 +190,11 @@ class DynamoDBConfig(CommonSettings):
 
 
 BackendConfig: TypeAlias = Annotated[
-    MemoryConfig | RedisConfig | RedisSentinelConfig | PostgresConfig | DynamoDBConfig,
+    MemoryConfig
+    | RedisConfig
+    | RedisSentinelConfig
+    | RedisClusterConfig
+    | PostgresConfig
+    | DynamoDBConfig,
     Field(discriminator="backend"),
 ]

@@ -2,8 +2,8 @@
 
 The spec is derived from the backend settings models in :mod:`lockyard.config.backends`, so a
 setting is declared once: each backend section (``memory``, ``redis``, ``redisSentinel``,
-``postgresql``, ``dynamodb``) copies the fields, types, bounds, defaults and descriptions of its
-config model, with three changes:
+``redisCluster``, ``postgresql``, ``dynamodb``) copies the fields, types, bounds, defaults and
+descriptions of its config model, with three changes:
 
 - names are camelCase (``poolSize``), as Kubernetes APIs spell them;
 - credentials (every ``SecretStr`` field, and the AWS key id) and client files (TLS CA,
@@ -36,10 +36,12 @@ from pydantic.fields import FieldInfo
 
 from lockyard.config.backends import (
     BackendConfig,
+    ClusterNodeAddress,
     CommonSettings,
     DynamoDBConfig,
     MemoryConfig,
     PostgresConfig,
+    RedisClusterConfig,
     RedisConfig,
     RedisSentinelConfig,
     RedisTLS,
@@ -58,7 +60,7 @@ from lockyard.identity import SHORT_NAMES as SHORT_NAMES
 from lockyard.identity import SINGULAR as SINGULAR
 
 #: The spec's backend sections, by their (camelCase) spec name.
-BACKEND_MEMBERS = ("memory", "redis", "redisSentinel", "postgresql", "dynamodb")
+BACKEND_MEMBERS = ("memory", "redis", "redisSentinel", "redisCluster", "postgresql", "dynamodb")
 EXACTLY_ONE_MESSAGE = f"exactly one of {', '.join(BACKEND_MEMBERS)} must be set"
 
 #: Suffix of every field holding a Secret reference (snake_case; ``...SecretRef`` in the CR).
@@ -237,6 +239,12 @@ class SentinelAddressSpec(DerivedSpec):
     derived_from = SentinelAddress
 
 
+class ClusterNodeAddressSpec(DerivedSpec):
+    """One seed node of a Redis Cluster."""
+
+    derived_from = ClusterNodeAddress
+
+
 class MemorySpec(DerivedSpec):
     """In-process store inside the operator: for tests and development only."""
 
@@ -253,6 +261,12 @@ class RedisSentinelSpec(DerivedSpec):
     """Redis behind Sentinel: the master is discovered, and re-discovered after a failover."""
 
     derived_from = RedisSentinelConfig
+
+
+class RedisClusterSpec(DerivedSpec):
+    """Redis Cluster: the slot map is read from the seed nodes, and followed as slots move."""
+
+    derived_from = RedisClusterConfig
 
 
 class PostgresSpec(DerivedSpec):
@@ -302,6 +316,9 @@ class StateStoreSpec(ResourceModel):
     redis_sentinel: RedisSentinelSpec | None = Field(
         default=None, description=RedisSentinelSpec.__doc__
     )
+    redis_cluster: RedisClusterSpec | None = Field(
+        default=None, description=RedisClusterSpec.__doc__
+    )
     postgresql: PostgresSpec | None = Field(default=None, description=PostgresSpec.__doc__)
     dynamodb: DynamoDBSpec | None = Field(default=None, description=DynamoDBSpec.__doc__)
     prefix: str | None = _shared_field(
@@ -335,6 +352,7 @@ class StateStoreSpec(ResourceModel):
             ("memory", self.memory),
             ("redis", self.redis),
             ("redisSentinel", self.redis_sentinel),
+            ("redisCluster", self.redis_cluster),
             ("postgresql", self.postgresql),
             ("dynamodb", self.dynamodb),
         ]

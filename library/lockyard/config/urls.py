@@ -5,6 +5,7 @@
 | ``memory://?prefix=P`` | :class:`MemoryConfig` |
 | ``redis://[user:password@]host:port/db?prefix=P``, ``rediss://`` (TLS) | :class:`RedisConfig` |
 | ``redis+sentinel://[user:password@]h1:p1,h2:p2/MASTER[/db]?prefix=P`` | Sentinel |
+| ``redis+cluster://[user:password@]h1:p1,h2:p2/?prefix=P``, ``rediss+cluster://`` (TLS) | Cluster |
 | ``postgresql://user:password@host:port/db?prefix=P&schema=S`` | :class:`PostgresConfig` |
 | ``dynamodb://[key_id:secret@]TABLE?region=R&endpoint_url=URL&prefix=P`` | DynamoDB |
 
@@ -25,6 +26,7 @@ from lockyard.config.backends import (
     DynamoDBConfig,
     MemoryConfig,
     PostgresConfig,
+    RedisClusterConfig,
     RedisConfig,
     RedisSentinelConfig,
 )
@@ -38,6 +40,8 @@ _SCHEMES = {
     "rediss": "redis",
     "redis+sentinel": "redis-sentinel",
     "rediss+sentinel": "redis-sentinel",
+    "redis+cluster": "redis-cluster",
+    "rediss+cluster": "redis-cluster",
     "postgresql": "postgresql",
     "postgres": "postgresql",
     "dynamodb": "dynamodb",
@@ -130,7 +134,7 @@ def parse_url(url: str) -> BackendConfig:
             f"unknown parameter(s) {', '.join(unknown)} in a {scheme}:// URL; "
             f"known: {', '.join(sorted(known_fields - {'backend'}))}"
         )
-    if backend in {"redis", "redis-sentinel"}:
+    if backend in {"redis", "redis-sentinel", "redis-cluster"}:
         _redis_location(data, scheme, hostlist, path)
         data["username"], data["password"] = user, password
     elif backend == "postgresql":
@@ -153,6 +157,7 @@ def _known_fields(backend: str) -> set[str]:
         "memory": MemoryConfig,
         "redis": RedisConfig,
         "redis-sentinel": RedisSentinelConfig,
+        "redis-cluster": RedisClusterConfig,
         "postgresql": PostgresConfig,
         "dynamodb": DynamoDBConfig,
     }[backend]
@@ -176,6 +181,18 @@ def _redis_location(data: dict[str, Any], scheme: str, hosts: str, path: str) ->
     if scheme.lower().startswith("rediss"):
         data["tls"] = {**data.get("tls", {}), "enabled": True}
     segments = [s for s in path.split("/") if s]
+    if data["backend"] == "redis-cluster":
+        data["nodes"] = [
+            dict(zip(("host", "port"), _host_port(h, 6379, scheme), strict=True))
+            for h in hosts.split(",")
+            if h
+        ]
+        if segments:
+            raise ConfigError(
+                f"a {scheme}:// URL has no database or other path (Redis Cluster has one "
+                f"database): {scheme}://h1:p1,h2:p2/?prefix=P"
+            )
+        return
     if data["backend"] == "redis":
         host, port = _host_port(hosts, 6379, scheme)
         data.update(host=host or "localhost", port=port)
@@ -202,7 +219,7 @@ def to_url(config: BackendConfig, *, with_password: bool = True) -> str:
         query["timeout"] = f"{config.operation_timeout:g}"
     if isinstance(config, MemoryConfig):
         return f"memory://?{urlencode(query)}"
-    if isinstance(config, RedisConfig | RedisSentinelConfig):
+    if isinstance(config, RedisConfig | RedisSentinelConfig | RedisClusterConfig):
         return _redis_url(config, query, with_password)
     if isinstance(config, PostgresConfig):
         auth = _auth(config.user, config.password, with_password)
@@ -238,7 +255,9 @@ def _auth(user: str | None, password: Any, with_password: bool) -> str:
 
 
 def _redis_url(
-    config: RedisConfig | RedisSentinelConfig, query: dict[str, str], with_password: bool
+    config: RedisConfig | RedisSentinelConfig | RedisClusterConfig,
+    query: dict[str, str],
+    with_password: bool,
 ) -> str:
     tls = config.tls
     for name, field in (("tls_ca_file", "ca_file"), ("tls_cert_file", "cert_file")):
@@ -256,6 +275,10 @@ def _redis_url(
     if isinstance(config, RedisConfig):
         scheme = "rediss" if tls.enabled else "redis"
         return f"{scheme}://{auth}{config.host}:{config.port}/{config.db}?{urlencode(query)}"
+    if isinstance(config, RedisClusterConfig):
+        scheme = "rediss+cluster" if tls.enabled else "redis+cluster"
+        hosts = ",".join(_host_text(n.host, n.port) for n in config.nodes)
+        return f"{scheme}://{auth}{hosts}/?{urlencode(query)}"
     scheme = "rediss+sentinel" if tls.enabled else "redis+sentinel"
     hosts = ",".join(f"{s.host}:{s.port}" for s in config.sentinels)
     if config.sentinel_username:
@@ -264,3 +287,7 @@ def _redis_url(
         query["sentinel_password"] = config.sentinel_password.get_secret_value()
     path = f"{quote(config.master, safe='')}/{config.db}"
     return f"{scheme}://{auth}{hosts}/{path}?{urlencode(query)}"
+
+
+def _host_text(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -8,7 +8,9 @@ The StateStore resource's names and labels live in the leaf :mod:`lockyard.ident
 - :mod:`~lockyard.kube.client`: ``KubeClient``, blocking JSON calls on the official client;
 - :mod:`~lockyard.kube.api`: ``KubeApi``, the same calls for asyncio (in worker threads);
 - :mod:`~lockyard.kube.binding`, :mod:`~lockyard.kube.binding_reader`: the binding Secret;
-- :mod:`~lockyard.kube.connect_store`: opening a store from a pod.
+- :mod:`~lockyard.kube.connect_store`: opening a store from a pod;
+- :mod:`~lockyard.kube.leader_record`, :mod:`~lockyard.kube.lease_election`: leader election on
+  a Lease with client-go's record and semantics (the operator's replicas use it).
 
 Everything is loaded on first use, so importing one module (the CLI, the CRD models) pays for
 that module alone, and the ``kubernetes`` package is needed only for API calls.

@@ -84,6 +84,10 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
             )
     except Exception as exc:  # the loaders raise many unrelated types; each means "unusable"
         raise ConfigError(f"no usable Kubernetes credentials: {exc}") from exc
+    # One request per call: urllib3's default Retry(total=3) re-sends a PUT or DELETE whose
+    # reply was lost, so an applied conditional write came back as 409 Conflict (found by
+    # make jepsen). A lost reply must stay an unknown outcome for the caller to judge.
+    configuration.retries = False
     return client.ApiClient(configuration)
 
 

@@ -280,8 +280,11 @@ class LeaseElector:
     async def _renew(self, term: Term) -> str | None:
         """One renewal attempt; the reason the term is lost, or ``None`` (renewed, or worth
         trying again)."""
+        if term.remaining() < _MIN_BUDGET_S:
+            return None  # no answer could arrive in time: keep() declares the loss
         try:
-            async with asyncio.timeout(max(term.remaining(), _MIN_BUDGET_S)):
+            # Cut at the deadline: a renewal confirmed later would not count anyway.
+            async with asyncio.timeout(term.remaining()):
                 if self._lease is None:  # the last write met a conflict: read the Lease again
                     lease = await self._read(term.remaining())
                     if lease is None:
@@ -316,8 +319,9 @@ class LeaseElector:
             self._note("renewing the Lease timed out", exc)
             return None
         self._observe(record)
-        term.confirm(started)
-        self._last_error = ""
+        if term.active():  # never revive a term whose deadline passed meanwhile
+            term.confirm(started)
+            self._last_error = ""
         return None
 
     def _lose(self, term: Term, reason: str) -> str:

@@ -21,8 +21,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lockyard.elections import identity_of
+from lockyard.identity import ELECTION_LOCK_PREFIX
 from lockyard.kube.api import KubeApi
 from lockyard.kube.errors import KubeApiError
+from lockyard.kube.leader_record import ELECTION_KIND, KIND_LABEL
 from lockyard.kube.paths import LEASE_API_VERSION, leases_path
 from lockyard.locks import LockGuard
 from lockyard.mirror.holder import Holder
@@ -228,10 +231,16 @@ class LeaseWriter:
         pod = self.holder.pod()
         if pod:
             annotations[HOLDER_POD_ANNOTATION] = pod
+        labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, STORE_LABEL: self._store_label}
+        holder_identity = self.holder.identity(guard.owner)
+        if lease.lock.startswith(ELECTION_LOCK_PREFIX):
+            # An election reads like client-go's: the leader's identity, and the kind label.
+            labels[KIND_LABEL] = ELECTION_KIND
+            holder_identity = identity_of(guard.owner)
         metadata: dict[str, Any] = {
             "name": lease_name(self.store, lease.lock, lease.probe),
             "namespace": self.namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, STORE_LABEL: self._store_label},
+            "labels": labels,
             "annotations": annotations,
         }
         if resource_version is not None:
@@ -244,7 +253,7 @@ class LeaseWriter:
             "kind": "Lease",
             "metadata": metadata,
             "spec": {
-                "holderIdentity": self.holder.identity(guard.owner),
+                "holderIdentity": holder_identity,
                 "leaseDurationSeconds": max(1, math.ceil(guard.lease_ms / 1000)),
                 "acquireTime": format_micro_time(acquired_at),
                 "renewTime": format_micro_time(guard.renewed_at),

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lockyard.identity import ELECTION_LOCK_PREFIX
 from lockyard.mirror.lease_names import (
     BACKEND_ANNOTATION,
     FENCING_ANNOTATION,
@@ -99,6 +100,11 @@ class MirroredLease:
             resource_version=metadata.get("resourceVersion"),
             created=parse_time(metadata.get("creationTimestamp")),
         )
+
+    @property
+    def kind(self) -> str:
+        """``election`` for an election's lock (``lockyard.elections``), else ``lock``."""
+        return "election" if self.lock.startswith(ELECTION_LOCK_PREFIX) else "lock"
 
     def is_mirror_of(self, store: str, lock: str) -> bool:
         """Whether this Lease stands for lock ``lock`` of store ``store`` (annotations agree)."""

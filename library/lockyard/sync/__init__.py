@@ -14,6 +14,7 @@ from lockyard.sync.bridge import BlockingIterator
 from lockyard.sync.connection import Connection, connect, connect_store
 from lockyard.sync.elections import Campaign, Elections, Leadership
 from lockyard.sync.locks import DistributedLock, LockGuard, LockHold
+from lockyard.sync.permits import Permit, ReadWriteGuard, ReadWriteLocks, Semaphores
 from lockyard.sync.store import StateStore
 from lockyard.sync.threads import interrupt
 
@@ -26,6 +27,10 @@ __all__ = [
     "Leadership",
     "LockGuard",
     "LockHold",
+    "Permit",
+    "ReadWriteGuard",
+    "ReadWriteLocks",
+    "Semaphores",
     "StateStore",
     "connect",
     "connect_store",

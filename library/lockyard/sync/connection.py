@@ -21,6 +21,7 @@ from lockyard.guarantees import Guarantees
 from lockyard.sync.bridge import Bridged, blocking
 from lockyard.sync.elections import Elections
 from lockyard.sync.locks import DistributedLock
+from lockyard.sync.permits import ReadWriteLocks, Semaphores
 from lockyard.sync.portal import EXIT_CLOSE_TIMEOUT_S, Portal, abandon
 from lockyard.sync.store import StateStore
 
@@ -73,6 +74,9 @@ class Connection(Bridged):
         self.locks = DistributedLock(self)
         #: Leader elections: as ``lockyard.Elections``, blocking.
         self.elections = Elections(self)
+        #: Counting semaphores and read-write locks, blocking.
+        self.semaphores = Semaphores(self)
+        self.rwlocks = ReadWriteLocks(self)
         # Dropped without close(), or still open at interpreter exit (finalizers run then too):
         # close the backend and stop the loop thread all the same.
         weakref.finalize(self, _close_dropped, self.__portal, self._slot)

@@ -22,6 +22,7 @@ import _thread
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import logging
 import os
 import threading
@@ -29,6 +30,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
+from lockyard._callers import CALLER
 from lockyard.sync import threads
 
 log = logging.getLogger("lockyard.sync")
@@ -48,15 +50,27 @@ class PendingCall(Generic[R]):
     function may build it from objects that belong to the loop).
     """
 
-    __slots__ = ("_args", "_done", "_error", "_fn", "_interrupt", "_loop", "_result", "_task")
+    __slots__ = (
+        "_args",
+        "_caller",
+        "_done",
+        "_error",
+        "_fn",
+        "_interrupt",
+        "_loop",
+        "_result",
+        "_task",
+    )
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         fn: Callable[..., Awaitable[R]],
         args: tuple[Any, ...],
+        caller: object,
     ) -> None:
         self._loop = loop
+        self._caller = caller
         self._fn = fn
         self._args = args
         self._done = _thread.allocate_lock()
@@ -73,7 +87,12 @@ class PendingCall(Generic[R]):
             self._done.release()
             return
         try:
-            self._task = self._loop.create_task(self._fn(*self._args))  # type: ignore[arg-type]
+            # The task runs as the calling thread (a read-write lock refuses the same caller
+            # twice), in a copy of the context the thread scheduled it from.
+            context = contextvars.copy_context()
+            context.run(CALLER.set, self._caller)
+            coroutine = self._fn(*self._args)
+            self._task = self._loop.create_task(coroutine, context=context)  # type: ignore[arg-type]
         except BaseException as exc:  # the function failed before returning a coroutine
             self._error = exc
             self._done.release()
@@ -211,7 +230,7 @@ class Portal:
                 "use the async API there"
             )
         loop = self.loop()
-        call = PendingCall(loop, fn, args)
+        call = PendingCall(loop, fn, args, threads.current())
         try:
             loop.call_soon_threadsafe(call._start)
         except RuntimeError:  # closed meanwhile

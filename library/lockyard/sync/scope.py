@@ -31,8 +31,8 @@ from lockyard.telemetry import guards as telemetry_guards
 
 if TYPE_CHECKING:
     from lockyard.connection import Connection as AsyncConnection
-    from lockyard.locks import LockGuard as AsyncLockGuard
     from lockyard.sync.connection import Connection
+    from lockyard.sync.leases import LeaseGuard
 
 log = logging.getLogger("lockyard.sync")
 
@@ -67,8 +67,8 @@ class BlockScope(abc.ABC, Generic[S]):
     def _lost_flag(self, value: S) -> threading.Event: ...
 
     @abc.abstractmethod
-    def _async_guard(self, value: S) -> AsyncLockGuard:
-        """The lock guard underneath (its hold span is current in the block)."""
+    def _async_guard(self, value: S) -> Any:
+        """The async guard underneath (its hold span is current in the block)."""
 
     # -- entering ------------------------------------------------------------------------------
     def __enter__(self) -> S:
@@ -187,3 +187,34 @@ class BlockScope(abc.ABC, Generic[S]):
         self._leave.set()
         await asyncio.wait([task])
         task.result()
+
+
+G = TypeVar("G", bound="LeaseGuard[Any]")
+
+
+class LeaseScope(BlockScope[G]):
+    """``with`` over an async hold (``locks.hold``, ``semaphores.hold``, ``rwlocks.hold_read``):
+    the block gets the blocking guard ``present(handle, guard)`` makes of the async one."""
+
+    def __init__(
+        self,
+        handle: Connection,
+        hold: AbstractAsyncContextManager[Any],
+        present: Callable[[Connection, Any], G],
+        on_lost: Callable[[G], None] | None,
+    ) -> None:
+        super().__init__(handle, on_lost)
+        self._hold = hold
+        self._present_as = present
+
+    def _open(self, connection: AsyncConnection) -> AbstractAsyncContextManager[Any]:
+        return self._hold
+
+    def _present(self, entered: Any) -> G:
+        return self._present_as(self._handle, entered)
+
+    def _lost_flag(self, value: G) -> threading.Event:
+        return value.lost
+
+    def _async_guard(self, value: G) -> Any:
+        return value._guard

@@ -74,6 +74,8 @@ def _server(config: Any) -> tuple[str, int] | None:
 def _namespace(config: Any) -> str | None:
     if config.backend in ("redis", "redis-sentinel"):
         return str(config.db)
+    if config.backend == "redis-cluster":
+        return "0"  # a cluster has one database
     if config.backend == "postgresql":
         return f"{config.database}|{config.schema_name}"
     return None

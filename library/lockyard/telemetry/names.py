@@ -66,6 +66,7 @@ LOCK_DETECTED_BY: Final = "lockyard.lock.detected_by"
 DB_SYSTEMS: Final[dict[str, str]] = {
     "redis": "redis",
     "redis-sentinel": "redis",
+    "redis-cluster": "redis",
     "postgresql": "postgresql",
     "dynamodb": "aws.dynamodb",
     "memory": "lockyard.memory",

@@ -55,6 +55,9 @@ class ElectionConformance(ConformanceBase):
     queue_join_s: float = 0.15
     #: How often the suite's observers on a second connection read when nothing signals.
     observe_poll_s: float = 0.05
+    #: The lease of the loss tests: its margin (10%) must cover a loaded machine's scheduling
+    #: delay, so it is longer than ``short_ttl_s``.
+    loss_ttl_s: float = 1.0
 
     async def observer_connection(self, ly: Connection, open_store: OpenStore) -> Connection:
         """A second connection to ``ly``'s store (memory: ``ly``, its state is per connection)."""
@@ -189,11 +192,11 @@ class ElectionConformance(ConformanceBase):
         successor: asyncio.Future[Leadership] | None = None
         with pytest.raises(LockLostError):
             async with ly.elections.campaign(
-                name, "stalled", ttl=self.short_ttl_s, auto_renew=False
+                name, "stalled", ttl=self.loss_ttl_s, auto_renew=False
             ) as leadership:
                 successor = asyncio.ensure_future(ly.elections.campaign(name, "next", ttl=30))
                 try:
-                    await asyncio.sleep(self.short_ttl_s * 10)
+                    await asyncio.sleep(self.loss_ttl_s * 10)
                 finally:
                     cancelled_at = ly.locks.clock.monotonic()
         assert leadership is not None
@@ -207,9 +210,9 @@ class ElectionConformance(ConformanceBase):
     async def test_an_awaited_leadership_sets_lost_without_a_block(self, ly: Connection) -> None:
         name = election_name()
         leadership = await ly.elections.campaign(
-            name, "awaited", ttl=self.short_ttl_s, auto_renew=False
+            name, "awaited", ttl=self.loss_ttl_s, auto_renew=False
         )
-        async with asyncio.timeout(self.short_ttl_s * 10):
+        async with asyncio.timeout(self.loss_ttl_s * 10):
             await leadership.lost.wait()
         assert ly.locks.clock.monotonic() < leadership.lease_deadline
         assert not leadership.is_leader
@@ -221,6 +224,19 @@ class ElectionConformance(ConformanceBase):
             async with ly.elections.campaign(name, "leader", ttl=self.short_ttl_s):
                 assert await ly.elections.break_leadership(name)
                 await asyncio.sleep(self.short_ttl_s * 4)
+
+    async def test_resign_inside_a_block_that_lost_still_raises(self, ly: Connection) -> None:
+        name = election_name()
+        with pytest.raises(LockLostError):
+            async with ly.elections.campaign(name, "leader", ttl=self.short_ttl_s) as leadership:
+                try:
+                    assert await ly.elections.break_leadership(name)
+                    await asyncio.sleep(self.short_ttl_s * 4)
+                finally:
+                    assert not await leadership.resign()
+        successor = await ly.elections.campaign(name, "next", ttl=30, timeout=5)
+        assert successor.term > leadership.term
+        assert await successor.resign()
 
     # -- observing an election ---------------------------------------------------------------
     async def _run_terms(self, ly: Connection, name: str) -> list[tuple[str, str, int]]:

@@ -223,7 +223,7 @@ class FencingConformance(ConformanceBase):
                 except FenceLostError:
                     return
                 landed += 1
-                await asyncio.sleep(0)  # the memory backend never yields by itself
+                await asyncio.sleep(0.001)  # the memory backend never yields by itself
 
         tasks = [asyncio.create_task(writer()) for _ in range(4)]
         await asyncio.sleep(0.05)

@@ -33,15 +33,16 @@ class ReadWriteLockConformance(ConformanceBase):
         name = rwlock_name()
         readers = [await ly.rwlocks.try_acquire_read(name, 30) for _ in range(5)]
         assert all(r is not None and r.mode == "read" for r in readers)
-        assert await ly.rwlocks.try_acquire_write(name, 30) is None
+        assert await asyncio.create_task(ly.rwlocks.try_acquire_write(name, 30)) is None
         for reader in readers:
             assert reader is not None
             await reader.release()
         writer = await ly.rwlocks.try_acquire_write(name, 30)
         assert writer is not None
         assert writer.mode == "write"
-        assert await ly.rwlocks.try_acquire_read(name, 30) is None
-        assert await ly.rwlocks.try_acquire_write(name, 30) is None
+        # Other tasks (this one would be refused the lock it holds: LockUpgradeError).
+        assert await asyncio.create_task(ly.rwlocks.try_acquire_read(name, 30)) is None
+        assert await asyncio.create_task(ly.rwlocks.try_acquire_write(name, 30)) is None
         tokens = [r.fencing_token for r in readers if r is not None] + [writer.fencing_token]
         assert tokens == sorted(set(tokens))
         await writer.release()

@@ -100,10 +100,12 @@ async def test_locks_table_and_formats(
     code, out, err = await cli("locks", "-n", cluster.namespace)
     assert (code, err) == (0, "")
     rows = table(out)
-    assert rows[0] == ["STORE", "LOCK", "HOLDER", "FENCING", "ACQUIRED", "RENEWED", "EXPIRES IN"]
-    assert {tuple(row[:4]) for row in rows[1:]} == {
-        (STORE, "invoice-17", f"test-holder_{guard.owner[:8]}", "1"),
-        (STORE, "tenant/acme: report", f"test-holder_{other.owner[:8]}", "1"),
+    assert rows[0] == [
+        "STORE", "KIND", "LOCK", "HOLDER", "FENCING", "ACQUIRED", "RENEWED", "EXPIRES IN"
+    ]  # fmt: skip
+    assert {tuple(row[:5]) for row in rows[1:]} == {
+        (STORE, "lock", "invoice-17", f"test-holder_{guard.owner[:8]}", "1"),
+        (STORE, "lock", "tenant/acme: report", f"test-holder_{other.owner[:8]}", "1"),
     }
     assert "\x1b[" not in out  # not a terminal: no colour
     # Aligned: every column starts at the same offset on every line.
@@ -162,7 +164,7 @@ async def test_kubectl_plugin(
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
-    assert table(out.decode())[1][:2] == [STORE, "via-kubectl"]
+    assert table(out.decode())[1][:3] == [STORE, "lock", "via-kubectl"]
     await guard.release()
 
 
@@ -219,12 +221,12 @@ async def test_verify_flags_stale_and_missing_mirrors(
 
         code, out, err = await cli("locks", "-n", cluster.namespace, "--store", STORE, "--verify")
         assert (code, err) == (0, "")
-        rows = {row[1]: row for row in table(out)[1:]}
+        rows = {row[2]: row for row in table(out)[1:]}
         assert table(out)[0][-1] == "VERIFIED"
         assert rows["held"][-1] == "held"
         assert rows["broken"][-1] == "stale (not held)"
         assert rows["unmirrored"][-1] == "missing (no Lease)"
-        assert rows["unmirrored"][3] == str(unmirrored.fencing_token)
+        assert rows["unmirrored"][4] == str(unmirrored.fencing_token)
 
         code, out, _ = await cli("locks", "-n", cluster.namespace, "--verify", "-o", "json")
         assert code == 0
@@ -354,12 +356,12 @@ async def test_watch_prints_changes(
     code, out, err = await watch
     assert (code, err) == (0, "")
     rows = table(out)
-    assert rows[0][:3] == ["EVENT", "STORE", "LOCK"]
-    events = [(row[0], row[2]) for row in rows[1:]]
+    assert rows[0][:4] == ["EVENT", "STORE", "KIND", "LOCK"]
+    events = [(row[0], row[3]) for row in rows[1:]]
     assert ("ADDED", "existing") in events  # the initial list
     assert ("ADDED", "arriving") in events
     deleted = [row for row in rows[1:] if row[0] == "DELETED"]
-    assert [row[2] for row in deleted] == ["existing"]
+    assert [row[3] for row in deleted] == ["existing"]
     assert deleted[0][-1] == "released"
     await second.release()
 

@@ -35,6 +35,7 @@ from lockyard_dev.cluster.identities import service_account_token, token_kubecon
 from lockyard_dev.servers.moto import MotoServer
 from lockyard_dev.servers.postgres import PostgresServer
 from lockyard_dev.servers.redis import RedisSentinelSetup, RedisServer
+from lockyard_dev.servers.redis_cluster import RedisClusterSetup
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +104,12 @@ def redis_server() -> Iterator[RedisServer]:
 def sentinel_setup() -> Iterator[RedisSentinelSetup]:
     with RedisSentinelSetup(password=f"sentinel-{secrets.token_hex(8)}") as setup:
         yield setup
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_setup() -> Iterator[RedisClusterSetup]:
+    with RedisClusterSetup(password=f"cluster-{secrets.token_hex(8)}") as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

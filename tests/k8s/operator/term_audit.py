@@ -94,13 +94,14 @@ def _parse(event: dict[str, Any]) -> Write | None:
     )
 
 
-def read_writes(audit_log: Path, identities: Iterable[str]) -> list[Write]:
-    """The writes of the replicas named ``identities``, in the order the server logged them."""
+def read_writes(audit_log: Path, identities: Iterable[str], namespace: str) -> list[Write]:
+    """The writes of the replicas named ``identities`` in ``namespace`` (each test has its own),
+    in the order the server logged them."""
     wanted = set(identities)
     writes = []
     for line in audit_log.read_text().splitlines():
         write = _parse(json.loads(line))
-        if write is not None and write.identity in wanted:
+        if write is not None and write.identity in wanted and write.namespace == namespace:
             writes.append(write)
     return writes
 

@@ -49,7 +49,7 @@ def test_deployment_is_locked_down(installed: ControlPlane) -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["resources"]["limits"]["memory"]
-    assert "--peering=lockyard-operator" in container["args"]
+    assert "--leader-elect" in container["args"]
     assert pod["serviceAccountName"] == OPERATOR_ACCOUNT
 
 

@@ -1,5 +1,5 @@
 """Operator processes die: a SIGKILL mid-work loses and duplicates nothing after a restart, and
-with peering a standby takes over from a killed leader within seconds."""
+with leader election a standby takes over from a killed leader within lease + retry."""
 
 from __future__ import annotations
 
@@ -24,11 +24,29 @@ from operator_harness import (
 import lockyard
 from lockyard.kube.api import KubeApi, object_path
 from lockyard.kube.names import STORE_LABEL
+from lockyard.kube.paths import leases_path
 from lockyard_dev.servers.redis import RedisServer
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e, pytest.mark.slow]
 
-PEERING_LIFETIME_S = 4
+LEASE_S, RENEW_S, RETRY_S = 4, 3.0, 0.5
+
+
+def election(namespace: str, identity: str) -> list[str]:
+    """Leader election on the Lease <namespace>/lockyard-operator, with short timings."""
+    return [
+        "--leader-elect",
+        f"--leader-elect-resource-namespace={namespace}",
+        f"--leader-elect-identity={identity}",
+        f"--leader-elect-lease-duration={LEASE_S}",
+        f"--leader-elect-renew-deadline={RENEW_S}",
+        f"--leader-elect-retry-period={RETRY_S}",
+    ]
+
+
+async def holder(kube: KubeApi, namespace: str) -> str:
+    lease = await kube.get_or_none(leases_path(namespace, "lockyard-operator"))
+    return str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
 
 
 def redis_spec(server: RedisServer, policy: str = "Retain") -> dict[str, Any]:
@@ -105,42 +123,36 @@ async def test_sigkill_mid_work_then_restart(
 async def test_standby_takes_over_when_the_leader_dies(
     kube: KubeApi, namespace: str, operators: Operators
 ) -> None:
-    peering = [f"--peering=e2e-{namespace}", f"--peering-lifetime={PEERING_LIFETIME_S}"]
-    leader = await operators.start(*peering)
+    leader = await operators.start(*election(namespace, "first"))
+
+    async def led_by_first() -> bool:
+        return await holder(kube, namespace) == "first"
+
+    await eventually(led_by_first, "the first replica to lead")
     await create_store(kube, namespace, "before", {"memory": {}})
     await wait_condition(kube, namespace, "before", "Ready", "True")
-    standby = await operators.start(*peering)  # younger: lower priority, pauses
-
-    peering_object = object_path("kopf.dev", "v1", "kopfpeerings", namespace, f"e2e-{namespace}")
-
-    async def both_peers_alive() -> bool:
-        peers = (await kube.get(peering_object)).get("status") or {}
-        return len(peers) == 2
-
-    # A standby starts paused (peering is mandatory) and stays so while it sees the leader.
-    await eventually(both_peers_alive, "the standby's keep-alive", timeout=30)
+    standby = await operators.start(*election(namespace, "second"))
     await create_store(kube, namespace, "while-led", {"memory": {}})
     await wait_condition(kube, namespace, "while-led", "Ready", "True")
-    assert "while-led" in leader.log()
-    assert "while-led" not in standby.log(), "only the leader reconciles"
-    assert "Resuming operations" not in standby.log()
+    assert f"{namespace}/while-led:" in leader.log()
+    assert f"{namespace}/while-led:" not in standby.log(), "only the leader reconciles"
+    assert "became the leader" not in standby.log()
 
-    leader.kill()
+    leader.kill()  # SIGKILL: no release; the standby waits the Lease out
     killed = time.monotonic()
     await create_store(kube, namespace, "after", {"memory": {}})
-    await wait_condition(kube, namespace, "after", "Ready", "True", timeout=PEERING_LIFETIME_S + 30)
+    await wait_condition(kube, namespace, "after", "Ready", "True", timeout=LEASE_S + 30)
     takeover = time.monotonic() - killed
     print(f"standby took over and reconciled a new store {takeover:.2f}s after SIGKILL")
-    assert takeover < PEERING_LIFETIME_S + 10
-    assert "after" in standby.log()
-    assert "Resuming operations after the pause" in standby.log()
+    assert takeover < LEASE_S + RETRY_S + 10
+    assert f"{namespace}/after:" in standby.log()
+    assert await holder(kube, namespace) == "second"
 
 
-async def test_all_namespaces_with_cluster_peering(
+async def test_all_namespaces_with_leader_election(
     kube: KubeApi, namespace: str, operators: Operators
 ) -> None:
-    """The Deployment's mode: every namespace, peering through a ClusterKopfPeering."""
-    name = f"e2e-{namespace}"
+    """The Deployment's mode: every namespace, one leader."""
 
     async def no_other_stores() -> bool:
         # Earlier tests' namespaces are still being deleted: let them go first, so this
@@ -149,11 +161,7 @@ async def test_all_namespaces_with_cluster_peering(
         return all(i["metadata"]["namespace"] == namespace for i in everywhere["items"])
 
     await eventually(no_other_stores, "other tests' StateStores to be gone", timeout=120)
-    await operators.start(
-        f"--peering={name}", f"--peering-lifetime={PEERING_LIFETIME_S}", scope=["--all-namespaces"]
-    )
+    await operators.start(*election(namespace, "cluster-wide"), scope=["--all-namespaces"])
     await create_store(kube, namespace, "anywhere", {"memory": {}})
     await wait_condition(kube, namespace, "anywhere", "Ready", "True")
-    peering = object_path("kopf.dev", "v1", "clusterkopfpeerings", name=name)
-    assert len((await kube.get(peering)).get("status") or {}) == 1
-    await kube.delete(peering)
+    assert await holder(kube, namespace) == "cluster-wide"

@@ -26,6 +26,7 @@ from lockyard.kube.api import KubeApi, object_path
 from lockyard_dev.servers.moto import MotoServer
 from lockyard_dev.servers.postgres import PostgresServer
 from lockyard_dev.servers.redis import MASTER_NAME, RedisSentinelSetup, RedisServer
+from lockyard_dev.servers.redis_cluster import RedisClusterSetup
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e]
 
@@ -47,6 +48,7 @@ def point_at_test_servers(
     secrets: list[dict[str, Any]],
     redis: RedisServer,
     sentinel: RedisSentinelSetup,
+    cluster: RedisClusterSetup,
     postgres: PostgresServer,
     moto: MotoServer,
 ) -> None:
@@ -61,6 +63,11 @@ def point_at_test_servers(
         ]
         spec["redisSentinel"]["master"] = MASTER_NAME
         values["password"] = sentinel.password or ""
+    elif "redisCluster" in spec:
+        spec["redisCluster"]["nodes"] = [
+            {"host": "127.0.0.1", "port": s.port} for s in cluster.servers[:3]
+        ]
+        values["password"] = cluster.password or ""
     elif "postgresql" in spec:
         spec["postgresql"] |= {
             "host": "127.0.0.1",
@@ -81,19 +88,26 @@ async def test_every_sample_becomes_ready(
     operators: Operators,
     redis_server: RedisServer,
     sentinel_setup: RedisSentinelSetup,
+    redis_cluster_setup: RedisClusterSetup,
     postgres_server: PostgresServer,
     moto_server: MotoServer,
 ) -> None:
     samples = sorted(SAMPLES.glob("*.yaml"))
     samples = [p for p in samples if p.name != "kustomization.yaml"]
-    assert len(samples) == 5, "one sample per backend"
+    assert len(samples) == 6, "one sample per backend"
     operator = await operators.start()
     stores: dict[str, dict[str, Any]] = {}
     for path in samples:
         secrets, store = load(path)
         spec = store["spec"]
         point_at_test_servers(
-            spec, secrets, redis_server, sentinel_setup, postgres_server, moto_server
+            spec,
+            secrets,
+            redis_server,
+            sentinel_setup,
+            redis_cluster_setup,
+            postgres_server,
+            moto_server,
         )
         for secret in secrets:
             operators.secrets |= set(secret["stringData"].values())
@@ -119,8 +133,8 @@ async def test_every_sample_becomes_ready(
     for name, spec in stores.items():
         store = await kube.get(stores_path(namespace, name))
         status = store["status"]
-        member = next(iter(k for k in ("memory", "redis", "redisSentinel", "postgresql", "dynamodb")
-                           if k in spec))  # fmt: skip
+        members = ("memory", "redis", "redisSentinel", "redisCluster", "postgresql", "dynamodb")
+        member = next(iter(k for k in members if k in spec))
         assert status["observedGeneration"] == store["metadata"]["generation"]
         for kind in ("Ready", "SecretsResolved", "BackendReachable", "BindingPublished"):
             assert condition(store, kind)["status"] == "True", (name, kind)

@@ -71,10 +71,6 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-# kopf peering of namespaced operators: one KopfPeering per served namespace, created if missing.
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["list", "watch", "patch", "create"]
 {{- end -}}
 
 {{/* What it needs cluster-wide whatever it serves. */}}

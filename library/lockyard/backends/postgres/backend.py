@@ -8,6 +8,7 @@ import contextlib
 import logging
 import random
 import time
+from typing import cast
 
 import asyncpg
 
@@ -17,11 +18,15 @@ from lockyard.guarantees import Guarantees
 
 from . import sql
 from .errors import BACKEND_NAME, runner
+from .fenced import PostgresFencedWrites
 from .lean_pool import LeanPool
 from .locks import PostgresLocks
 from .migrations import SETUP_TIMEOUT_S, migrate_connection, require_schema
+from .permits import PostgresPermits, permit_managers
 from .pool import StatementPool, close_pool, create_pool
 from .signals import ReleaseListener, release_channel
+from .sql.fenced import render_fenced
+from .sql.permits import render_permits
 from .store import PostgresStateStore
 from .tls import connect, connect_kwargs
 
@@ -64,6 +69,12 @@ class PostgresBackend:
             release_channel(config.schema_name, config.prefix),
         )
         self.locks = PostgresLocks(self._run, self.db, statements, config.prefix, self.listener)
+        self.semaphores, self.rwlocks = permit_managers(
+            self._run, self.db, render_permits(config.schema_name), config.prefix, self.listener
+        )
+        self.store.fenced_writes = PostgresFencedWrites(
+            self.db, render_fenced(config.schema_name), config.prefix
+        )
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="lockyard-pg-sweep")
 
     async def _sweep_forever(self) -> None:
@@ -72,6 +83,7 @@ class PostgresBackend:
             try:
                 await self.store.sweep_expired()
                 await self.locks.sweep_waiters()
+                await cast(PostgresPermits, self.semaphores.table).sweep()
             except StateError as exc:  # the server is away: the next round tries again
                 log.debug("lockyard: postgresql sweep failed: %s", exc)
 

@@ -1,10 +1,12 @@
-"""The Redis backend: one server (``redis://``, ``rediss://``) or a master found through Sentinel.
+"""The Redis backend: one server (``redis://``, ``rediss://``), a master found through Sentinel,
+or a Redis Cluster (``redis+cluster://``).
 
-Backend names ``redis`` and ``redis-sentinel``; driver ``redis.asyncio`` (hiredis parser when
-installed). Sentinel is only a different way to obtain the connection: the store, the locks and
-every script are the same. Every store and lock operation is one round trip. The data layout,
-costs, locks, guarantees and failure behaviour are described in docs/backends/redis.md. The
-modules, by job:
+Backend names ``redis``, ``redis-sentinel`` and ``redis-cluster``; driver ``redis.asyncio``
+(hiredis parser when installed). Sentinel and Cluster are only different ways to obtain the
+connections: the store, the locks and every script are the same. Every store and lock
+operation is one round trip. The data layout, costs, locks, guarantees and failure behaviour are
+described in docs/backends/redis.md (Cluster: docs/backends/redis-cluster.md). The modules, by
+job:
 
 - :mod:`.backend`: :class:`RedisBackend`, :func:`open_backend` and the guarantees.
 - :mod:`.store`, :mod:`.locks`: the store and the lock manager.
@@ -13,6 +15,10 @@ modules, by job:
 - :mod:`.signals`: the pub/sub subscription that wakes waiting acquires.
 - :mod:`.pool`, :mod:`.packing`: connection settings, TLS, the command pool; hiredis packing.
 - :mod:`.sentinel`: master discovery, the fencing epoch, following a failover.
+- :mod:`.cluster`, :mod:`.cluster_routing`, :mod:`.cluster_keyspace`, :mod:`.cluster_backend`:
+  Redis Cluster's client, routing by slot, scans over every master, the backend object;
+  :mod:`.slots`: where keys land (docs/backends/redis-cluster.md).
+- :mod:`.keyspace`: key-space scans and bulk removal on one server.
 - :mod:`.errors`: the one place driver errors are mapped.
 """
 

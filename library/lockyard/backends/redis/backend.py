@@ -1,5 +1,6 @@
 """The Redis backend object: a store and a lock manager over one command pool, the release
-subscription, the index sweeper and, on Sentinel, the watch that follows the master."""
+subscription, the index sweeper and, on Sentinel, the watch that follows the master (Redis
+Cluster's backend, in :mod:`.cluster_backend`, is this object over a cluster client)."""
 
 from __future__ import annotations
 
@@ -16,17 +17,20 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 
 from lockyard._tasks import raise_if_cancelled, stop_task
 from lockyard.clock import SYSTEM_CLOCK, Clock
-from lockyard.config import RedisConfig, RedisSentinelConfig
+from lockyard.config import RedisClusterConfig, RedisConfig, RedisSentinelConfig
 from lockyard.guarantees import Guarantees
 from lockyard.operations import OperationRunner
 
 from .errors import translate
+from .fenced import RedisFencedWrites
 from .keys import KeyLayout
+from .keyspace import Keyspace
 from .locks import RedisLocks
+from .permits import permit_managers
 from .pool import single_server_clients
 from .scripts import Scripts
 from .sentinel import EpochSentinel, SentinelWatch, sentinel_clients
-from .signals import PubSubListener
+from .signals import PubSubListener, Subscriber
 from .store import RedisStateStore
 
 logger = logging.getLogger(__name__)
@@ -81,14 +85,20 @@ class RedisBackend:
     def __init__(
         self,
         name: str,
-        config: RedisConfig | RedisSentinelConfig,
+        config: RedisConfig | RedisSentinelConfig | RedisClusterConfig,
         client: Redis,
-        signal_client: Redis,
+        signal_client: Subscriber,
         sentinel: EpochSentinel | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        *,
+        layout: KeyLayout | None = None,
+        keyspace: Keyspace | None = None,
+        guarantees: Guarantees | None = None,
     ) -> None:
         self.name = name
-        self.guarantees = SENTINEL_GUARANTEES if sentinel is not None else REDIS_GUARANTEES
+        self.guarantees = guarantees or (
+            SENTINEL_GUARANTEES if sentinel is not None else REDIS_GUARANTEES
+        )
         self.config = config
         self.client = client
         self._signal_client = signal_client
@@ -96,10 +106,10 @@ class RedisBackend:
         self._master = config.master if isinstance(config, RedisSentinelConfig) else ""
         self._timeout = config.operation_timeout
         self._run = OperationRunner(name, config.operation_timeout, translate)
-        self.layout = KeyLayout(config.prefix)
+        self.layout = layout or KeyLayout(config.prefix)
         self.scripts = Scripts(client)
         self.signals = PubSubListener(signal_client, self.layout.release_channel, self._timeout)
-        self.store = RedisStateStore(self._run, client, self.layout, self.scripts)
+        self.store = RedisStateStore(self._run, client, self.layout, self.scripts, keyspace)
         self.locks = RedisLocks(
             self._run,
             client,
@@ -109,7 +119,12 @@ class RedisBackend:
             wait_replicas=config.wait_replicas,
             wait_timeout_ms=max(1, int(config.operation_timeout * 500)),
             clock=clock,
+            keyspace=keyspace,
         )
+        self.semaphores, self.rwlocks = permit_managers(
+            self._run, client, self.layout, self.signals, keyspace=keyspace, clock=clock
+        )
+        self.store.fenced_writes = RedisFencedWrites(client, self.layout)
         self.sentinel_watch: SentinelWatch | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -119,7 +134,7 @@ class RedisBackend:
         if self._sentinel is not None:
             pools = [
                 cast(SentinelConnectionPool, self.client.connection_pool),
-                cast(SentinelConnectionPool, self._signal_client.connection_pool),
+                cast(SentinelConnectionPool, cast(Redis, self._signal_client).connection_pool),
             ]
             watch = SentinelWatch(
                 self._sentinel, self._master, pools, self.signals.restart, self._timeout
@@ -128,6 +143,9 @@ class RedisBackend:
                 await watch.follow()
             self.sentinel_watch = watch
             watch.start()
+        self.start_sweeper()
+
+    def start_sweeper(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="lockyard-redis-sweep")
 
     async def sweep(self, *, force: bool = True) -> int:
@@ -176,8 +194,15 @@ class RedisBackend:
             await self._sentinel.aclose()
 
 
-async def open_backend(config: RedisConfig | RedisSentinelConfig) -> RedisBackend:
-    """Open a Redis (or Sentinel) backend: pools, scripts loaded, background tasks running."""
+async def open_backend(
+    config: RedisConfig | RedisSentinelConfig | RedisClusterConfig,
+) -> RedisBackend:
+    """Open a Redis (Sentinel, Cluster) backend: pools, scripts loaded, background tasks
+    running."""
+    if isinstance(config, RedisClusterConfig):
+        from .cluster_backend import open_cluster_backend  # it builds on this module
+
+        return await open_cluster_backend(config)
     if isinstance(config, RedisSentinelConfig):
         client, signal_client, sentinel = sentinel_clients(config)
         backend = RedisBackend("redis-sentinel", config, client, signal_client, sentinel)

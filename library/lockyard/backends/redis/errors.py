@@ -3,7 +3,8 @@
 Most specific first, by class or, for replies redis-py has no class for, by the error code (the
 first word of the reply). Refused credentials or commands are ``BackendError``; anything that
 means "not now" (the connection, TLS, a demoted master, ``NOREPLICAS``, ``MASTERDOWN``,
-``LOADING``, ``TRYAGAIN``, no master from Sentinel) is ``BackendConnectionError``.
+``LOADING``, ``TRYAGAIN``, no master from Sentinel; on Redis Cluster ``CLUSTERDOWN``, a slot no
+master serves, a slot map that cannot be read) is ``BackendConnectionError``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def translate(exc: BaseException) -> StateError | None:
         return OperationTimeoutError(f"redis: {exc}")
     if isinstance(exc, MasterNotFoundError):
         return BackendConnectionError(f"redis sentinel: no master available: {exc}")
+    if isinstance(exc, rx.ClusterDownError | rx.TryAgainError | rx.ClusterError):
+        return BackendConnectionError(f"redis cluster: not serving now: {exc}")
+    if isinstance(exc, rx.RedisClusterException):  # no slot map, a slot nobody serves
+        # "cannot be connected" carries the last seed's error: refused credentials say more.
+        cause = translate(exc.__cause__) if exc.__cause__ is not None else None
+        return cause or BackendConnectionError(f"redis cluster: {exc}")
     if isinstance(exc, rx.ConnectionError):
         return BackendConnectionError(f"redis: {exc}")
     if isinstance(exc, rx.ResponseError) and _error_code(exc) in UNAVAILABLE_CODES:

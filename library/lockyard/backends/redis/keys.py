@@ -3,11 +3,20 @@
 Every key starts with ``lockyard:{P|`` (``P`` = the prefix); the part in braces is the Redis
 Cluster hash tag, so every key one operation touches is in one slot. The table of keys, their
 types and what they hold is in docs/backends/redis.md.
+
+On Redis Cluster (``buckets`` > 1) each kind's records, and the time indexes, are split into
+buckets, each under its own tag in its own slot (:mod:`.slots`): a record's data key, its
+kind index and expiry set share the bucket's tag, and scans read every bucket
+(docs/backends/redis-cluster.md, *Placement*). One bucket is the layout of one server.
 """
 
 from __future__ import annotations
 
+from .slots import bucket_of, spread_tags
+
 KEY_ROOT = "lockyard"
+#: Most kinds whose keys a layout remembers (beyond that they are computed per call).
+_KINDS_REMEMBERED = 4096
 
 
 def glob_escape(text: str) -> str:
@@ -20,10 +29,13 @@ class KeyLayout:
 
     __slots__ = (
         "_kinds",
+        "_time_indexes",
+        "buckets",
         "chain_index",
         "expiry_pattern",
         "lease_pattern",
         "lock_prefix",
+        "prefix",
         "purge_pattern",
         "release_channel",
         "sweep_lease",
@@ -31,38 +43,70 @@ class KeyLayout:
         "timeout_index",
     )
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, buckets: int = 1) -> None:
+        self.prefix = prefix
+        self.buckets = buckets
         self.tag = f"{KEY_ROOT}:{{{prefix}|"
-        self.timeout_index = f"{self.tag}}}:timeout"
-        self.chain_index = f"{self.tag}}}:chain"
         self.release_channel = f"{self.tag}}}:released"
         self.sweep_lease = f"{self.tag}}}:sweep"
         self.lock_prefix = f"{self.tag}lock:"
         self.purge_pattern = glob_escape(self.tag) + "*"
         self.lease_pattern = glob_escape(self.lock_prefix) + "*}:lease"
         self.expiry_pattern = glob_escape(self.tag) + "*}:x"
-        self._kinds: dict[str, tuple[str, str, str]] = {}
+        # The time indexes' buckets: {P|} on one server; {P|<suffix>} per bucket on a cluster.
+        bases = (
+            [f"{self.tag}}}"]
+            if buckets == 1
+            else [f"{KEY_ROOT}:{{{tag}}}" for tag in spread_tags(f"{prefix}|", buckets)]
+        )
+        self._time_indexes = {
+            "timeout": tuple(base + ":timeout" for base in bases),
+            "chain": tuple(base + ":chain" for base in bases),
+        }
+        self.timeout_index = self._time_indexes["timeout"][0]
+        self.chain_index = self._time_indexes["chain"][0]
+        self._kinds: dict[str, tuple[tuple[str, str, str], ...]] = {}
+
+    def kind_buckets(self, kind: str) -> tuple[tuple[str, str, str], ...]:
+        """(data-key prefix, index, expiry set) of each bucket of ``kind``."""
+        buckets = self._kinds.get(kind)
+        if buckets is None:
+            if self.buckets == 1:
+                bases = [f"{self.tag}{kind}}}"]
+            else:
+                bases = [
+                    f"{KEY_ROOT}:{{{tag}}}"
+                    for tag in spread_tags(f"{self.prefix}|{kind}|", self.buckets)
+                ]
+            buckets = tuple((base + ":d:", base + ":i", base + ":x") for base in bases)
+            if len(self._kinds) < _KINDS_REMEMBERED:
+                self._kinds[kind] = buckets
+        return buckets
 
     def kind(self, kind: str) -> tuple[str, str, str]:
-        """(data-key prefix, index, expiry set) of ``kind``."""
-        keys = self._kinds.get(kind)
-        if keys is None:
-            base = f"{self.tag}{kind}}}"
-            keys = (base + ":d:", base + ":i", base + ":x")
-            if len(self._kinds) < 4096:
-                self._kinds[kind] = keys
-        return keys
+        """(data-key prefix, index, expiry set) of ``kind`` on one server (its only bucket)."""
+        return self.kind_buckets(kind)[0]
+
+    def _bucket(self, key: str) -> tuple[str, str, str]:
+        buckets = self.kind_buckets(key.split(":", 3)[2])
+        return buckets[0] if self.buckets == 1 else buckets[bucket_of(key, self.buckets)]
 
     def data(self, key: str) -> str:
-        return self.kind(key.split(":", 3)[2])[0] + key
+        return self._bucket(key)[0] + key
 
     def for_key(self, key: str) -> tuple[str, str, str]:
         """(data hash, index, expiry set) of a canonical key."""
-        prefix, index, expiries = self.kind(key.split(":", 3)[2])
+        prefix, index, expiries = self._bucket(key)
         return prefix + key, index, expiries
 
-    def time_index(self, index: str) -> str:
-        return self.timeout_index if index == "timeout" else self.chain_index
+    def time_index(self, index: str, key: str) -> str:
+        """The time index ``index`` (``timeout`` or ``chain``) bucket that holds ``key``."""
+        indexes = self._time_indexes[index if index == "timeout" else "chain"]
+        return indexes[0] if self.buckets == 1 else indexes[bucket_of(key, self.buckets)]
+
+    def time_indexes(self, index: str) -> tuple[str, ...]:
+        """Every bucket of the time index ``index``."""
+        return self._time_indexes[index if index == "timeout" else "chain"]
 
     def lease(self, name: str) -> str:
         return f"{self.lock_prefix}{name}}}:lease"
@@ -80,7 +124,7 @@ class KeyLayout:
 
     def is_data_key(self, key: str) -> bool:
         rest = key[len(self.tag) :]
-        if rest.startswith(("}:", "lock:")):
+        if rest.startswith(("}:", "lock:", "semaphore:", "rwlock:")):
             return False
         _, _, tail = rest.partition(":")
         return tail.startswith("d:")

@@ -24,6 +24,7 @@ from lockyard.signals import ReleaseSignals
 
 from . import scripts as lua
 from .keys import KeyLayout
+from .keyspace import Keyspace, ServerKeyspace
 from .pool import command
 from .scripts import LuaScript, Scripts
 from .store import PURGE_BATCH, SCAN_COUNT
@@ -44,9 +45,12 @@ class RedisLocks(DistributedLock):
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
         clock: Clock = SYSTEM_CLOCK,
+        keyspace: Keyspace | None = None,
     ) -> None:
         super().__init__(runner, clock, signals)
         self._client = client
+        self._keyspace: Keyspace = keyspace or ServerKeyspace(client)
+        self._timeout = runner.timeout
         self._layout = layout
         self._scripts = scripts
         self._signals = signals
@@ -82,15 +86,14 @@ class RedisLocks(DistributedLock):
     async def _acquire_on_own_connection(
         self, name: str, owner: str, ttl_ms: int, wait_ms: int | None
     ) -> AcquireAttempt:
-        pool = self._client.connection_pool
         # The acquisition runs on a connection we hold, because the fencing epoch belongs to
         # the server that connection was opened to (and WAIT counts that connection's writes).
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
+        keys = self._layout.lock_keys(name)
+
+        async def acquire(connection: AbstractConnection) -> AcquireAttempt:
             epoch = getattr(connection, "fencing_epoch", 0)
             script = self._scripts.acquire
             waiter_lease = "" if wait_ms is None else wait_ms
-            keys = self._layout.lock_keys(name)
             args = (*keys, owner, ttl_ms, epoch, waiter_lease, self._client_id)
             try:
                 result = await command(connection, "EVALSHA", script.sha, 4, *args)
@@ -101,6 +104,16 @@ class RedisLocks(DistributedLock):
             if attempt.fencing_token is not None and self._wait_replicas:
                 await self._confirm_replicas(connection, name, owner)
             return attempt
+
+        # Redis Cluster: a connection to the master of the lock's slot, redirects followed.
+        on_own_connection = getattr(self._client, "on_own_connection", None)
+        if on_own_connection is not None:
+            attempt: AcquireAttempt = await on_own_connection(keys[0], acquire)
+            return attempt
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            return await acquire(connection)
         finally:
             await pool.release(connection)
 
@@ -168,8 +181,8 @@ class RedisLocks(DistributedLock):
         layout = self._layout
         held: list[LockInfo] = []
         batch: list[str] = []
-        async for lease in self._client.scan_iter(
-            match=layout.lease_pattern, count=SCAN_COUNT, _type="string"
+        async for lease in self._keyspace.scan(
+            layout.lease_pattern, count=SCAN_COUNT, kind="string", timeout=self._timeout
         ):
             batch.append(lease)
             if len(batch) >= PURGE_BATCH:
@@ -181,11 +194,8 @@ class RedisLocks(DistributedLock):
         if not leases:
             return []
         layout = self._layout
-        async with self._client.pipeline(transaction=False) as pipe:
-            for lease in leases:
-                name = layout.lock_name(lease)
-                pipe.eval(lua.LOCK_INFO, 2, lease, layout.fence(name))
-            results = await pipe.execute()
+        calls = [(lease, layout.fence(layout.lock_name(lease))) for lease in leases]
+        results = await self._keyspace.evals(lua.LOCK_INFO, calls)
         infos = []
         for lease, info in zip(leases, results, strict=True):
             if info:

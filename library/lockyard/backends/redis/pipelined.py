@@ -119,6 +119,9 @@ class PipelinedConnection(asyncio.Protocol):
         """Queue one command; its future gets the reply (or the error reply, as an exception)."""
         data = pack(args)
         future: asyncio.Future[Any] = self._loop.create_future()
+        if self.closed:  # only a caller that waited for this connection gets here after its end
+            future.set_exception(_copy(self.failure or rx.ConnectionError("connection closed")))
+            return future
         self._batch.append(data)
         self._batch_futures.append(future)
         if len(data) >= LARGE_BYTES:
@@ -270,7 +273,9 @@ class PipelinedConnection(asyncio.Protocol):
                     large.popleft()
                 if future.done():  # its caller gave up (timeout, cancellation)
                     continue
-                if isinstance(reply, rx.ResponseError):
+                # Every error reply, not only ResponseError: LOADING parses to BusyLoadingError,
+                # a ConnectionError, which must fail its operation, not be its result.
+                if isinstance(reply, rx.RedisError):
                     future.set_exception(reply)
                     if isinstance(reply, rx.ReadOnlyError):
                         self._demoted(reply)

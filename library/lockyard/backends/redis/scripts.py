@@ -52,6 +52,20 @@ end
 """
 )
 
+# The fencing epoch of an acquisition: the caller's (Sentinel's config-epoch of the master its
+# connection was opened to; 0 on one server), or, when the caller passes -1 (Redis Cluster), the
+# config epoch of the master running the script, read as it runs: a replica promoted by a
+# failover gets an epoch above every epoch its old master ever had, whatever the client knew.
+_FENCING_EPOCH = """
+local function fencing_epoch(given)
+  local epoch = tonumber(given)
+  if epoch >= 0 then
+    return epoch
+  end
+  return tonumber(string.match(redis.call('CLUSTER', 'INFO'), 'cluster_my_epoch:(%d+)'))
+end
+"""
+
 # -- data ---------------------------------------------------------------------------------------
 # Data operations share KEYS: [1] data hash {v = value, n = version}, [2] kind index (zset, score
 # 0, members = canonical keys, lexicographic order), [3] kind expiry set (zset, score = deadline
@@ -247,7 +261,8 @@ end
 
 # try_acquire, and each attempt of a waiting acquire. KEYS: [1] lease, [2] fencing hash,
 # [3] queue, [4] waiters. ARGV: [1] owner, [2] lease ms, [3] fencing epoch of the connection
-# (Sentinel's config-epoch of this master; 0 on a single server), [4] waiter lease ms, or '' for
+# (Sentinel's config-epoch of this master; 0 on a single server; -1: this cluster node's config
+# epoch, see fencing_epoch above), [4] waiter lease ms, or '' for
 # an attempt that does not queue (try_acquire: takes a free lock whoever waits), [5] the
 # caller's client id (with a waiter lease).
 # A waiting attempt takes the lock only when it is free and the queue has no live waiter ahead
@@ -259,6 +274,7 @@ end
 # continues the stored counter.
 ACQUIRE = (
     _QUEUE_HEAD
+    + _FENCING_EPOCH
     + """
 local owner = ARGV[1]
 local waiting = ARGV[4] ~= ''
@@ -273,7 +289,7 @@ if (head == nil or head == owner) and redis.call('SET', KEYS[1], owner, 'NX', 'P
   end
   local fence = redis.call('HMGET', KEYS[2], 'e', 'c')
   local epoch = tonumber(fence[1] or '0')
-  local wanted = tonumber(ARGV[3])
+  local wanted = fencing_epoch(ARGV[3])
   if wanted > epoch or not fence[2] then
     epoch = math.max(epoch, wanted)
     redis.call('HSET', KEYS[2], 'e', string.format('%.0f', epoch), 'c', 1)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Protocol
 
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from lockyard._tasks import raise_if_cancelled
@@ -28,10 +28,19 @@ async def close_pubsub(pubsub: PubSub) -> None:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
+class Subscriber(Protocol):
+    """Where subscriptions are made: a ``redis.asyncio.Redis`` (one server), or one node of a
+    cluster at a time (:mod:`.cluster`)."""
+
+    def pubsub(self) -> PubSub: ...
+
+    async def aclose(self) -> None: ...
+
+
 class PubSubListener(ReleaseListener):
     """Delivers the messages of one channel, on a connection of ``client``."""
 
-    def __init__(self, client: Redis, channel: str, timeout: float) -> None:
+    def __init__(self, client: Subscriber, channel: str, timeout: float) -> None:
         super().__init__("lockyard-redis-release-signals")
         self._client = client
         self._channel = channel

@@ -1,5 +1,9 @@
 """The Redis ``StateStore``: one ``HGET``/``HMGET``/``ZADD``/``ZREM``/``ZRANGEBYSCORE`` or one
-script per operation (costs per operation: docs/backends/redis.md, *Operations*)."""
+script per operation (costs per operation: docs/backends/redis.md, *Operations*).
+
+Scans and due-time reads read every bucket of the layout (one on a single server; several on
+Redis Cluster, sent in parallel and merged: :mod:`.keys`); the purge and the sweep go through
+the :class:`~.keyspace.Keyspace`, which reaches every master of a cluster."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from lockyard.operations import OperationRunner
 from lockyard.store import COUNTER_RULE, CasResult, StateStore, checked_sum, parse_counter
 
 from .keys import KeyLayout
+from .keyspace import Keyspace, ServerKeyspace
 from .scripts import Scripts
 
 #: Members the sweep script examines per call, keys per ``SCAN`` page, keys per ``UNLINK``.
@@ -27,12 +32,19 @@ def _ttl_arg(ttl_ms: int | None) -> int | str:
 
 class RedisStateStore(StateStore):
     def __init__(
-        self, runner: OperationRunner, client: Redis, layout: KeyLayout, scripts: Scripts
+        self,
+        runner: OperationRunner,
+        client: Redis,
+        layout: KeyLayout,
+        scripts: Scripts,
+        keyspace: Keyspace | None = None,
     ) -> None:
         super().__init__(runner)
         self._client = client
         self._layout = layout
         self._scripts = scripts
+        self._keyspace: Keyspace = keyspace or ServerKeyspace(client)
+        self._timeout = runner.timeout
 
     async def _check_and_set(self, key: str, value: str, ttl_ms: int | None) -> bool:
         created = await self._scripts.check_and_set(
@@ -81,41 +93,45 @@ class RedisStateStore(StateStore):
         return await self._scan(kind, "")
 
     async def _scan(self, kind: str, key_prefix: str) -> list[tuple[str, str]]:
-        data_prefix, index, expiries = self._layout.kind(kind)
-        flat = await self._scripts.scan((index, expiries), (data_prefix, key_prefix))
-        return list(zip(flat[::2], flat[1::2], strict=True))
+        buckets = self._layout.kind_buckets(kind)
+        scan = self._scripts.scan
+        if len(buckets) == 1:
+            data_prefix, index, expiries = buckets[0]
+            flats = [await scan((index, expiries), (data_prefix, key_prefix))]
+        else:
+            flats = await asyncio.gather(
+                *(scan((index, expiries), (data, key_prefix)) for data, index, expiries in buckets)
+            )
+        return [pair for flat in flats for pair in zip(flat[::2], flat[1::2], strict=True)]
 
     async def _index_add(self, index: str, key: str, at_ms: int) -> None:
-        await self._client.zadd(self._layout.time_index(index), {key: at_ms})
+        await self._client.zadd(self._layout.time_index(index, key), {key: at_ms})
 
     async def _index_remove(self, index: str, key: str) -> None:
-        await self._client.zrem(self._layout.time_index(index), key)
+        await self._client.zrem(self._layout.time_index(index, key), key)
 
     async def _index_due(self, index: str, now_ms: int) -> list[str]:
-        due = await self._client.zrangebyscore(self._layout.time_index(index), "-inf", now_ms)
-        return cast("list[str]", due)
+        indexes = self._layout.time_indexes(index)
+        if len(indexes) == 1:
+            return cast("list[str]", await self._client.zrangebyscore(indexes[0], "-inf", now_ms))
+        due = await asyncio.gather(
+            *(self._client.zrangebyscore(bucket, "-inf", now_ms) for bucket in indexes)
+        )
+        return [key for keys in due for key in cast("list[str]", keys)]
 
     async def _purge(self) -> int:
         removed = 0
         data: list[str] = []
         other: list[str] = []
-        async for key in self._client.scan_iter(match=self._layout.purge_pattern, count=SCAN_COUNT):
+        keyspace = self._keyspace
+        async for key in keyspace.scan(
+            self._layout.purge_pattern, count=SCAN_COUNT, timeout=self._timeout
+        ):
             (data if self._layout.is_data_key(key) else other).append(key)
             if len(data) + len(other) >= PURGE_BATCH:
-                removed += await self._unlink(data, other)
+                removed += await keyspace.unlink(data, other)
                 data, other = [], []
-        return removed + await self._unlink(data, other)
-
-    async def _unlink(self, data: list[str], other: list[str]) -> int:
-        if not data and not other:
-            return 0
-        async with self._client.pipeline(transaction=False) as pipe:
-            if data:
-                pipe.unlink(*data)
-            if other:
-                pipe.unlink(*other)
-            results = await pipe.execute()
-        return int(results[0]) if data else 0
+        return removed + await keyspace.unlink(data, other)
 
     async def sweep(self, *, timeout: float) -> int:
         """Drop index members of expired keys, for every kind; returns how many it examined.
@@ -124,26 +140,21 @@ class RedisStateStore(StateStore):
         call it directly).
         """
         examined = 0
-        cursor = 0
-        while True:
-            async with asyncio.timeout(timeout):
-                cursor, keys = await self._client.scan(
-                    cursor, match=self._layout.expiry_pattern, count=SCAN_COUNT, _type="zset"
-                )
-            for expiry_key in cast("list[str]", keys):
-                base = expiry_key[: -len(":x")]
-                while True:
-                    async with asyncio.timeout(timeout):
-                        count = int(
-                            await self._scripts.sweep(
-                                (base + ":i", expiry_key), (base + ":d:", SWEEP_BATCH)
-                            )
+        async for expiry_key in self._keyspace.scan(
+            self._layout.expiry_pattern, count=SCAN_COUNT, kind="zset", timeout=timeout
+        ):
+            base = expiry_key[: -len(":x")]
+            while True:
+                async with asyncio.timeout(timeout):
+                    count = int(
+                        await self._scripts.sweep(
+                            (base + ":i", expiry_key), (base + ":d:", SWEEP_BATCH)
                         )
-                    examined += count
-                    if count < SWEEP_BATCH:
-                        break
-            if cursor == 0:
-                return examined
+                    )
+                examined += count
+                if count < SWEEP_BATCH:
+                    break
+        return examined
 
 
 def _increment_error(key: str, current: str, delta: int) -> SerializationError:

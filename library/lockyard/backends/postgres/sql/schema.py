@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 from lockyard.store import MAX_INDEX_TIMESTAMP_MS
 
-LATEST_VERSION = 3
+from .permits import MIGRATION_STATEMENTS as PERMIT_TABLES
+
+LATEST_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             # The head of a queue: the first live entry by ticket.
             "CREATE INDEX lock_waiters_queue ON {s}.lock_waiters (prefix, name, ticket)",
         ),
+    ),
+    Migration(
+        4,
+        "semaphores and read-write locks (permit tables, their queues and functions)",
+        PERMIT_TABLES,  # the tables and why they need functions: sql/permits.py
     ),
 )
 

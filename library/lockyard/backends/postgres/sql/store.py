@@ -134,13 +134,17 @@ SELECT key FROM {{s}}.time_index
 WHERE prefix = $1 AND index_name = $2 AND at_ms >= {-MAX_INDEX_TIMESTAMP_MS} AND at_ms <= $3
 """
 
-# Params: $1 prefix. Deletes every entry, index entry, lock row (fencing counters included) and
-# lock waiter of the prefix. Returns (count) of the live entries deleted.
+# Params: $1 prefix. Deletes every entry, index entry, lock row (fencing counters included),
+# lock waiter and permit row (semaphores, read-write locks) of the prefix. Returns (count) of
+# the live entries deleted.
 PURGE = f"""
 WITH gone AS (DELETE FROM {{s}}.entries WHERE prefix = $1 RETURNING {_LIVE} AS live),
      unindexed AS (DELETE FROM {{s}}.time_index WHERE prefix = $1),
      unlocked AS (DELETE FROM {{s}}.locks WHERE prefix = $1),
-     unqueued AS (DELETE FROM {{s}}.lock_waiters WHERE prefix = $1)
+     unqueued AS (DELETE FROM {{s}}.lock_waiters WHERE prefix = $1),
+     unpermitted AS (DELETE FROM {{s}}.permit_sets WHERE prefix = $1),
+     unheld AS (DELETE FROM {{s}}.permit_holders WHERE prefix = $1),
+     unawaited AS (DELETE FROM {{s}}.permit_waiters WHERE prefix = $1)
 SELECT count(*) FILTER (WHERE live) FROM gone
 """
 

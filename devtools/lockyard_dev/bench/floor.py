@@ -1,0 +1,90 @@
+"""The durable-write floor of a PostgreSQL lock cycle, measured on the benchmark's own server.
+
+A lock cycle commits twice: the acquisition, which must wait for its WAL flush, and the release,
+which need not (docs/backends/postgres.md, *Durability*). The floor is what the plainest
+statements making those commits cost on one connection: a prepared single-row upsert of a
+lease row in Lockyard's ``locks`` table (pgbench-style), timed with ``synchronous_commit`` on
+(``upsert_sync_per_s``) and off (``upsert_async_per_s``):
+
+- ``ops_per_s``: one flushed and one unflushed commit per cycle, ``1 / (1/sync + 1/async)``;
+- ``two_flush_per_s``: two flushed commits per cycle (``sync / 2``), the floor of a cycle whose
+  release also waits for its flush (Lockyard's cycle before releases stopped waiting).
+
+Records: section ``floor``, subject :data:`FLOOR`, op ``lock_cycle``, mode ``uncontended``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from lockyard.config import PostgresConfig
+from lockyard_dev.bench.results import Record, Results
+from lockyard_dev.bench.stats import OPS_PER_S, P50_MS, time_sequential, warm_up
+
+FLOOR = "durable floor (upsert)"
+#: $1 prefix, $2 name, $3 owner: takes the lease row as an acquisition does, in one upsert.
+UPSERT = """
+INSERT INTO {s}.locks AS l (prefix, name, owner, expires_at, fencing)
+VALUES ($1, $2, $3, clock_timestamp() + interval '30 seconds', 1)
+ON CONFLICT (prefix, name) DO UPDATE
+SET owner = excluded.owner, expires_at = excluded.expires_at, fencing = l.fencing + 1"""
+
+
+async def _upsert_rate(
+    config: PostgresConfig, prefix: str, synchronous: bool, n: int, max_seconds: float
+) -> float:
+    import asyncpg
+
+    from lockyard.backends.postgres import connect_kwargs, quote_schema
+
+    kwargs = connect_kwargs(config, "lockyard-bench-floor")
+    kwargs["server_settings"] = {
+        **kwargs["server_settings"],
+        "synchronous_commit": "on" if synchronous else "off",
+    }
+    connection: Any = await asyncpg.connect(**kwargs)
+    try:
+        statement = await connection.prepare(UPSERT.format(s=quote_schema(config.schema_name)))
+
+        async def upsert(i: int, task: int) -> object:
+            return await statement.fetch(prefix, "floor", f"o{i}")
+
+        await warm_up(upsert, 50)
+        sample = await time_sequential(upsert, n, max_seconds)
+        return sample.figures()[OPS_PER_S]
+    finally:
+        await connection.close()
+
+
+async def measure_floor(
+    results: Results, config: PostgresConfig, pass_no: int, iterations: int, max_seconds: float
+) -> None:
+    """One pass: the upsert rate with and without the flush, and the floors they give."""
+    import asyncpg
+
+    from lockyard.backends.postgres import connect_kwargs, quote_schema
+
+    prefix = f"bench-floor-{uuid.uuid4().hex[:8]}"
+    n = max(iterations, 500)
+    try:
+        flushed = await _upsert_rate(config, prefix, True, n, max_seconds)
+        unflushed = await _upsert_rate(config, prefix, False, n, max_seconds)
+    finally:
+        connection: Any = await asyncpg.connect(**connect_kwargs(config, "lockyard-bench-floor"))
+        try:
+            schema = quote_schema(config.schema_name)
+            await connection.execute(f"DELETE FROM {schema}.locks WHERE prefix = $1", prefix)
+        finally:
+            await connection.close()
+    floor = 1 / (1 / flushed + 1 / unflushed)
+    metrics = {
+        OPS_PER_S: floor,
+        P50_MS: 1000 / floor,
+        "upsert_sync_per_s": flushed,
+        "upsert_async_per_s": unflushed,
+        "two_flush_per_s": flushed / 2,
+    }
+    results.add(
+        Record(config.backend, "floor", FLOOR, "lock_cycle", "uncontended", pass_no, metrics)
+    )
