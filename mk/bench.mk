@@ -4,7 +4,7 @@
 
 BENCH_OUT       ?= bench/results
 BENCH_ARGS      ?=
-BENCH_SCENARIOS ?= default,mirroring-on,pooled,elections
+BENCH_SCENARIOS ?= default,mirroring-on,pooled,elections,fenced,permits
 
 .PHONY: bench bench-smoke
 

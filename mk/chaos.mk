@@ -1,5 +1,6 @@
 # `make chaos`: the stress workload while a server is broken and brought back: Redis killed
-# (SIGKILL, appendonly + appendfsync always) and restarted, a Sentinel failover, PostgreSQL
+# (SIGKILL, appendonly + appendfsync always) and restarted, a Sentinel failover, a Redis Cluster
+# master killed (its replica takes over) and slots resharded under load, PostgreSQL
 # restarted and crashed, the moto DynamoDB endpoint restarted; and on a local Kubernetes control
 # plane, kube-apiserver stopped and restarted under the operator and lease-mirrored workloads,
 # and the operator killed with SIGKILL mid-reconcile. Reports operations attempted and failed,
@@ -8,7 +9,7 @@
 # that did not recover. lockyard_dev.chaos runs both kinds; the control plane is built only when
 # a Kubernetes scenario is asked for.
 
-CHAOS_SCENARIOS ?= redis-kill,sentinel-failover,postgres-restart,postgres-kill,dynamodb-restart,apiserver-restart,operator-kill
+CHAOS_SCENARIOS ?= redis-kill,sentinel-failover,cluster-master-kill,cluster-reshard,postgres-restart,postgres-kill,dynamodb-restart,apiserver-restart,operator-kill
 CHAOS_TASKS     ?= 16
 CHAOS_JSON      ?=
 CHAOS_ARGS      ?=

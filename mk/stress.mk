@@ -3,7 +3,7 @@
 # scans, indexes and fenced lock holders. Starts its own servers; exit status 1 on any
 # violation. Never part of `make test`: tests/stress smoke-tests it on memory:// for 2 s.
 
-STRESS_BACKENDS ?= memory,redis,sentinel,postgresql,dynamodb
+STRESS_BACKENDS ?= memory,redis,sentinel,redis-cluster,postgresql,dynamodb
 STRESS_DURATION ?= 60
 STRESS_TASKS    ?= 64
 STRESS_JSON     ?=

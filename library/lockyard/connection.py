@@ -16,8 +16,10 @@ from lockyard.backend import Backend, load_opener
 from lockyard.config import BackendConfig, parse_url, validate_config
 from lockyard.config.backends import CommonSettings
 from lockyard.errors import ConfigError
+from lockyard.fenced_writes import FENCE_KINDS
 from lockyard.guarantees import Guarantees
-from lockyard.locks import DistributedLock
+from lockyard.keys import KeyLike, canonical_key
+from lockyard.locks import DistributedLock, check_lock_name
 from lockyard.store import StateStore
 from lockyard.telemetry.attributes import open_described
 
@@ -66,6 +68,22 @@ class Connection(AsyncResource):
         """Read-write locks on this store (:mod:`lockyard.rwlocks`)."""
         offered: ReadWriteLocks = self._offered("rwlocks")
         return offered
+
+    def colocated_name(self, name: str, key: KeyLike, *, guard: str = "lock") -> str:
+        """A name, based on ``name``, for a lock (or a ``"semaphore"``, ``"rwlock"``) whose lease
+        lives beside ``key``, so a guard of that name can fence writes of ``key``, and of every
+        key naming the same ``{group}``, on a backend that needs the two in one place: on Redis
+        Cluster a fenced write is one script, which touches one hash slot. Every other backend
+        returns ``name``: there any guard fences any key (docs/backends/redis-cluster.md)."""
+        checked = check_lock_name(name)
+        k = canonical_key(key)
+        if guard not in FENCE_KINDS:
+            raise ValueError(f"guard must be one of {', '.join(FENCE_KINDS)}, got {guard!r}")
+        place = getattr(self._backend, "colocated_name", None)
+        if place is None:
+            return checked
+        placed: str = place(checked, k, guard)
+        return placed
 
     def _offered(self, feature: str) -> Any:
         """A feature a backend may lack (third-party backends predate it)."""

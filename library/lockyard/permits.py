@@ -51,13 +51,15 @@ class PermitAttempt:
     """What one attempt found: a fencing token, or when to try again, or a limit conflict.
 
     ``limit_conflict``: the limit the name was first used with, when the caller's differs (the
-    attempt changed nothing).
+    attempt changed nothing). ``calm_ms``: a backend without release signals saw the caller so
+    far back in the queue that re-attempting sooner cannot help (it lengthens the poll).
     """
 
     fencing_token: int | None
     retry_after_ms: int | None = None
     queued: bool = False
     limit_conflict: int | None = None
+    calm_ms: int | None = None
 
     @property
     def granted(self) -> bool:

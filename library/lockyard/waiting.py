@@ -98,6 +98,10 @@ async def wait_for_turn(
         if answer.retry_after_ms is not None:
             # Never sleep past the end of the lease in the way: an expired lease is free.
             pause = min(pause, answer.retry_after_ms / 1000 + 0.001)
+        calm_ms = getattr(answer, "calm_ms", None)
+        if calm_ms:
+            # A polling backend saw this waiter far back in its queue: sooner is pointless.
+            pause = max(pause, calm_ms / 1000)
         await watch.wait(min(pause, remaining))
 
 

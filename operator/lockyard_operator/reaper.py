@@ -39,7 +39,7 @@ class ReapResult:
     held: int
     #: Mirrored Leases of the store found.
     leases: int
-    #: Stale Leases deleted.
+    #: Stale Leases deleted (an election's: released, naming no leader).
     deleted: int
     #: Leases of live locks brought in line with the backend.
     corrected: int
@@ -72,10 +72,13 @@ async def reap_leases(
     mirrored: set[str] = set()
     for obj in objects:
         lease = MirroredLease.from_object(obj)
+        if lease.released:
+            continue  # an election between terms: its Lease stays (client-go's record)
         info = held.get(lease.lock)
         try:
             if info is None or lease.fencing_token != info.fencing_token:
-                deleted += await leases.delete(lease.name, lease.resource_version)
+                # Deleted; an election's is released instead (it keeps leaseTransitions).
+                deleted += await leases.retire(lease)
                 continue
             mirrored.add(lease.lock)
             expires_in = lease.expires_in(now())

@@ -166,7 +166,9 @@ async def test_crashes_during_lock_cycles_never_reuse_a_token_nor_overlap_holder
     crashes: list[float] = []
     try:
         for _ in range(CRASHES):
-            await asyncio.sleep(0.7)
+            # Long enough for a lease whose release the last crash undid to run out, and for
+            # cycles to run again before the next crash.
+            await asyncio.sleep(CYCLE_TTL_S + 0.7)
             crashes.append(time.monotonic())
             crash_and_restart(running)  # with cycles in flight, the loop blocked meanwhile
         await asyncio.sleep(CYCLE_TTL_S * 1.5)  # leases whose release a crash undid run out

@@ -139,6 +139,7 @@ async def test_ten_thousand_keys_of_one_kind_spread_over_every_master(
         owners[key_slot(data)] for data, _, _ in cluster_backend(ly).layout.kind_buckets("state")
     )
     assert sorted(buckets.values()) in ([21, 21, 22], [21, 22, 22])
+    print(f"\n{KEYS} keys of one kind per master: {dict(per_master)}; buckets: {dict(buckets)}")
     # The scan reads every bucket, in parallel, and finds every key once.
     found = await ly.store.scan_keys_by_kind("state")
     assert len(found) == KEYS
@@ -165,3 +166,42 @@ async def test_one_tenants_locks_spread_unless_their_names_ask_to_share_a_slot(
     for guard in guards:
         assert guard is not None
         await guard.release()
+
+
+def test_keys_naming_a_group_share_a_bucket_and_a_colocated_name_lands_beside_them() -> None:
+    layout = KeyLayout("p", KIND_BUCKETS)
+    keys = ["ns:acme:state:{order-17}", "ns:acme:counter:{order-17}-n", "n:t:k:x{order-17}y"]
+    slots = {key_slot(k) for key in keys for k in layout.for_key(key)}
+    slots |= {
+        key_slot(layout.time_index(index, key)) for key in keys for index in ("timeout", "chain")
+    }
+    assert len(slots) == 1
+    name = layout.name_beside("lock", "invoice", keys[0])
+    assert name.startswith("invoice~")
+    assert {key_slot(k) for k in layout.lock_keys(name)} == slots
+    assert KeyLayout("p").name_beside("lock", "invoice", keys[0]) == "invoice"
+    with pytest.raises(ValueError, match="cannot hold"):
+        layout.name_beside("lock", "a}b", keys[0])
+
+
+async def test_a_colocated_lock_fences_writes_of_its_group_and_refuses_others(
+    ly: lockyard.Connection,
+) -> None:
+    key = "ns:acme:fenced:{order-17}"
+    name = ly.colocated_name("invoice", key)
+    async with ly.locks.hold(name, ttl=10) as guard:
+        assert await ly.store.check_and_set(key, "a", fence=guard)
+        await ly.store.set(key + "-copy", "b", ttl=60, fence=guard)
+        assert await ly.store.increment("ns:acme:counter:{order-17}", 3, fence=guard) == 3
+        await ly.store.index_timeout(key, 5, fence=guard)
+        await ly.store.index_chain_ready(key, 5, fence=guard)
+        assert await ly.store.get_expired_timeouts(10) == [key]
+        with pytest.raises(lockyard.FenceSlotError, match="share a hash slot"):
+            await ly.store.set("ns:acme:fenced:{order-18}", "c", fence=guard)
+    permit_name = ly.colocated_name("slots", key, guard="semaphore")
+    permit = await ly.semaphores.acquire(permit_name, 2, 10, timeout=5)
+    await ly.store.set(key, "d", fence=permit)
+    await permit.release()
+    with pytest.raises(lockyard.FenceLostError):
+        await ly.store.set(key, "e", fence=permit)
+    assert await ly.store.get(key) == "d"

@@ -1,5 +1,5 @@
-"""What the operator's probe sees of a Redis Cluster: the cluster's own state, credentials, and
-the ACL rules a least-privilege user needs (docs/backends/redis-cluster.md, *Credentials*)."""
+"""What the operator's probe sees of a Redis Cluster: the cluster's own state, credentials, the
+ACL rules a least-privilege user needs (docs/backends/redis-cluster.md, *Credentials*), TLS."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from lockyard import BackendConnectionError, BackendError
 from lockyard.config import parse_url
 from lockyard.config.backends import RedisClusterConfig
 from lockyard.testing.fixtures import unique_prefix
+from lockyard_dev.servers.redis import make_test_tls
 from lockyard_dev.servers.redis_cluster import RedisClusterSetup
 from lockyard_operator.classify import classify
 from lockyard_operator.fresh_login import LoginFailed, login_check
@@ -88,3 +89,18 @@ async def test_probe_fails_with_the_reason_while_the_cluster_is_down(tmp_path: P
             await asyncio.to_thread(cluster.restart, victim)
             await ly.ping()
             await login.check()
+
+
+async def test_rediss_cluster_over_tls(tmp_path: Path) -> None:
+    tls = make_test_tls(tmp_path / "tls")
+    with RedisClusterSetup(tmp_path / "tls-cluster", tls=tls) as cluster:
+        url = cluster.url(unique_prefix())
+        assert url.startswith("rediss+cluster://")
+        async with lockyard.connect(url) as ly:
+            await ly.store.set("ns:t:state:a", "1")
+            assert await ly.store.get("ns:t:state:a") == "1"
+            async with ly.locks.hold("job", ttl=5):
+                assert [info.name for info in await ly.locks.list_held()] == ["job"]
+            assert await ly.ping() >= 0
+            await login_check(_config(url)).check()
+            await ly.store.purge()

@@ -9,6 +9,10 @@ driver's:
   retries): ``set`` -> SET, ``increment`` -> INCRBY, the operations Lockyard runs as one plain
   command (``get`` = HGET, ``get_versioned`` = HMGET, the index ZADD / ZREM / ZRANGEBYSCORE) ->
   GET, and every operation Lockyard runs as a Lua script -> EVALSHA of an empty script;
+- Redis Cluster (redis-py's asyncio ``RedisCluster``, no retries): the same calls, each on one
+  key so that it is routed to one master as Lockyard's are (the EVALSHA names one key). Scans
+  and due reads fan out to every bucket of a kind on a cluster: their ratio against a one-key
+  call is the cost of the fan-out, reported apart from the goal;
 - PostgreSQL (asyncpg, a pool set up like Lockyard's: same size, no per-release reset round
   trip; Lockyard's own table, under a prefix of its own): reads -> a prepared
   SELECT by primary key, ``compare_and_swap`` -> a prepared conditional UPDATE ... RETURNING,
@@ -29,7 +33,13 @@ import contextlib
 import uuid
 from typing import Any
 
-from lockyard.config import BackendConfig, DynamoDBConfig, PostgresConfig, RedisConfig
+from lockyard.config import (
+    BackendConfig,
+    DynamoDBConfig,
+    PostgresConfig,
+    RedisClusterConfig,
+    RedisConfig,
+)
 from lockyard.store import MAX_INDEX_TIMESTAMP_MS
 from lockyard_dev.bench.stats import Op
 
@@ -135,6 +145,68 @@ class RedisRaw(RawDriver):
             keys = [f"{self._prefix}{i}" for i in range(RAW_KEYS)]
             keys += [f"{self._prefix}n{i}" for i in range(RAW_KEYS)]
             await self._client.delete(*keys)
+        finally:
+            await self._client.aclose()
+
+
+#: Connections per node the raw cluster client may open (more than any benchmark's tasks).
+RAW_CLUSTER_CONNECTIONS = 1024
+
+
+class RedisClusterRaw(RawDriver):
+    driver = "redis-py RedisCluster"
+
+    def __init__(self, config: RedisClusterConfig) -> None:
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        password = config.password.get_secret_value() if config.password else None
+        self._client = RedisCluster(
+            startup_nodes=[ClusterNode(node.host, node.port) for node in config.nodes],
+            username=config.username,
+            password=password,
+            # RedisCluster's per-node pools raise MaxConnectionsError instead of waiting: room
+            # for every concurrent task, so the baseline never fails for want of a connection.
+            max_connections=RAW_CLUSTER_CONNECTIONS,
+            socket_timeout=config.operation_timeout,
+            socket_connect_timeout=config.operation_timeout,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+        self._prefix = f"lockyard-bench-raw-{uuid.uuid4().hex[:8]}:"
+        self._sha = ""
+
+    def call_for(self, op: str) -> str:
+        return REDIS_CALLS.get(op, "EVALSHA")
+
+    async def prepare(self) -> None:
+        await self._client.initialize()
+        self._sha = await self._client.script_load(EMPTY_SCRIPT)
+        for i in range(RAW_KEYS):
+            await self._client.set(f"{self._prefix}{i}", "x" * 32, ex=600)
+
+    def op(self, call: str) -> Op:
+        client, prefix, sha = self._client, self._prefix, self._sha
+
+        async def get(i: int, task: int) -> object:
+            return await client.get(f"{prefix}{i % RAW_KEYS}")
+
+        async def set_(i: int, task: int) -> object:
+            return await client.set(f"{prefix}{i % RAW_KEYS}", "x" * 32, ex=600)
+
+        async def incrby(i: int, task: int) -> object:
+            return await client.incrby(f"{prefix}n{i % RAW_KEYS}", 1)
+
+        async def evalsha(i: int, task: int) -> object:
+            return await client.evalsha(sha, 1, f"{prefix}{i % RAW_KEYS}")
+
+        return {"GET": get, "SET": set_, "INCRBY": incrby, "EVALSHA": evalsha}[call]
+
+    async def close(self) -> None:
+        try:
+            for i in range(RAW_KEYS):
+                await self._client.delete(f"{self._prefix}{i}", f"{self._prefix}n{i}")
         finally:
             await self._client.aclose()
 
@@ -380,6 +452,8 @@ def raw_driver_for(config: BackendConfig) -> RawDriver | None:
     """The baseline for ``config``'s backend; ``None`` for memory (nothing beneath it)."""
     if isinstance(config, RedisConfig):
         return RedisRaw(config)
+    if isinstance(config, RedisClusterConfig):
+        return RedisClusterRaw(config)
     if isinstance(config, PostgresConfig):
         return PostgresRaw(config)
     if isinstance(config, DynamoDBConfig):

@@ -21,7 +21,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from lockyard.config import BackendConfig, PostgresConfig, RedisConfig
+from lockyard.config import BackendConfig, PostgresConfig, RedisClusterConfig, RedisConfig
 from lockyard_dev.bench.lock_cycles import ACQUIRE_TIMEOUT_S, LOCK_TTL_S, AsyncHandle, SyncHandle
 from lockyard_dev.bench.sync_peers import open_lockyard_sync, open_redis_py_sync
 
@@ -139,6 +139,34 @@ async def _open_redis_py(config: BackendConfig, name: str, workers: int) -> Asyn
 
     client = Redis(**_redis_kwargs(_redis(config)))
     try:
+        yield AsyncHandles(
+            [
+                _RedisPyLockHandle(
+                    client.lock(name, timeout=LOCK_TTL_S, blocking_timeout=ACQUIRE_TIMEOUT_S)
+                )
+                for _ in range(workers)
+            ]
+        )
+    finally:
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _open_redis_py_cluster(
+    config: BackendConfig, name: str, workers: int
+) -> AsyncIterator[Handles]:
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    if not isinstance(config, RedisClusterConfig):
+        raise TypeError(f"a Redis Cluster peer needs a redis+cluster:// target, got {config}")
+    password = config.password.get_secret_value() if config.password else None
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(node.host, node.port) for node in config.nodes],
+        username=config.username,
+        password=password,
+    )
+    try:
+        await client.initialize()
         yield AsyncHandles(
             [
                 _RedisPyLockHandle(
@@ -408,6 +436,15 @@ PEERS: list[Peer] = [
         ("redis.asyncio.lock",),
         "polls SET NX every 0.1 s (its default sleep)",
         _open_redis_py,
+    ),
+    Peer(
+        "redis-py-cluster",
+        "redis-py asyncio Lock on RedisCluster",
+        "redis-cluster",
+        "redis>=5.0",
+        ("redis.asyncio.cluster", "redis.asyncio.lock"),
+        "polls SET NX every 0.1 s (its default sleep)",
+        _open_redis_py_cluster,
     ),
     Peer(
         "python-redis-lock",

@@ -305,6 +305,84 @@ def elections_table(results: Results, backend: str) -> Table:
     return headers, rows
 
 
+#: The ``fenced`` probe's writes (lockyard_dev.bench.fenced), in report order.
+FENCED_WRITES = ("set", "increment", "compare_and_swap")
+
+
+def fenced_table(results: Results, backend: str) -> Table:
+    """The ``fenced`` scenario's probe: fenced against unfenced writes, p50/p99 and the ratio."""
+    probe = next(
+        (
+            metrics
+            for key, metrics in results.aggregate().items()
+            if key[0] == backend and key[3] == PROBE and "set_ratio_p50" in metrics
+        ),
+        None,
+    )
+    headers = ["write", "plain p50 ms", "fenced p50 ms", "p50 ratio", "plain p99", "fenced p99"]
+    if probe is None:
+        return headers, []
+    rows = [
+        [
+            write,
+            spread(_get(probe, f"{write}_plain_p50_ms")),
+            spread(_get(probe, f"{write}_fenced_p50_ms")),
+            spread(_get(probe, f"{write}_ratio_p50"), "x"),
+            spread(_get(probe, f"{write}_plain_p99_ms")),
+            spread(_get(probe, f"{write}_fenced_p99_ms")),
+        ]
+        for write in FENCED_WRITES
+    ]
+    return headers, rows
+
+
+#: The ``permits`` probe's rows (lockyard_dev.bench.permits): label, metric prefix, unit.
+PERMIT_ROWS = (
+    ("semaphore cycle, 1 task", "sem_uncontended", "ms"),
+    ("semaphore wait, 16 workers / 4 permits", "sem_contended_wait", "ms"),
+    ("asyncio.Semaphore wait, same workload", "asyncio_contended_wait", "ms"),
+    ("read cycle, 1 task", "rw_read", "ms"),
+    ("write cycle, 1 task", "rw_write", "ms"),
+    ("read wait, 16 workers (1/4 writes)", "rw_contended_read_wait", "ms"),
+    ("write wait, 16 workers (1/4 writes)", "rw_contended_write_wait", "ms"),
+)
+
+
+def permits_table(results: Results, backend: str) -> Table:
+    """The ``permits`` scenario's probe: cycles and waits, throughput and fairness."""
+    probe = next(
+        (
+            metrics
+            for key, metrics in results.aggregate().items()
+            if key[0] == backend and key[3] == PROBE and "sem_uncontended_p50_ms" in metrics
+        ),
+        None,
+    )
+    headers = ["measurement", "p50 ms", "p99 ms", "cycles/s", "max/min share"]
+    if probe is None:
+        return headers, []
+    rates = {
+        "sem_contended_wait": "sem_contended",
+        "asyncio_contended_wait": "asyncio_contended",
+        "rw_contended_read_wait": "rw_contended",
+    }
+    rows = []
+    for label, prefix, _ in PERMIT_ROWS:
+        rate = rates.get(prefix)
+        rows.append(
+            [
+                label,
+                spread(_get(probe, f"{prefix}_p50_ms")),
+                spread(_get(probe, f"{prefix}_p99_ms")),
+                spread(_get(probe, f"{rate}_cycles_per_s")) if rate else DASH,
+                spread(_get(probe, f"{rate}_share_ratio"), "x")
+                if rate and rate != "rw_contended"
+                else DASH,
+            ]
+        )
+    return headers, rows
+
+
 def goal_lines(checks: list[GoalCheck]) -> list[str]:
     return [
         f"{STATUS_MARK[check.status]:>6}  {check.backend}: {check.goal}: {check.detail}"
@@ -331,6 +409,14 @@ def terminal_report(results: Results, checks: list[GoalCheck]) -> str:
         headers, rows = elections_table(results, backend)
         if rows:
             parts.append("\nleader elections (the elections scenario's probe)\n")
+            parts.append(text_table((headers, rows)))
+        headers, rows = fenced_table(results, backend)
+        if rows:
+            parts.append("\nfenced writes (the fenced scenario's probe; goal p50 ratio <= 1.15)\n")
+            parts.append(text_table((headers, rows)))
+        headers, rows = permits_table(results, backend)
+        if rows:
+            parts.append("\nsemaphores and read-write locks (the permits scenario's probe)\n")
             parts.append(text_table((headers, rows)))
         headers, rows = throughput_table(results, backend)
         if rows:
@@ -435,6 +521,31 @@ def markdown_report(results: Results, checks: list[GoalCheck], chart: str | None
                 " `killed_past_lease`: how long after a dead leader's lease ended the next"
                 " candidate led; `observe`: from `resign()` to an observer on a second connection"
                 " yielding the new leader (lockyard_dev.bench.elections).",
+                "",
+                markdown_table((headers, rows)),
+            ]
+        headers, rows = fenced_table(results, backend)
+        if rows:
+            out += [
+                "",
+                "### Fenced writes",
+                "",
+                "Each write with `fence=guard` (the lease checked in the same round trip) against"
+                " the same write without, interleaved on one connection; goal: p50 ratio at most"
+                " 1.15 on Redis and PostgreSQL (lockyard_dev.bench.fenced).",
+                "",
+                markdown_table((headers, rows)),
+            ]
+        headers, rows = permits_table(results, backend)
+        if rows:
+            out += [
+                "",
+                "### Semaphores and read-write locks",
+                "",
+                "Acquire + release cycles of one task, and 16 workers contending (each cycle held"
+                " 1 ms) for a semaphore of 4 permits and for a read-write lock with a quarter of"
+                " writes; `asyncio.Semaphore(4)` runs the same contended workload in-process as"
+                " the reference (lockyard_dev.bench.permits).",
                 "",
                 markdown_table((headers, rows)),
             ]

@@ -110,8 +110,38 @@ ELECTIONS = Scenario(
     store_ops=False,  # what is new here is the probe; the lock cycles are the default's
 )
 
+
+async def _fenced_writes(connection: Connection) -> dict[str, float]:
+    from lockyard_dev.bench.fenced import probe
+
+    return await probe(connection)
+
+
+FENCED = Scenario(
+    "fenced",
+    "fenced writes (fence=guard) against the same writes unfenced, interleaved: p50/p99 and "
+    "the p50 ratio (goal: at most 1.15 on Redis and PostgreSQL)",
+    probe=_fenced_writes,
+    store_ops=False,  # the probe measures both forms itself, side by side
+)
+
+
+async def _permit_cycles(connection: Connection) -> dict[str, float]:
+    from lockyard_dev.bench.permits import probe
+
+    return await probe(connection)
+
+
+PERMITS = Scenario(
+    "permits",
+    "semaphore and read-write lock cycles, uncontended and 16 workers contending, beside "
+    "asyncio.Semaphore as the in-process reference",
+    probe=_permit_cycles,
+    store_ops=False,
+)
+
 #: Every known scenario, in report order.
-SCENARIOS: list[Scenario] = [DEFAULT, MIRRORING, POOLED, ELECTIONS]
+SCENARIOS: list[Scenario] = [DEFAULT, MIRRORING, POOLED, ELECTIONS, FENCED, PERMITS]
 
 
 def by_name(names: list[str]) -> list[Scenario]:

@@ -16,11 +16,12 @@ from typing import Any
 
 from lockyard_dev.servers.launch import launch
 
-BACKENDS = ("memory", "redis", "postgresql", "dynamodb")
+BACKENDS = ("memory", "redis", "redis-cluster", "postgresql", "dynamodb")
 
 #: backend -> its Lockyard module (checked before a server is started for nothing).
 _BACKEND_MODULES = {
     "redis": "lockyard.backends.redis",
+    "redis-cluster": "lockyard.backends.redis",
     "postgresql": "lockyard.backends.postgres",
     "dynamodb": "lockyard.backends.dynamodb",
 }
@@ -49,6 +50,7 @@ def _dynamodb_url(server: Any) -> str:
 
 _URLS: dict[str, Callable[[Any], str]] = {
     "redis": _redis_url,
+    "redis-cluster": _redis_url,
     "postgresql": _postgres_url,
     "dynamodb": _dynamodb_url,
 }

@@ -11,6 +11,12 @@ server is documented to lose, which decides how anomalies count:
   followed ``+switch-master``, so acknowledged writes and lock leases may be lost: such
   anomalies, overlapping lock holders and stale holders (older-epoch fencing tokens) are
   measured and reported, not counted as violations. A fencing token handed out twice is.
+- ``cluster-master-kill``: SIGKILL to a master of a Redis Cluster (3 masters, 3 replicas); its
+  replica takes over after ``cluster-node-timeout``, and the dead node is started again, as the
+  new master's replica. As with Sentinel, asynchronous replication may lose acknowledged writes
+  and leases (measured, not violations); a fencing token handed out twice is a violation.
+- ``cluster-reshard``: ``redis-cli --cluster reshard`` moves a third of a master's slots to
+  another master while the workload runs. Nothing may be lost and no lock held twice.
 - ``postgres-restart``: a fast shutdown and a start on the same port; nothing committed may be
   lost.
 - ``postgres-kill``: SIGKILL to the postmaster and every backend (a crash), then a start that
@@ -60,6 +66,26 @@ def _failover(launched: Launched) -> None:
     launched.server.failover()
 
 
+def _kill_cluster_master(launched: Launched) -> None:
+    cluster = launched.server
+    master = cluster.masters()[0]
+    cluster.kill(master)
+    cluster.wait_failover(master)
+
+
+def _restart_cluster_nodes(launched: Launched) -> None:
+    cluster = launched.server
+    for server in cluster.servers:
+        if not server.running:
+            cluster.restart(server)
+
+
+def _reshard(launched: Launched) -> None:
+    cluster = launched.server
+    masters = cluster.masters()
+    cluster.reshard(masters[0], masters[1], 1800)
+
+
 SCENARIOS = {
     scenario.name: scenario
     for scenario in (
@@ -79,6 +105,23 @@ SCENARIOS = {
             fault=_failover,
             writes_may_be_lost=True,
             overlaps_expected=True,
+        ),
+        Scenario(
+            "cluster-master-kill",
+            "redis-cluster",
+            "a Redis Cluster master killed with SIGKILL: its replica takes over, then the dead "
+            "node is started again as the new master's replica",
+            fault=_kill_cluster_master,
+            restore=_restart_cluster_nodes,
+            writes_may_be_lost=True,
+            overlaps_expected=True,
+        ),
+        Scenario(
+            "cluster-reshard",
+            "redis-cluster",
+            "redis-cli --cluster reshard moves 1800 slots, with their keys, from one master to "
+            "another while the workload runs",
+            fault=_reshard,
         ),
         Scenario(
             "postgres-restart",

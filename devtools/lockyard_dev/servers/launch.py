@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 #: The names the command lines accept, in the order they run.
-BACKENDS = ("memory", "redis", "sentinel", "postgresql", "dynamodb")
+BACKENDS = ("memory", "redis", "sentinel", "redis-cluster", "postgresql", "dynamodb")
 DURABLE_REDIS = ("appendonly yes", "appendfsync always")
 DYNAMODB_TABLE = "lockyard-stress"
 
@@ -65,6 +65,16 @@ def launch(backend: str, *, durable: bool = False) -> Launched:
             return setup.url(prefix, operation_timeout=timeout)
 
         return Launched("sentinel", sentinel_url, setup, setup.remove)
+    if backend == "redis-cluster":
+        from lockyard_dev.servers.redis_cluster import RedisClusterSetup
+
+        cluster = RedisClusterSetup(extra_config=DURABLE_REDIS if durable else ())
+        start_or_clean_up(cluster.start, cluster.close)
+
+        def cluster_url(prefix: str, timeout: str) -> str:
+            return cluster.url(prefix, operation_timeout=timeout)
+
+        return Launched("redis-cluster", cluster_url, cluster, cluster.close)
     if backend == "postgresql":
         from lockyard_dev.servers.postgres import PostgresServer
 

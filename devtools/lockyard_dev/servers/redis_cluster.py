@@ -10,7 +10,9 @@ folder. Settings chosen for tests, and why:
   loaded machine a healthy replica can look stale, and would never be promoted);
 - ``cluster-allow-replica-migration no``: a master emptied by resharding keeps its replica, so
   the topology only changes when a test changes it;
-- an explicit ``cluster-port`` per node (the default, port + 10000, may be taken or past 65535).
+- an explicit ``cluster-port`` per node (the default, port + 10000, may be taken or past 65535);
+- with ``tls``, the cluster bus and replication use TLS too, nodes presenting the client
+  certificate to each other.
 
 Admin helpers (``masters()``, ``kill()``, ``wait_failover()``, ``reshard()``) use the synchronous
 redis-py client and ``redis-cli``; tests call them from a worker thread while operations run.
@@ -38,6 +40,7 @@ from lockyard_dev.servers.redis import (
     RedisServer,
     TLSFiles,
     _Folder,
+    _quote,
     _tls_client_kwargs,
 )
 
@@ -96,6 +99,16 @@ def parse_cluster_nodes(text: str) -> list[NodeInfo]:
     return nodes
 
 
+def _tls_bus(tls: TLSFiles) -> tuple[str, ...]:
+    """The cluster bus over TLS: nodes connect to each other as clients, and a node's server
+    certificate is not valid for that, so they present the client certificate."""
+    return (
+        "tls-cluster yes",
+        f"tls-client-cert-file {_quote(tls.client_cert_file)}",
+        f"tls-client-key-file {_quote(tls.client_key_file)}",
+    )
+
+
 class RedisClusterSetup(ServerHarness):
     """``masters`` masters and ``replicas_per_master`` replicas each, on loopback ports."""
 
@@ -132,7 +145,7 @@ class RedisClusterSetup(ServerHarness):
                 f"cluster-port {free_port()}",
                 "cluster-replica-validity-factor 0",
                 "cluster-allow-replica-migration no",
-                *(("tls-cluster yes",) if tls is not None else ()),
+                *(_tls_bus(tls) if tls is not None else ()),
                 *extra_config,
             )
             self.servers.append(
@@ -248,6 +261,19 @@ class RedisClusterSetup(ServerHarness):
         """Port -> config epoch of every master serving slots."""
         return {n.port: n.config_epoch for n in self.nodes() if n.role == "master" and n.slots}
 
+    def current_epoch(self) -> int:
+        """The highest ``cluster_current_epoch`` the running nodes report."""
+        epochs = []
+        for server in self.servers:
+            if server.running:
+                with contextlib.suppress(RedisError, OSError), self._admin(server) as client:
+                    epochs.append(
+                        int(client.execute_command("CLUSTER INFO")["cluster_current_epoch"])
+                    )
+        if not epochs:
+            raise ServerStartError("no cluster node answers")
+        return max(epochs)
+
     def keys_per_master(self, pattern: str) -> Counter[int]:
         """How many keys matching ``pattern`` each master holds (SCAN on each)."""
         counts: Counter[int] = Counter()
@@ -339,7 +365,9 @@ class RedisClusterSetup(ServerHarness):
         self, source: RedisServer, target: RedisServer, slots: int, *, timeout: float = 300.0
     ) -> None:
         """Move ``slots`` slots from ``source`` to ``target`` (``redis-cli --cluster reshard``),
-        with the keys in them; blocks until done."""
+        with the keys in them; blocks until done and every node agrees on the new map (redis-cli
+        refuses to start while nodes disagree, as they do for a moment after a move)."""
+        self.wait_healthy(timeout)
         ids = self.node_ids()
         self._redis_cli(
             "--cluster",
@@ -354,6 +382,7 @@ class RedisClusterSetup(ServerHarness):
             "--cluster-yes",
             timeout=timeout,
         )
+        self.wait_healthy(timeout)
 
     def _redis_cli(self, *args: str, timeout: float) -> str:
         argv = [self._cli, *self._cli_auth(), *args]

@@ -119,11 +119,11 @@ class MemoryPermits(PermitTable):
             retry_after = next(iter(state.queue.values())).deadline_ms - now
         if wait_ms is None:
             return PermitAttempt(None, retry_after_ms=retry_after)
-        waiter = state.queue.get(owner)
-        if waiter is None:
+        entry = state.queue.get(owner)
+        if entry is None:
             state.queue[owner] = _Waiter(weight, now + wait_ms)
         else:
-            waiter.deadline_ms = now + wait_ms  # keeps its place
+            entry.deadline_ms = now + wait_ms  # keeps its place
         return PermitAttempt(None, retry_after_ms=retry_after, queued=True)
 
     async def _extend(self, name: str, owner: str, ttl_ms: int) -> bool:

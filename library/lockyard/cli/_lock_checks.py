@@ -165,12 +165,13 @@ async def _holder_of(leases: LeaseWriter, lock: str) -> str:
 
 
 async def _delete_leases(leases: LeaseWriter, lock: str, fencing: int) -> None:
-    """Delete the broken acquisition's Lease(s); a newer holder's is left alone."""
+    """Retire the broken acquisition's Lease(s) (delete; an election's is released); a newer
+    holder's is left alone."""
     try:
         for lease in await _leases_of(leases, lock):
             if lease.fencing_token is None or lease.fencing_token <= fencing:
                 try:
-                    await leases.delete(lease.name, lease.resource_version)
+                    await leases.retire(lease)  # an election's Lease stays, naming no leader
                 except KubeApiError as exc:
                     if not exc.conflict:
                         raise

@@ -83,8 +83,8 @@ def lease_rows(objects: Iterable[dict[str, Any]], store: str | None) -> list[Row
     rows = []
     for obj in objects:
         lease = MirroredLease.from_object(obj)
-        if store is not None and lease.store != store:
-            continue
+        if (store is not None and lease.store != store) or lease.released:
+            continue  # another store's, or an election's Lease between terms (nothing held)
         rows.append(
             Row(
                 namespace=lease.namespace,

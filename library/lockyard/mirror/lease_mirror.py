@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 from lockyard._resource import AsyncResource
 from lockyard.clock import Clock
+from lockyard.identity import ELECTION_LOCK_PREFIX
 from lockyard.kube.api import KubeApi
 from lockyard.kube.errors import KubeApiError
 from lockyard.locks import LockGuard
@@ -403,7 +404,9 @@ class LeaseMirror(AsyncResource):
         for _ in range(MAX_STEPS):
             guard = self._desired(slot, self._clock.wall())
             try:
-                if guard is None:
+                if guard is None and slot.lock.startswith(ELECTION_LOCK_PREFIX):
+                    step = await self._writer.write_released(slot, slot.fencing)
+                elif guard is None:
                     step = await self._writer.write_absent(slot, slot.fencing)
                 else:
                     step = await self._writer.write_held(slot, guard, slot.acquired_at)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -211,6 +212,94 @@ class LeaseWriter:
         lease.rv = existing.resource_version
         return Step.AGAIN
 
+    async def write_released(self, lease: LeaseState, fencing: int) -> Step:
+        """One step towards an election's Lease naming no leader, for a term no later than
+        ``fencing``, now over: client-go's release. The Lease and its ``leaseTransitions`` stay
+        for the next term (whose holder takes it over with one more transition)."""
+        if lease.rv is None and not lease.unsure:
+            return Step.DONE
+        if lease.rv is not None:
+            name = lease_name(self.store, lease.lock, lease.probe)
+            body = self.released_body(name, lease.lock, fencing, lease.transitions, lease.rv)
+            try:
+                await self.replace(name, body)
+            except KubeApiError as exc:
+                if exc.conflict:
+                    lease.rv, lease.unsure = None, True
+                    return Step.AGAIN
+                if exc.not_found:
+                    lease.rv = None
+                    return Step.DONE
+                raise
+            lease.rv = None  # the next term reads it again
+            return Step.WRITTEN
+        existing = await self._read(lease)
+        if existing is None or not existing.holder:
+            return Step.DONE
+        token = existing.fencing_token or 0
+        if token > fencing:
+            raise Superseded(token)
+        lease.rv, lease.transitions = existing.resource_version, existing.transitions
+        return Step.AGAIN
+
+    async def retire(self, lease: MirroredLease) -> bool:
+        """Remove an acquisition that is over from its Lease, conditional on the version read:
+        delete a lock's Lease; release an election's (it stays, naming no leader). ``False``
+        if the Lease was already gone (or already named no leader)."""
+        if lease.kind != "election":
+            return await self.delete(lease.name, lease.resource_version)
+        if not lease.holder:
+            return False
+        fencing = lease.fencing_token or 0
+        body = self.released_body(
+            lease.name, lease.lock, fencing, lease.transitions, lease.resource_version
+        )
+        try:
+            await self.replace(lease.name, body)
+        except KubeApiError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return True
+
+    def released_body(
+        self, name: str, lock: str, fencing: int, transitions: int, resource_version: str | None
+    ) -> dict[str, Any]:
+        """An election's Lease naming no leader, as client-go's release writes it (no holder,
+        a 1 s duration, both times now, ``leaseTransitions`` kept); the annotations keep the
+        last term's fencing token, so only a later term takes the Lease over."""
+        now = format_micro_time(time.time())
+        metadata: dict[str, Any] = {
+            "name": name,
+            "namespace": self.namespace,
+            "labels": {
+                MANAGED_BY_LABEL: MANAGED_BY_VALUE,
+                STORE_LABEL: self._store_label,
+                KIND_LABEL: ELECTION_KIND,
+            },
+            "annotations": {
+                LOCK_ANNOTATION: lock,
+                STORE_ANNOTATION: self.store,
+                FENCING_ANNOTATION: str(fencing),
+                BACKEND_ANNOTATION: self.backend,
+                LEASE_MS_ANNOTATION: "1000",
+            },
+        }
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        return {
+            "apiVersion": LEASE_API_VERSION,
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": {
+                "holderIdentity": "",
+                "leaseDurationSeconds": 1,
+                "acquireTime": now,
+                "renewTime": now,
+                "leaseTransitions": transitions,
+            },
+        }
+
     def body(
         self,
         lease: LeaseState,
@@ -245,7 +334,9 @@ class LeaseWriter:
         }
         if resource_version is not None:
             metadata["resourceVersion"] = resource_version
-        owner = self.holder.owner_reference(self.namespace)
+        # No owner for an election's Lease: it outlives each term (client-go's does too), so the
+        # pod's garbage collection must not take its history with it.
+        owner = None if KIND_LABEL in labels else self.holder.owner_reference(self.namespace)
         if owner is not None:
             metadata["ownerReferences"] = [owner]
         return {

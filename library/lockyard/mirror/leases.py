@@ -102,6 +102,11 @@ class MirroredLease:
         )
 
     @property
+    def released(self) -> bool:
+        """An election's Lease between terms: it names no leader (client-go's release)."""
+        return self.kind == "election" and not self.holder
+
+    @property
     def kind(self) -> str:
         """``election`` for an election's lock (``lockyard.elections``), else ``lock``."""
         return "election" if self.lock.startswith(ELECTION_LOCK_PREFIX) else "lock"

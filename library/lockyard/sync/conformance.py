@@ -362,6 +362,9 @@ class AsyncFacade:
     def prefix(self) -> str:
         return self.sync.prefix
 
+    def colocated_name(self, name: str, key: str, *, guard: str = "lock") -> str:
+        return self.sync.colocated_name(name, key, guard=guard)
+
     async def ping(self) -> float:
         result: float = await self._workers.call(self.sync.ping)
         return result

@@ -18,6 +18,7 @@ from lockyard.config.backends import CommonSettings
 from lockyard.connection import Connection as AsyncConnection
 from lockyard.connection import open_connection
 from lockyard.guarantees import Guarantees
+from lockyard.keys import KeyLike
 from lockyard.sync.bridge import Bridged, blocking
 from lockyard.sync.elections import Elections
 from lockyard.sync.locks import DistributedLock
@@ -131,6 +132,14 @@ class Connection(Bridged):
     @property
     def closed(self) -> bool:
         return self._portal.closed
+
+    def colocated_name(self, name: str, key: KeyLike, *, guard: str = "lock") -> str:
+        """As :meth:`lockyard.Connection.colocated_name` (pure: computed from the backend's key
+        placement, no round trip)."""
+        self._open()
+        connection = self._target_now()
+        assert connection is not None
+        return connection.colocated_name(name, key, guard=guard)
 
     ping = blocking(AsyncConnection.ping)
     server_version = blocking(AsyncConnection.server_version)

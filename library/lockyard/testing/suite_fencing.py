@@ -41,6 +41,18 @@ def fence_name() -> str:
     return f"fence-{uuid.uuid4().hex[:8]}"
 
 
+def fenced_key() -> str:
+    """A fresh key in a ``{group}`` of its own: guards placed beside it with
+    ``Connection.colocated_name`` may fence it on every backend (Redis Cluster needs the lease
+    and the key in one hash slot; the other backends ignore the group)."""
+    return key("fenced", f"{{{uuid.uuid4().hex[:10]}}}")
+
+
+def beside(ly: Connection, k: str, guard: str = "lock") -> str:
+    """A fresh guard name whose lease lives beside ``k``."""
+    return ly.colocated_name(fence_name(), k, guard=guard)
+
+
 async def snapshot(ly: Connection, k: str) -> tuple[object, ...]:
     """Everything a write of :data:`WRITES` could change."""
     return (
@@ -54,8 +66,7 @@ async def snapshot(ly: Connection, k: str) -> tuple[object, ...]:
     )
 
 
-async def prepared_key(ly: Connection) -> str:
-    k = key("fenced")
+async def prepared_key(ly: Connection, k: str) -> str:
     await ly.store.set(k, "before")
     await ly.store.set(k + "-counter", "10")
     await ly.store.index_timeout(k, 5)
@@ -66,8 +77,8 @@ async def prepared_key(ly: Connection) -> str:
 @pytest.mark.asyncio
 class FencingConformance(ConformanceBase):
     async def test_fenced_writes_land_while_the_lock_is_held(self, ly: Connection) -> None:
-        guard = await ly.locks.acquire(fence_name(), 30, timeout=1)
-        k = key("fenced")
+        k = fenced_key()
+        guard = await ly.locks.acquire(beside(ly, k), 30, timeout=1)
         assert await ly.store.check_and_set(k, "a", fence=guard)
         assert not await ly.store.check_and_set(k, "b", fence=guard)
         await ly.store.set(k, "c", fence=guard)
@@ -95,8 +106,8 @@ class FencingConformance(ConformanceBase):
     async def test_fenced_increment_refuses_a_non_counter_like_the_unfenced_one(
         self, ly: Connection
     ) -> None:
-        guard = await ly.locks.acquire(fence_name(), 30, timeout=1)
-        k = key("fenced")
+        k = fenced_key()
+        guard = await ly.locks.acquire(beside(ly, k), 30, timeout=1)
         await ly.store.set(k, "seven")
         with pytest.raises(StateError) as fenced_error:
             await ly.store.increment(k, 1, fence=guard)
@@ -109,8 +120,9 @@ class FencingConformance(ConformanceBase):
 
     @pytest.mark.parametrize("write", sorted(WRITES))
     async def test_a_released_lock_fences_nothing(self, ly: Connection, write: str) -> None:
-        guard = await ly.locks.acquire(fence_name(), 30, timeout=1)
-        k = await prepared_key(ly)
+        k = fenced_key()
+        guard = await ly.locks.acquire(beside(ly, k), 30, timeout=1)
+        await prepared_key(ly, k)
         before = await snapshot(ly, k)
         await guard.release()
         with pytest.raises(FenceLostError) as raised:
@@ -119,8 +131,9 @@ class FencingConformance(ConformanceBase):
         assert await snapshot(ly, k) == before
 
     async def test_an_expired_lock_fences_nothing(self, ly: Connection) -> None:
-        guard = await ly.locks.acquire(fence_name(), self.short_ttl_s, timeout=1)
-        k = await prepared_key(ly)
+        k = fenced_key()
+        guard = await ly.locks.acquire(beside(ly, k), self.short_ttl_s, timeout=1)
+        await prepared_key(ly, k)
         before = await snapshot(ly, k)
         await self.expire()
         for write in WRITES.values():
@@ -131,9 +144,10 @@ class FencingConformance(ConformanceBase):
     async def test_a_broken_and_taken_over_lock_fences_only_the_new_holder(
         self, ly: Connection
     ) -> None:
-        name = fence_name()
+        k = fenced_key()
+        name = beside(ly, k)
         old = await ly.locks.acquire(name, 30, timeout=1)
-        k = await prepared_key(ly)
+        await prepared_key(ly, k)
         await ly.store.set(k, "by-old", fence=old)
         assert await ly.locks.break_lock(name)
         new = await ly.locks.acquire(name, 30, timeout=1)
@@ -148,10 +162,10 @@ class FencingConformance(ConformanceBase):
         await new.release()
 
     async def test_a_lock_of_another_name_does_not_fence(self, ly: Connection) -> None:
-        held = await ly.locks.acquire(fence_name(), 30, timeout=1)
-        other = await ly.locks.acquire(fence_name(), 30, timeout=1)
+        k = fenced_key()
+        held = await ly.locks.acquire(beside(ly, k), 30, timeout=1)
+        other = await ly.locks.acquire(beside(ly, k), 30, timeout=1)
         await other.release()
-        k = key("fenced")
         with pytest.raises(FenceLostError):
             await ly.store.set(k, "x", fence=other)
         await ly.store.set(k, "y", fence=held)
@@ -159,10 +173,11 @@ class FencingConformance(ConformanceBase):
         await held.release()
 
     async def test_a_semaphore_permit_fences_its_own_writes(self, ly: Connection) -> None:
-        name = fence_name()
+        k = fenced_key()
+        name = beside(ly, k, "semaphore")
         first = await ly.semaphores.acquire(name, 2, 30, timeout=1)
         second = await ly.semaphores.acquire(name, 2, 30, timeout=1)
-        k = await prepared_key(ly)
+        await prepared_key(ly, k)
         await ly.store.set(k, "by-first", fence=first)
         assert await ly.semaphores.break_permit(name, first.owner)
         before = await snapshot(ly, k)
@@ -177,8 +192,11 @@ class FencingConformance(ConformanceBase):
             await ly.store.set(k, "late", fence=second)
 
     async def test_an_expired_permit_fences_nothing(self, ly: Connection) -> None:
-        permit = await ly.semaphores.acquire(fence_name(), 3, self.short_ttl_s, timeout=1)
-        k = await prepared_key(ly)
+        k = fenced_key()
+        permit = await ly.semaphores.acquire(
+            beside(ly, k, "semaphore"), 3, self.short_ttl_s, timeout=1
+        )
+        await prepared_key(ly, k)
         before = await snapshot(ly, k)
         await self.expire()
         with pytest.raises(FenceLostError):
@@ -188,9 +206,10 @@ class FencingConformance(ConformanceBase):
         assert await snapshot(ly, k) == before
 
     async def test_read_write_lock_holds_fence_their_writes(self, ly: Connection) -> None:
-        name = fence_name()
+        k = fenced_key()
+        name = beside(ly, k, "rwlock")
         writer = await ly.rwlocks.acquire_write(name, 30, timeout=1)
-        k = await prepared_key(ly)
+        await prepared_key(ly, k)
         await ly.store.set(k, "written", fence=writer)
         await writer.release()
         with pytest.raises(FenceLostError):
@@ -210,9 +229,9 @@ class FencingConformance(ConformanceBase):
     async def test_fenced_writes_stop_at_the_break(self, ly: Connection) -> None:
         """Fenced increments by one holder race a break: every increment that returned landed,
         none that raised did, and once the break has returned every later one is refused."""
-        name = fence_name()
+        k = fenced_key()
+        name = beside(ly, k)
         guard = await ly.locks.acquire(name, 30, timeout=1)
-        k = key("fenced")
         landed = 0
 
         async def writer() -> None:

@@ -249,6 +249,7 @@ class SemaphoreConformance(ConformanceBase):
     async def test_hold_cancels_the_block_when_the_permit_is_lost(self, ly: Connection) -> None:
         name = semaphore_name()
         reached_end = False
+        thief: Permit | None = None
         with pytest.raises(LockLostError):
             async with ly.semaphores.hold(name, 1, self.short_ttl_s) as permit:
                 assert await ly.semaphores.break_permit(name, permit.owner)
@@ -258,6 +259,7 @@ class SemaphoreConformance(ConformanceBase):
                 reached_end = True
         assert not reached_end
         assert permit.lost.is_set()
+        assert thief is not None
         assert await thief.is_held()
         await thief.release()
 

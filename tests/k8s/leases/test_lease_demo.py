@@ -44,7 +44,7 @@ async def test_demo_runs_end_to_end_for_a_bounded_time() -> None:
     ]:
         assert line in text, f"{line!r} missing from:\n{text}"
     assert "lockyard-orders-invoice-" in text  # Leases shown by kubectl
-    assert "lockyard-demo   orders   invoice-" in text  # and by lockyard locks -A
+    assert "lockyard-demo   orders   lock   invoice-" in text  # and by lockyard locks -A
     assert "'failed': 0" in text  # the mirror's counters
 
 

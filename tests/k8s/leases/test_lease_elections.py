@@ -20,7 +20,7 @@ from lease_support import STORE, Cluster
 import lockyard
 from lockyard.config import parse_url
 from lockyard.identity import MANAGED_BY_LABEL, MANAGED_BY_VALUE, STORE_LABEL
-from lockyard.kube import KubeClient
+from lockyard.kube import KubeApi, KubeClient
 from lockyard.kube.binding import binding_data
 from lockyard.kube.leader_record import ELECTION_KIND, KIND_LABEL
 from lockyard.kube.names import store_object_name
@@ -93,13 +93,55 @@ async def test_an_election_reads_like_client_gos_lease(
     ]
     assert 0 < items[0]["expiresInSeconds"] <= 15
 
+    # Resigning releases the Lease as client-go does: it stays, naming no leader.
     await leadership.resign()
     await lock.release()
     await mirrored.flush()
-    assert await cluster.leases() == []
-    code, out, err = await run_cli(kubeconfig, "elections", "-n", cluster.namespace)
-    assert (code, out) == (0, "")
-    assert "No elections found" in err
+    (lease,) = await cluster.leases()
+    assert lease["spec"]["holderIdentity"] == ""
+    assert lease["spec"]["leaseTransitions"] == 0
+    code, out, _ = await run_cli(kubeconfig, "elections", "-n", cluster.namespace)
+    assert code == 0
+    assert table(out)[1][:4] == [STORE, "reconciler", "<none>", str(leadership.term)]
+    code, out, err = await run_cli(kubeconfig, "locks", "-n", cluster.namespace)
+    assert (code, out) == (0, "")  # nothing is held
+    assert "No locks found" in err
+
+    # The next term takes the same Lease over: a new holder, one more transition.
+    second = await memory.elections.campaign("reconciler", "pod-b", ttl=15)
+    await mirrored.flush()
+    (lease,) = await cluster.leases()
+    assert lease["spec"]["holderIdentity"] == "pod-b"
+    assert lease["spec"]["leaseTransitions"] == 1
+    assert lease["metadata"]["annotations"]["lockyard.dev/fencing-token"] == str(second.term)
+    await second.resign()
+    await mirrored.flush()
+    (lease,) = await cluster.leases()
+    assert (lease["spec"]["holderIdentity"], lease["spec"]["leaseTransitions"]) == ("", 1)
+
+
+async def test_the_reaper_releases_a_dead_leaders_lease(
+    memory: lockyard.Connection,
+    k8s_api: client.ApiClient,
+    kube_api: KubeApi,
+    cluster: Cluster,
+) -> None:
+    from lockyard_operator.reaper import reap_leases
+
+    mirror = enable_lease_mirroring(memory, STORE, cluster.namespace, k8s_api, holder=Holder("x"))
+    leadership = await memory.elections.campaign("reconciler", "pod-a", ttl=30)
+    await mirror.flush()
+    await mirror.close()  # the leader's mirror "dies" with it: its Lease says pod-a leads
+    assert await memory.elections.break_leadership("reconciler")
+    result = await reap_leases(kube_api, cluster.namespace, STORE, memory.locks)
+    assert result.deleted == 1
+    (lease,) = await cluster.leases()
+    assert lease["spec"]["holderIdentity"] == ""  # released, not deleted: its history stays
+    assert lease["metadata"]["labels"][KIND_LABEL] == ELECTION_KIND
+    again = await reap_leases(kube_api, cluster.namespace, STORE, memory.locks)
+    assert again.deleted == 0
+    assert len(await cluster.leases()) == 1
+    assert not await leadership.resign()
 
 
 async def test_breaking_an_election_from_the_cli_deposes_its_leader(

@@ -22,7 +22,9 @@ from lockyard.operations import OperationRunner
 
 from .client import TableClient
 from .errors import make_translate
+from .fenced import DynamoDBFencedWrites
 from .locks import DynamoDBLocks
+from .permits import permit_managers
 from .store import DynamoDBStateStore
 from .table import TABLE_SETUP_TIMEOUT_S, prepare_table
 
@@ -62,6 +64,8 @@ class DynamoDBBackend:
         self._table = TableClient(client, config, clock, random.random)
         self.store = DynamoDBStateStore(self._run, self._table)
         self.locks = DynamoDBLocks(self._run, self._table)
+        self.semaphores, self.rwlocks = permit_managers(self._run, self._table)
+        self.store.fenced_writes = DynamoDBFencedWrites(self._table, self.store)
 
     async def ping(self) -> float:
         """One GetItem of a key that never exists (needs only the data-plane permission)."""

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from lockyard.errors import BackendError, StateError
 from lockyard.fenced_writes import Fence, FencedWrites, fence_lost
 from lockyard.keys import kind_of
-from lockyard.store import CasResult, checked_sum, counter_value, parse_counter
+from lockyard.store import CasResult, checked_sum, parse_counter
 
 from . import layout
 from .client import TableClient
@@ -34,6 +34,8 @@ from .store import MAX_WRITE_ROUNDS, DynamoDBStateStore
 
 #: A live item (the delete's condition).
 LIVE_ITEM: Final = "attribute_exists(pk) AND (attribute_not_exists(exp_ms) OR exp_ms > :now)"
+#: The same version, still live (a fenced increment's write). Values: :ver, :now.
+SAME_LIVE_VERSION: Final = "ver = :ver AND (attribute_not_exists(exp_ms) OR exp_ms > :now)"
 
 
 class _WriteRefused(Exception):
@@ -70,7 +72,7 @@ class DynamoDBFencedWrites(FencedWrites):
         self, fence: Fence, operation: str, key: str, now: int, write: dict[str, Any]
     ) -> None:
         """Check and write; ``_WriteRefused`` if the write's condition was false."""
-        (kind, request), = write.items()
+        ((kind, request),) = write.items()
         items = [self._check(fence, now), {kind: {"TableName": self._t.name, **request}}]
         for _ in range(MAX_WRITE_ROUNDS):
             try:
@@ -103,7 +105,9 @@ class DynamoDBFencedWrites(FencedWrites):
     async def check_and_set(self, fence: Fence, key: str, value: str, ttl_ms: int | None) -> bool:
         now = self._t.now_ms()
         try:
-            await self._transact(fence, "check_and_set", key, now, self._put_new(key, value, ttl_ms, now))
+            await self._transact(
+                fence, "check_and_set", key, now, self._put_new(key, value, ttl_ms, now)
+            )
         except _WriteRefused:
             return False
         return True
@@ -199,7 +203,7 @@ class DynamoDBFencedWrites(FencedWrites):
             "Update": {
                 "Key": self._store._key(key),
                 "UpdateExpression": update + " REMOVE v",
-                "ConditionExpression": "ver = :ver AND (attribute_not_exists(exp_ms) OR exp_ms > :now)",
+                "ConditionExpression": SAME_LIVE_VERSION,
                 "ExpressionAttributeValues": values,
             }
         }
@@ -247,11 +251,10 @@ class DynamoDBFencedWrites(FencedWrites):
             layout.INDEX_PART: as_s(f"{self._t.prefix}#{layout.INDEX_TAGS[index]}"),
             layout.INDEX_AT: as_n(at_ms),
         }
-        await self._transact(fence, f"index_{index}", key, self._t.now_ms(), {"Put": {"Item": item}})
+        await self._transact(
+            fence, f"index_{index}", key, self._t.now_ms(), {"Put": {"Item": item}}
+        )
 
     async def index_remove(self, fence: Fence, index: str, key: str) -> None:
         write = {"Delete": {"Key": self._t.pk(layout.INDEX_TAGS[index], key)}}
         await self._transact(fence, f"remove_{index}_index", key, self._t.now_ms(), write)
-
-
-__all__ = ["DynamoDBFencedWrites", "counter_value"]

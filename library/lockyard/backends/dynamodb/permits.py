@@ -1,14 +1,15 @@
 """DynamoDB permit tables (semaphores, read-write locks): one item per name, conditional writes.
 
 The item ``P#s#<name>`` (semaphores) or ``P#w#<name>`` (read-write locks) holds the limit
-``lim``, the fencing counter ``fence`` (never removed), a version ``ver`` that every change of
-the holders bumps, the holders ``h`` (owner -> ``{w: weight, dl: lease end ms, t: token}``) and
-the queue ``q`` (owner -> ``{w, dl: waiter lease end ms, at: first join ms}``; order by
-``(at, owner)``, client clocks). A condition expression cannot sum a map, so the rule of
-:mod:`lockyard.permits` is applied by the client to its latest view of the item, and the grant
-is a write conditioned on ``ver`` being what that view saw: two clients deciding on the same
-view cannot both add a holder. A refused condition returns the current item, which becomes the
-next view.
+``lim``, the fencing counter ``fence`` (never removed), a version ``ver`` that every grant
+bumps, the holders ``h`` (owner -> ``{w: weight, dl: lease end ms, t: token}``) and the queue
+``q`` (owner -> ``{w, dl: waiter lease end ms, at: first join ms}``; order by ``(at, owner)``,
+client clocks). A condition expression cannot sum a map, so the rule of :mod:`lockyard.permits`
+is applied by the client to its latest view of the item, and the grant is a write conditioned
+on what the decision relied on: no grant since that view (``ver``), and every holder it counted
+as expired still expired at the deadline it saw (not extended by a holder whose clock runs
+behind). Releases only make room, so they do not disturb a grant. A refused condition returns
+the current item, which becomes the next view.
 
 Cost: a grant is one conditional write when the client's view is current (it keeps the item
 each write returns); a stale view costs one more. A refusal is decided on a view read in the
@@ -38,6 +39,12 @@ SPACE_TAGS: Final = {"semaphore": "s", "rwlock": "w"}
 #: Conditional writes one attempt makes at most before giving up (each needs a concurrent
 #: change of the same name in between).
 MAX_ROUNDS: Final = 8
+#: Rounds of a waiting caller's attempt (it is refused, and re-attempts, after these).
+WAITING_ROUNDS: Final = 2
+#: A queued waiter polls this much more slowly per holder that must leave before it fits
+#: (beyond the first), up to this many steps (and a third of its waiter lease).
+CALM_STEP_MS: Final = 50
+MAX_CALM_STEPS: Final = 20
 #: A queue entry whose waiter lease ended this long ago is removed by the next grant (a live
 #: waiter renews its entry well within its waiter lease, so it cannot be one of them).
 STALE_WAITER_MS: Final = 10_000
@@ -98,7 +105,7 @@ def _item_map(entries: dict[str, Any]) -> dict[str, Any]:
 
 class DynamoDBPermits(PermitTable):
     #: No release signal exists in DynamoDB: waiters poll, at least this often once backed off.
-    poll_cap_s = 0.05
+    poll_cap_s = 0.1
 
     def __init__(self, runner: OperationRunner, space: str, table: TableClient) -> None:
         super().__init__(runner, space, table.clock)
@@ -145,6 +152,33 @@ class DynamoDBPermits(PermitTable):
         entry = view.waiters().get(owner)
         return None if entry is None else (entry.token_or_joined, owner)
 
+    def _calm_ms(
+        self, view: _View, owner: str, weight: int, limit: int, wait_ms: int | None, now: int
+    ) -> int | None:
+        """How long a queued waiter may wait before its next poll: ``CALM_STEP_MS`` per holder
+        that must leave before it fits, beyond the first (the head polls at the usual pace),
+        and never so long that its queue entry lapses."""
+        if wait_ms is None:
+            return None
+        used = sum(h.weight for h in view.holders().values() if h.deadline_ms > now)
+        place = self._place(view, owner)
+        ahead = sum(
+            w.weight
+            for o, w in view.waiters().items()
+            if w.deadline_ms > now and o != owner
+            and (place is None or (w.token_or_joined, o) < place)
+        )  # fmt: skip
+        must_leave = min(used + ahead + weight - limit, MAX_CALM_STEPS)
+        if must_leave <= 1:
+            return None
+        return min((must_leave - 1) * CALM_STEP_MS, wait_ms // 3)
+
+    @staticmethod
+    def _entry_fresh(view: _View | None, owner: str, wait_ms: int, now: int) -> bool:
+        """Whether ``owner``'s queue entry (in ``view``) has more than half its lease left."""
+        entry = None if view is None else view.waiters().get(owner)
+        return entry is not None and entry.deadline_ms - now > wait_ms / 2
+
     @staticmethod
     def _retry_after(view: _View, owner: str, now: int) -> int:
         live = [h.deadline_ms for h in view.holders().values() if h.deadline_ms > now]
@@ -182,10 +216,13 @@ class DynamoDBPermits(PermitTable):
             "lim = if_not_exists(lim, :lim), kp = :kp, k = :name"
         )
         removed: list[str] = []
+        unchanged: list[str] = []
         for number, (other, held) in enumerate(view.holders().items()):
             if held.deadline_ms <= now:
                 names[f"#x{number}"] = other
+                values[f":x{number}"] = as_n(held.deadline_ms)
                 removed.append(f"h.#x{number}")
+                unchanged.append(f"h.#x{number}.dl = :x{number}")
         if view.item and "q" in view.item:
             names["#me"] = owner
             removed.append("q.#me")
@@ -202,6 +239,7 @@ class DynamoDBPermits(PermitTable):
         else:
             condition = "ver = :ver"
             values[":ver"] = as_n(version)
+        condition = " AND ".join([condition, *unchanged])
         params: dict[str, Any] = {}
         if names:
             params["ExpressionAttributeNames"] = names
@@ -260,13 +298,16 @@ class DynamoDBPermits(PermitTable):
     ) -> PermitAttempt:
         view = self._views.get(name)
         fresh = False
-        for _ in range(MAX_ROUNDS):
+        # A waiting caller re-attempts anyway: it gives the write up early under contention
+        # rather than hold an attempt open (every round is a request to the same item).
+        for _ in range(MAX_ROUNDS if wait_ms is None else WAITING_ROUNDS):
             now = self._t.now_ms()
             if view is not None:
                 first = view.limit
                 if first is not None and first != limit:
-                    return PermitAttempt(None, limit_conflict=first)
-                if self._fits(view, owner, weight, limit, wait_ms is not None, count_queue, now):
+                    if fresh:  # a cached item may be from before a purge: read it first
+                        return PermitAttempt(None, limit_conflict=first)
+                elif self._fits(view, owner, weight, limit, wait_ms is not None, count_queue, now):
                     result = await self._grant(name, view, owner, weight, limit, ttl_ms, now)
                     if not isinstance(result, ConditionFailed):
                         self._remember(name, result)
@@ -274,14 +315,18 @@ class DynamoDBPermits(PermitTable):
                         return PermitAttempt(int_of(result, layout.FENCING))
                     view, fresh = self._remember(name, result.old), True
                     continue
-                if fresh:
+                elif fresh:
                     retry = self._retry_after(view, owner, now)
-                    return PermitAttempt(None, retry, queued=wait_ms is not None)
-            if wait_ms is not None:
+                    calm = self._calm_ms(view, owner, weight, limit, wait_ms, now)
+                    return PermitAttempt(None, retry, queued=wait_ms is not None, calm_ms=calm)
+            if wait_ms is not None and not self._entry_fresh(view, owner, wait_ms, now):
                 view = await self._enqueue(name, owner, weight, wait_ms, now)
             else:
+                # A read costs less than a write, and the entry has most of its lease left.
                 view = await self._read(name)
             fresh = True
+        if wait_ms is not None:
+            return PermitAttempt(None, 0, queued=True)
         raise BackendError(f"dynamodb: an attempt on {name!r} kept racing concurrent writers")
 
     async def _held_write(self, name: str, owner: str, update: str, values: Item) -> bool:
@@ -292,7 +337,7 @@ class DynamoDBPermits(PermitTable):
             UpdateExpression=update,
             ConditionExpression="h.#me.dl > :now",
             ExpressionAttributeNames={"#me": owner},
-            ExpressionAttributeValues={**values, ":now": as_n(now), ":one": as_n(1)},
+            ExpressionAttributeValues={**values, ":now": as_n(now)},
             ReturnValues="ALL_NEW",
         )
         if isinstance(result, ConditionFailed):
@@ -301,13 +346,13 @@ class DynamoDBPermits(PermitTable):
         return True
 
     async def _extend(self, name: str, owner: str, ttl_ms: int) -> bool:
-        # The version moves too: a client that judged this holder expired (by its own clock)
-        # must not grant on that view.
+        # A grant that judged this holder expired (by its own clock) names its old deadline in
+        # its condition, so this change makes that grant fail.
         values = {":dl": as_n(self._t.now_ms() + ttl_ms)}
-        return await self._held_write(name, owner, "SET h.#me.dl = :dl, ver = ver + :one", values)
+        return await self._held_write(name, owner, "SET h.#me.dl = :dl", values)
 
     async def _release(self, name: str, owner: str) -> bool:
-        return await self._held_write(name, owner, "REMOVE h.#me SET ver = ver + :one", {})
+        return await self._held_write(name, owner, "REMOVE h.#me", {})
 
     async def _is_held(self, name: str, owner: str) -> bool:
         response = await self._t.call(

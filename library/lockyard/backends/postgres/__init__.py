@@ -7,7 +7,8 @@ behaviour are described in docs/backends/postgres.md. The modules, by job:
 - :mod:`.backend`: :class:`PostgresBackend` and :func:`open_backend`.
 - :mod:`.store`, :mod:`.locks`: the store and the lock manager, one statement per operation.
 - :mod:`.sql`: every statement and migration, as named constants.
-- :mod:`.pool`: the connection pool and how an operation uses it.
+- :mod:`.lean_pool`, :mod:`.pool`: the connections (first come, first served) and how an
+  operation uses one.
 - :mod:`.signals`: the LISTEN connection that wakes waiting acquires.
 - :mod:`.migrations`, :mod:`.tls`, :mod:`.errors`: schema upgrades, connection arguments, and
   the one place driver errors are mapped.

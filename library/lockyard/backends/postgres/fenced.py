@@ -27,7 +27,7 @@ class PostgresFencedWrites(FencedWrites):
             statement = self._q["permit", operation]
             fence_args = (fence.name, fence.owner, fence.kind)
         row = await self._db.fetchrow(statement, self._prefix, *args, *fence_args)
-        if not row[0]:
+        if row is not None and not row[0]:
             raise fence_lost(fence, operation, key)
         return row
 
@@ -58,7 +58,7 @@ class PostgresFencedWrites(FencedWrites):
         row = await self._row(
             fence, "compare_and_swap", key, key, expected_version, new_value, ttl_ms
         )
-        if row[1] is None:
+        if row is None:  # held, and the key is missing or expired
             return CasResult(ok=False, current_value=None, current_version=0)
         return CasResult(ok=row[1], current_value=row[2], current_version=row[3])
 

@@ -13,7 +13,10 @@ job:
 - :mod:`.scripts`: every Lua script as a named constant, and the ``EVALSHA`` caller.
 - :mod:`.keys`: the key layout of one prefix.
 - :mod:`.signals`: the pub/sub subscription that wakes waiting acquires.
-- :mod:`.pool`, :mod:`.packing`: connection settings, TLS, the command pool; hiredis packing.
+- :mod:`.autopipeline`, :mod:`.pipelined`: auto-pipelining, the concurrent commands of a
+  handle written in batches on a few connections.
+- :mod:`.pool`, :mod:`.generations`, :mod:`.packing`: connection settings, TLS, the pool
+  (pipelines, ``WAIT``), retiring connections older than a dead one; hiredis packing.
 - :mod:`.sentinel`: master discovery, the fencing epoch, following a failover.
 - :mod:`.cluster`, :mod:`.cluster_routing`, :mod:`.cluster_keyspace`, :mod:`.cluster_backend`:
   Redis Cluster's client, routing by slot, scans over every master, the backend object;

@@ -172,6 +172,11 @@ class RedisBackend:
                 logger.debug("redis: background sweep failed, will retry: %r", exc)
             raise_if_cancelled()
 
+    def colocated_name(self, name: str, key: str, guard: str) -> str:
+        """``name`` itself on one server; on a cluster, a name whose keys share ``key``'s slot
+        (:meth:`.keys.KeyLayout.name_beside`), for ``Connection.colocated_name``."""
+        return self.layout.name_beside(guard, name, key)
+
     async def ping(self) -> float:
         started = time.perf_counter()
         await self._run("ping", self.client.ping())

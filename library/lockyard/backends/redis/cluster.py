@@ -12,6 +12,7 @@ measured: docs/backends/redis-cluster.md.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import random
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,9 @@ from .pool import (
 
 T = TypeVar("T")
 
+#: Commands sent through redis-py's own cluster paths at once (scans, script loads, probes).
+ADMIN_CONCURRENCY = 4
+
 
 class ClusterOwnConnection(PooledConnection):
     """A connection held for one operation (an acquisition confirmed with ``WAIT``); the
@@ -58,20 +62,27 @@ class ClusterClient(RedisCluster):
     """redis-py's ``RedisCluster`` whose keyed commands go through a :class:`ClusterRouter`.
 
     Commands without keys, or sent to chosen nodes (``target_nodes``), run as redis-py runs
-    them. Replies get redis-py's response callbacks.
+    them, at most :data:`ADMIN_CONCURRENCY` at a time: redis-py's per-node pools do not wait
+    for a free connection but raise ``MaxConnectionsError``, so their size is that bound plus
+    room for a slot-map read. Replies get redis-py's response callbacks.
     """
 
     #: The router of keyed commands; named as the single-server client's auto-pipeline, since
     #: the lock code sends acquisitions through it (``call_with_epoch``).
     auto_pipeline: ClusterRouter | None = None
+    _admin: asyncio.Semaphore | None = None
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         router = self.auto_pipeline
-        if router is None or "target_nodes" in options or NEVER_DECODE in options:
-            return await super().execute_command(*args, **options)
-        slot = command_slot(args)
-        if slot is None:
-            return await super().execute_command(*args, **options)
+        slot = None
+        if router is not None and "target_nodes" not in options and NEVER_DECODE not in options:
+            slot = command_slot(args)
+        if router is None or slot is None:
+            admin = self._admin
+            if admin is None:
+                admin = self._admin = asyncio.Semaphore(ADMIN_CONCURRENCY)
+            async with admin:
+                return await super().execute_command(*args, **options)
         try:
             response = await router.send(slot, args)
         except rx.ResponseError:
@@ -165,7 +176,8 @@ def cluster_clients(config: RedisClusterConfig) -> tuple[ClusterClient, ClusterS
         # No retries of lost connections (a script may have run); the router follows MOVED,
         # ASK, TRYAGAIN and CLUSTERDOWN itself.
         retry=Retry(NoBackoff(), 0),
-        max_connections=config.pool_size,
+        # Per node: the commands above, a slot-map read and redis-py's COMMAND lookup.
+        max_connections=ADMIN_CONCURRENCY + 2,
         username=config.username,
         password=kwargs["password"],
         client_name=kwargs["client_name"],

@@ -41,10 +41,10 @@ CLUSTER_GUARANTEES = Guarantees(
         "leases); slot moves (resharding) lose nothing: clients follow MOVED and ASK"
     ),
     fencing=(
-        "token = the serving master's config epoch << 40 | per-name counter, the epoch read by "
-        "the acquiring script: a replica promoted by a failover has an epoch above every epoch "
-        "its old master had, so its tokens outrank the old master's; the counter moves with "
-        "the lock's slot when slots are resharded"
+        "token = the cluster's current epoch, as the serving master knows it when the "
+        "acquiring script runs, << 40 | per-name counter: a replica promoted by a failover "
+        "takes an epoch above every epoch its old master knew, so its tokens outrank the old "
+        "master's; the counter moves with the lock's slot when slots are resharded"
     ),
     ttl_precision="1 ms",
     clock="the clock of the master serving the key's slot (PEXPIREAT from TIME, PX leases)",

@@ -47,8 +47,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: The fencing epoch a cluster client passes to the acquire script: "this master's config
-#: epoch, read as the script runs" (see ``_FENCING_EPOCH`` in :mod:`.scripts`).
+#: The fencing epoch a cluster client passes to the acquire script: "the cluster's current
+#: epoch as this master knows it, read as the script runs" (``_FENCING_EPOCH`` in :mod:`.scripts`).
 CLUSTER_EPOCH = -1
 #: The first pause before re-sending after TRYAGAIN or CLUSTERDOWN, and its cap.
 RETRY_PAUSE_S = 0.005

@@ -5,14 +5,15 @@ Cluster hash tag, so every key one operation touches is in one slot. The table o
 types and what they hold is in docs/backends/redis.md.
 
 On Redis Cluster (``buckets`` > 1) each kind's records, and the time indexes, are split into
-buckets, each under its own tag in its own slot (:mod:`.slots`): a record's data key, its
-kind index and expiry set share the bucket's tag, and scans read every bucket
+buckets (:mod:`.slots`): bucket ``b`` of a prefix is one slot, which holds bucket ``b`` of every
+kind (each under its own tag) and of the time indexes, so a record's data key, its kind index
+and expiry set, and its time-index entries are in one slot; scans read every bucket
 (docs/backends/redis-cluster.md, *Placement*). One bucket is the layout of one server.
 """
 
 from __future__ import annotations
 
-from .slots import bucket_of, spread_tags
+from .slots import bucket_of, bucket_slots, tag_for_slot
 
 KEY_ROOT = "lockyard"
 #: Most kinds whose keys a layout remembers (beyond that they are computed per call).
@@ -29,6 +30,7 @@ class KeyLayout:
 
     __slots__ = (
         "_kinds",
+        "_slots",
         "_time_indexes",
         "buckets",
         "chain_index",
@@ -53,12 +55,10 @@ class KeyLayout:
         self.purge_pattern = glob_escape(self.tag) + "*"
         self.lease_pattern = glob_escape(self.lock_prefix) + "*}:lease"
         self.expiry_pattern = glob_escape(self.tag) + "*}:x"
+        #: The slot of each bucket (a cluster's; one server has one bucket and no slots).
+        self._slots = bucket_slots(f"{prefix}|", buckets) if buckets > 1 else ()
         # The time indexes' buckets: {P|} on one server; {P|<suffix>} per bucket on a cluster.
-        bases = (
-            [f"{self.tag}}}"]
-            if buckets == 1
-            else [f"{KEY_ROOT}:{{{tag}}}" for tag in spread_tags(f"{prefix}|", buckets)]
-        )
+        bases = [f"{self.tag}}}"] if buckets == 1 else self._bucket_bases(f"{prefix}|")
         self._time_indexes = {
             "timeout": tuple(base + ":timeout" for base in bases),
             "chain": tuple(base + ":chain" for base in bases),
@@ -74,14 +74,27 @@ class KeyLayout:
             if self.buckets == 1:
                 bases = [f"{self.tag}{kind}}}"]
             else:
-                bases = [
-                    f"{KEY_ROOT}:{{{tag}}}"
-                    for tag in spread_tags(f"{self.prefix}|{kind}|", self.buckets)
-                ]
+                bases = self._bucket_bases(f"{self.prefix}|{kind}|")
             buckets = tuple((base + ":d:", base + ":i", base + ":x") for base in bases)
             if len(self._kinds) < _KINDS_REMEMBERED:
                 self._kinds[kind] = buckets
         return buckets
+
+    def _bucket_bases(self, body: str) -> list[str]:
+        """``lockyard:{<body><suffix>}`` for each bucket: the tag lands on the bucket's slot."""
+        return [f"{KEY_ROOT}:{{{tag_for_slot(body, slot)}}}" for slot in self._slots]
+
+    def name_beside(self, space: str, name: str, key: str) -> str:
+        """A name, ``name`` plus ``~`` and four characters, whose keys in ``space`` (``lock``,
+        ``semaphore``, ``rwlock``) share the slot of ``key``'s bucket, so a guard of that name
+        can fence writes of ``key``; ``name`` itself when there is one bucket."""
+        if self.buckets == 1:
+            return name
+        if "}" in name:
+            raise ValueError(f"a name placed beside a key cannot hold '}}': {name!r}")
+        slot = self._slots[bucket_of(key, self.buckets)]
+        tag = tag_for_slot(f"{self.prefix}|{space}:{name}~", slot)
+        return name + "~" + tag[-4:]
 
     def kind(self, kind: str) -> tuple[str, str, str]:
         """(data-key prefix, index, expiry set) of ``kind`` on one server (its only bucket)."""

@@ -54,15 +54,17 @@ end
 
 # The fencing epoch of an acquisition: the caller's (Sentinel's config-epoch of the master its
 # connection was opened to; 0 on one server), or, when the caller passes -1 (Redis Cluster), the
-# config epoch of the master running the script, read as it runs: a replica promoted by a
-# failover gets an epoch above every epoch its old master ever had, whatever the client knew.
+# cluster's current epoch as the master running the script knows it, read as it runs: a replica
+# promoted by a failover takes an epoch above every epoch its old master knew, whatever the
+# client knew; and in a settled cluster every master knows the same current epoch, so tokens
+# of different names compare as on one server.
 _FENCING_EPOCH = """
 local function fencing_epoch(given)
   local epoch = tonumber(given)
   if epoch >= 0 then
     return epoch
   end
-  return tonumber(string.match(redis.call('CLUSTER', 'INFO'), 'cluster_my_epoch:(%d+)'))
+  return tonumber(string.match(redis.call('CLUSTER', 'INFO'), 'cluster_current_epoch:(%d+)'))
 end
 """
 
@@ -261,8 +263,8 @@ end
 
 # try_acquire, and each attempt of a waiting acquire. KEYS: [1] lease, [2] fencing hash,
 # [3] queue, [4] waiters. ARGV: [1] owner, [2] lease ms, [3] fencing epoch of the connection
-# (Sentinel's config-epoch of this master; 0 on a single server; -1: this cluster node's config
-# epoch, see fencing_epoch above), [4] waiter lease ms, or '' for
+# (Sentinel's config-epoch of this master; 0 on a single server; -1: the cluster's current
+# epoch as this node knows it, see fencing_epoch above), [4] waiter lease ms, or '' for
 # an attempt that does not queue (try_acquire: takes a free lock whoever waits), [5] the
 # caller's client id (with a waiter lease).
 # A waiting attempt takes the lock only when it is free and the queue has no live waiter ahead

@@ -41,8 +41,23 @@ def key_slot(key: str) -> int:
 
 
 def bucket_of(key: str, buckets: int) -> int:
-    """Which of ``buckets`` buckets a record's canonical key goes to (stable across processes)."""
-    return zlib.crc32(key.encode()) % buckets
+    """Which of ``buckets`` buckets a record's canonical key goes to (stable across processes).
+
+    As Redis does with hash tags, a key holding ``{group}`` is placed by ``group`` alone, so
+    records that name the same group share a bucket (co-location on request)."""
+    data = key.encode()
+    start = data.find(b"{")
+    if start >= 0:
+        end = data.find(b"}", start + 1)
+        if end > start + 1:
+            data = data[start + 1 : end]
+    return zlib.crc32(data) % buckets
+
+
+def bucket_slots(body: str, count: int) -> tuple[int, ...]:
+    """``count`` slots evenly spaced over the slot space, the first at the slot of ``body``."""
+    first = crc_hqx(body.encode(), 0) & _SLOT_MASK
+    return tuple((first + i * SLOTS // count) % SLOTS for i in range(count))
 
 
 @lru_cache(maxsize=1)
@@ -108,5 +123,4 @@ def tag_for_slot(body: str, slot: int) -> str:
 def spread_tags(body: str, count: int) -> tuple[str, ...]:
     """``count`` tags starting with ``body`` whose slots are evenly spaced over the slot space,
     the first at the slot of ``body`` itself (so different bodies start at different slots)."""
-    first = crc_hqx(body.encode(), 0) & _SLOT_MASK
-    return tuple(tag_for_slot(body, (first + i * SLOTS // count) % SLOTS) for i in range(count))
+    return tuple(tag_for_slot(body, slot) for slot in bucket_slots(body, count))

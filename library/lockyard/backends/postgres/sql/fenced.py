@@ -89,7 +89,9 @@ SELECT EXISTS (SELECT FROM fence) AS held, (SELECT value FROM counted) AS value
 """
 
 # compare_and_swap. Data params: $1 prefix, $2 key, $3 expected version, $4 new value, $5 ttl
-# ms. Returns (held, ok, value, version); ok NULL when the key is missing or expired.
+# ms. Returns (held, ok, value, version) as COMPARE_AND_SWAP's rows: (true, true, new value, new
+# version) when swapped, (true, false, value, version) on a conflict; no row when the lease is
+# held and the key is missing or expired; (false, NULL, NULL, NULL) when the lease is gone.
 _COMPARE_AND_SWAP = """
 WITH fence AS MATERIALIZED ({fence}),
 swapped AS (
@@ -103,15 +105,14 @@ swapped AS (
 ), current AS (
     SELECT value, version FROM {{s}}.entries
     WHERE prefix = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > clock_timestamp())
-      AND EXISTS (SELECT FROM fence) AND NOT EXISTS (SELECT FROM swapped)
+      AND NOT EXISTS (SELECT FROM swapped) AND EXISTS (SELECT FROM fence)
     FOR UPDATE
-), result AS (
-    SELECT true AS ok, value, version FROM swapped
-    UNION ALL
-    SELECT false, value, version FROM current
 )
-SELECT EXISTS (SELECT FROM fence) AS held, r.ok, r.value, r.version
-FROM (SELECT 1) AS one LEFT JOIN result AS r ON true
+SELECT true AS held, true AS ok, value, version FROM swapped
+UNION ALL
+SELECT true, false, value, version FROM current
+UNION ALL
+SELECT false, NULL, NULL, NULL WHERE NOT EXISTS (SELECT FROM fence)
 """
 
 # index_timeout / index_chain_ready. Data params: $1 prefix, $2 index name, $3 key, $4 at ms.

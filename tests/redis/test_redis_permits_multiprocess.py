@@ -1,0 +1,30 @@
+"""Semaphores and read-write locks across processes, on the real Redis server: 32 tasks in 3
+processes never hold more than N permits at once, and a writer never holds beside anyone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from lockyard.testing.multiprocess import check_rwlock, check_semaphore, contend, max_overlap
+from lockyard_dev.servers.redis import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+async def test_semaphore_of_three_under_32_tasks_in_3_processes(redis_server: RedisServer) -> None:
+    url = redis_server.url(f"mp{uuid.uuid4().hex[:8]}")
+    holds = await asyncio.to_thread(contend, url, "semaphore", "workers", limit=3)
+    check_semaphore(holds, 3)
+    assert len(holds) >= 32
+    assert max_overlap(holds) == 3  # the permits really are shared, not handed out one by one
+
+
+async def test_rwlock_under_32_tasks_in_3_processes(redis_server: RedisServer) -> None:
+    url = redis_server.url(f"mp{uuid.uuid4().hex[:8]}")
+    holds = await asyncio.to_thread(contend, url, "rwlock", "document")
+    check_rwlock(holds)
+    assert {h.mode for h in holds} == {"read", "write"}
+    assert max_overlap([h for h in holds if h.mode == "read"]) > 1
