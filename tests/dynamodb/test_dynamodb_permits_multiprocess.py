@@ -11,7 +11,13 @@ import uuid
 
 import pytest
 
-from lockyard.testing.multiprocess import check_rwlock, check_semaphore, contend, max_overlap
+from lockyard.testing.multiprocess import (
+    check_rwlock,
+    check_semaphore,
+    contend,
+    max_overlap,
+    pause_fenced_holder,
+)
 from lockyard_dev.servers.moto import MotoServer
 
 pytestmark = pytest.mark.dynamodb
@@ -38,3 +44,17 @@ async def test_rwlock_under_32_tasks_in_3_processes(
     check_rwlock(holds)
     assert {h.mode for h in holds} == {"read", "write"}
     assert max_overlap([h for h in holds if h.mode == "read"]) > 1
+
+
+async def test_a_paused_holder_writes_nothing_after_a_take_over(
+    moto_server: MotoServer, shared_table: str
+) -> None:
+    """SIGSTOP a holder doing fenced increments past its lease, take the lock over, SIGCONT it:
+    it learns it lost the lock, and none of its writes lands after the take-over."""
+    url = moto_server.url(shared_table, f"mp{uuid.uuid4().hex[:8]}")
+    taken_over, final, lines = await asyncio.to_thread(
+        pause_fenced_holder, url, "paused", "ns:acme:counter:paused"
+    )
+    assert taken_over >= 3
+    assert final == taken_over
+    assert lines[-1] == "lost:FenceLostError", lines

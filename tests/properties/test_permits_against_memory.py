@@ -53,12 +53,9 @@ async def run_step(step: Step, side: lockyard.Connection, guards: list[Any]) -> 
     return ("ok", normalised(result))
 
 
-def listing(ly: lockyard.Connection) -> Awaitable[list[tuple[str, int, int, int]]]:
-    async def held() -> list[tuple[str, int, int, int]]:
-        found = [*await ly.semaphores.list_held(), *await ly.rwlocks.list_held()]
-        return sorted((h.name, h.weight, h.limit, h.fencing_token) for h in found)
-
-    return held()
+async def listing(ly: lockyard.Connection) -> list[tuple[str, int, int, int]]:
+    found = [*await ly.semaphores.list_held(), *await ly.rwlocks.list_held()]
+    return sorted((h.name, h.weight, h.limit, h.fencing_token) for h in found)
 
 
 names = st.sampled_from(["a", "b"])
@@ -107,9 +104,10 @@ def draw_step(data: st.DataObject, guards: int, expired: bool) -> tuple[str, Ste
 
     async def breaks(ly: lockyard.Connection, g: list[Any]) -> bool:
         guard = g[index]
+        name, owner = str(guard.name), str(guard.owner)
         if isinstance(guard, Permit):
-            return await ly.semaphores.break_permit(guard.name, guard.owner)
-        return await ly.rwlocks.break_holder(guard.name, guard.owner)
+            return await ly.semaphores.break_permit(name, owner)
+        return await ly.rwlocks.break_holder(name, owner)
 
     return op, breaks
 

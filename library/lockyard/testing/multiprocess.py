@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lockyard
+from lockyard.errors import LockLostError
 from lockyard.permits import PermitGuard
 
 
@@ -119,6 +120,82 @@ def check_rwlock(holds: list[Hold]) -> None:
         assert not beside, f"a writer ({write}) overlapped {beside[:3]}"
 
 
+def pause_fenced_holder(
+    url: str, name: str, key: str, *, ttl_s: float = 2.0, pause_s: float = 3.0
+) -> tuple[int, int, list[str]]:
+    """A holder frozen past its lease cannot write once another holder has taken over.
+
+    A child process acquires lock ``name`` (``ttl_s``, not renewed) and increments ``key`` with
+    ``fence=guard`` in a loop, well within the lease. It is stopped (SIGSTOP) for ``pause_s``,
+    long past its lease; meanwhile this process takes the lock and reads ``key``; then the child
+    is continued (SIGCONT) and runs until its fenced write reports the loss (``FenceLostError``).
+    Returns (the value this process read after taking over, the value once the child is done,
+    the child's output lines); the two values must be equal: no write of the stale holder
+    landed after the take-over.
+    """
+    import signal
+
+    command = [
+        sys.executable, "-m", "lockyard.testing.multiprocess", "--url", url, "--kind", "fenced",
+        "--name", name, "--key", key, "--ttl", str(ttl_s),
+    ]  # fmt: skip
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    lines: list[str] = []
+    try:
+        while len(lines) < 3:  # a few fenced writes landed: the child holds the lock
+            line = child.stdout.readline()
+            if not line:
+                raise AssertionError(
+                    f"the holder exited early: {child.stderr.read() if child.stderr else ''}"
+                )
+            lines.append(line.strip())
+        child.send_signal(signal.SIGSTOP)
+        try:
+            taken_over = asyncio.run(_take_over(url, name, key, ttl_s + pause_s))
+        finally:
+            child.send_signal(signal.SIGCONT)
+        out, errors = child.communicate(timeout=60)
+        lines += out.split()
+        assert child.returncode == 0, errors
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    final = asyncio.run(_read(url, key))
+    return taken_over, final, lines
+
+
+async def _take_over(url: str, name: str, key: str, wait_s: float) -> int:
+    """Wait for the frozen holder's lease to end, take the lock, and read ``key``."""
+    async with lockyard.connect(url) as ly:
+        guard = await ly.locks.acquire(name, 60, timeout=wait_s)
+        value = int(await ly.store.get(key) or 0)
+        await asyncio.sleep(0.5)  # the child is continued while this holder still holds
+        await guard.release()
+        return value
+
+
+async def _read(url: str, key: str) -> int:
+    async with lockyard.connect(url) as ly:
+        return int(await ly.store.get(key) or 0)
+
+
+async def _fenced_holder(args: argparse.Namespace) -> None:
+    """The child of :func:`pause_fenced_holder`: fenced increments until the loss shows."""
+    async with lockyard.connect(args.url) as ly:
+        # A plain acquisition, not hold(): hold() would notice the lost lease on waking and
+        # cancel the loop first; here the fenced write itself must refuse.
+        guard = await ly.locks.acquire(args.name, args.ttl, timeout=10)
+        try:
+            while True:
+                value = await ly.store.increment(args.key, 1, fence=guard)
+                print(f"wrote:{value}", flush=True)
+                await asyncio.sleep(0.02)
+        except LockLostError as lost:
+            print(f"lost:{type(lost).__name__}", flush=True)
+
+
 # -- the worker process -------------------------------------------------------------------------
 async def _work(args: argparse.Namespace) -> list[Hold]:
     async with lockyard.connect(args.url) as ly:
@@ -150,15 +227,20 @@ async def _work(args: argparse.Namespace) -> list[Hold]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", required=True)
-    parser.add_argument("--kind", choices=["semaphore", "rwlock"], required=True)
+    parser.add_argument("--kind", choices=["semaphore", "rwlock", "fenced"], required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--limit", type=int, default=3)
-    parser.add_argument("--tasks", type=int, required=True)
-    parser.add_argument("--duration", type=float, required=True)
+    parser.add_argument("--tasks", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--hold", type=float, default=0.005)
     parser.add_argument("--write-share", type=float, default=0.25)
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", help="where the holds go (semaphore, rwlock)")
+    parser.add_argument("--key", help="the key the fenced holder increments (fenced)")
+    parser.add_argument("--ttl", type=float, default=1.0, help="the fenced holder's lease")
     args = parser.parse_args(argv)
+    if args.kind == "fenced":
+        asyncio.run(_fenced_holder(args))
+        return
     holds = asyncio.run(_work(args))
     Path(args.out).write_text("".join(json.dumps(dataclasses.asdict(h)) + "\n" for h in holds))
 
