@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from lockyard.clock import SYSTEM_CLOCK, Clock
 from lockyard.durations import Duration, lock_ttl_to_ms, timeout_to_seconds
-from lockyard.errors import LockExpiredError, LockTimeoutError, StateError
+from lockyard.errors import LockExpiredError, LockTimeoutError
 from lockyard.fenced_writes import Fence
+from lockyard.guard_exit import ReleasedOnExit
 
 # Re-exported: they lived here before lockyard.holding and lockyard.waiting.
 from lockyard.holding import LOSS_MARGIN_FRACTION as LOSS_MARGIN_FRACTION
@@ -159,7 +160,7 @@ def check_owner_token(owner: str) -> str:
     return owner
 
 
-class LockGuard:
+class LockGuard(ReleasedOnExit):
     """One acquisition of a lock. Holds its owner token; checks ownership on the backend."""
 
     __slots__ = (
@@ -245,25 +246,6 @@ class LockGuard:
     def fence(self) -> Fence:
         """What a fenced write (``ly.store.set(..., fence=guard)``) checks: this acquisition."""
         return Fence("lock", self.name, self.owner, self.fencing_token)
-
-    async def __aenter__(self) -> LockGuard:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._released:
-            return
-        try:
-            await self.release()
-        except StateError as release_error:
-            if exc is None:
-                raise
-            # The block's own exception matters more; keep the release failure beside it.
-            exc.add_note(f"lockyard: releasing {self.name!r} also failed: {release_error}")
 
 
 class DistributedLock(abc.ABC):

@@ -28,13 +28,12 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 from lockyard.clock import SYSTEM_CLOCK, Clock
 from lockyard.durations import Duration, lock_ttl_to_ms
-from lockyard.errors import LockExpiredError, StateError
+from lockyard.errors import LockExpiredError
 from lockyard.fenced_writes import Fence
+from lockyard.guard_exit import ReleasedOnExit
 from lockyard.locks import DEFAULT_WAITER_LEASE_S
 from lockyard.operations import OperationRunner
 from lockyard.signals import ReleaseSignals, ReleaseWatch, SleepWatch
@@ -225,7 +224,7 @@ class PermitTable(abc.ABC):
         return await self._run("list_held", self._list_held())
 
 
-class PermitGuard:
+class PermitGuard(ReleasedOnExit):
     """One held permit: its own owner token, lease and fencing token."""
 
     __slots__ = (
@@ -310,21 +309,3 @@ class PermitGuard:
         """Ask the backend whether this permit is still held."""
         table = self._table
         return await table._run("is_held", table._is_held(self.name, self.owner))
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._released:
-            return
-        try:
-            await self.release()
-        except StateError as release_error:
-            if exc is None:
-                raise
-            exc.add_note(f"lockyard: releasing {self.name!r} also failed: {release_error}")
