@@ -34,9 +34,14 @@ lint: $(VENV)/.installed  ## ruff (lint + format check) and import-linter
 typecheck: $(VENV)/.installed  ## mypy --strict on both packages and the tooling
 	$(VENV)/bin/mypy
 
+# Workers for make test. The suite mostly waits on servers, so it runs on more workers than
+# cores; each worker starts its own servers and control plane on free loopback ports, and the
+# node tests share one worker (one kubelet per host). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 4
+
 test: install controlplane  ## Set up everything, then lint, typecheck and run every test against real servers
 	$(MAKE) lint typecheck verify-crds
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The fast tier: every test that needs no server (pure tests, the memory backend's conformance
 # runs). tests/conftest.py marks tests by the server fixtures they use; with LOCKYARD_NO_SERVERS

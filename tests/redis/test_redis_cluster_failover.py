@@ -17,7 +17,7 @@ import time
 from collections import Counter
 
 import pytest
-from cluster_workload import Run, lock_worker, store_worker, summarize
+from failover_workload import Run, lock_worker, store_worker, summarize
 
 import lockyard
 from lockyard import LockTimeoutError, StateError

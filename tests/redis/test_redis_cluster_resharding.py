@@ -12,7 +12,7 @@ import asyncio
 from collections import Counter
 
 import pytest
-from cluster_workload import Op, Run, lock_worker, store_worker, summarize
+from failover_workload import Op, Run, lock_worker, store_worker, summarize
 
 import lockyard
 from lockyard.backends.redis.cluster_backend import RedisClusterBackend

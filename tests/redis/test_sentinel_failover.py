@@ -16,13 +16,13 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from failover_workload import Run, lock_worker, store_worker, summarize
 
 import lockyard
-from lockyard import LockExpiredError, LockTimeoutError, StateError
+from lockyard import LockTimeoutError, StateError
 from lockyard.backends.redis import FENCING_EPOCH_SHIFT, RedisBackend
 from lockyard.testing.fixtures import unique_prefix
 from lockyard_dev.servers.redis import RedisSentinelSetup
@@ -44,36 +44,6 @@ AFTER_MIN_S = 2.0
 AFTER_MAX_S = 30.0
 
 
-@dataclass
-class Op:
-    kind: str
-    start: float
-    end: float
-    error: BaseException | None = None
-
-
-@dataclass
-class Hold:
-    name: str
-    token: int
-    client: str
-    acquired: float
-    ended: float
-    outcome: str  # released | lost | unknown
-
-
-@dataclass
-class Run:
-    origin: float = field(default_factory=time.monotonic)
-    ops: list[Op] = field(default_factory=list)
-    holds: list[Hold] = field(default_factory=list)
-    acked: Counter[str] = field(default_factory=Counter)
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def now(self) -> float:
-        return time.monotonic() - self.origin
-
-
 @pytest.fixture
 def failover_setup(tmp_path: Path) -> Iterator[RedisSentinelSetup]:
     """A Sentinel setup of its own: the failover changes its topology."""
@@ -85,47 +55,6 @@ def _backend(connection: lockyard.Connection) -> RedisBackend:
     backend = connection._backend
     assert isinstance(backend, RedisBackend)
     return backend
-
-
-async def _store_worker(run: Run, ly: lockyard.Connection, key: str) -> None:
-    while not run.stop.is_set():
-        start = run.now()
-        try:
-            await ly.store.increment(key, 1)
-            run.acked[key] += 1
-            await ly.store.get_versioned(key)
-            run.ops.append(Op("store", start, run.now()))
-        except Exception as exc:
-            run.ops.append(Op("store", start, run.now(), exc))
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.002)
-
-
-async def _lock_worker(run: Run, client: str, ly: lockyard.Connection, name: str) -> None:
-    while not run.stop.is_set():
-        start = run.now()
-        try:
-            guard = await ly.locks.acquire(name, LOCK_TTL_S, timeout=ACQUIRE_TIMEOUT_S)
-        except LockTimeoutError as exc:
-            run.ops.append(Op("acquire", start, run.now(), exc))
-            continue
-        except Exception as exc:
-            run.ops.append(Op("acquire", start, run.now(), exc))
-            await asyncio.sleep(0.01)
-            continue
-        acquired = run.now()
-        run.ops.append(Op("acquire", start, acquired))
-        await asyncio.sleep(0.01)
-        outcome = "released"
-        release_start = run.now()
-        try:
-            await guard.release()
-        except LockExpiredError:
-            outcome = "lost"
-        except Exception as exc:
-            outcome = "unknown"
-            run.ops.append(Op("release", release_start, run.now(), exc))
-        run.holds.append(Hold(name, guard.fencing_token, client, acquired, run.now(), outcome))
 
 
 @pytest.mark.parametrize("wait_replicas", [0, 1], ids=["default", "wait_replicas=1"])
@@ -152,13 +81,15 @@ async def _failover_under_load(
     run = Run()
     workers = [
         *(
-            asyncio.create_task(_store_worker(run, ly, f"ns:fo:counter:{c}{i}"))
+            asyncio.create_task(store_worker(run, ly, f"ns:fo:counter:{c}{i}", read_back=True))
             for c, ly in clients.items()
             for i in range(3)
         ),
         *(
-            asyncio.create_task(_lock_worker(run, c, ly, name))
-            for c, ly in clients.items()
+            asyncio.create_task(
+                lock_worker(run, ly, name, ttl=LOCK_TTL_S, timeout=ACQUIRE_TIMEOUT_S)
+            )
+            for ly in clients.values()
             for name in LOCK_NAMES
             for _ in range(2)
         ),
@@ -234,33 +165,15 @@ async def _failover_under_load(
     gaps = [b - a for a, b in zip([failover_at, *after], after, strict=False)]
     window = max(gaps, default=0.0)
 
-    # (d) Overlapping holders, and fencing order.
-    by_name: dict[str, list[Hold]] = {}
-    for hold in run.holds:
-        by_name.setdefault(hold.name, []).append(hold)
-    overlaps = inversions = 0
-    for holds in by_name.values():
-        holds.sort(key=lambda h: h.acquired)
-        for i, first in enumerate(holds):
-            overlaps += sum(1 for second in holds[i + 1 :] if second.acquired < first.ended)
-        highest = 0
-        for hold in holds:
-            inversions += hold.token <= highest
-            highest = max(highest, hold.token)
+    # (d) Overlapping holders, fencing order, and acknowledged increments the new master
+    # does not have (asynchronous replication).
+    summary = await summarize(run, clients["A"])
     before = [h for h in run.holds if h.acquired < failover_at]
     later = [h for h in run.holds if h.acquired > settled_at + IN_FLIGHT_S]
     assert before
     assert later
     assert min(h.token for h in later) > max(h.token for h in before)
     assert {h.token >> FENCING_EPOCH_SHIFT for h in later} == {epoch_after}
-    lost = sum(1 for h in run.holds if h.outcome == "lost")
-
-    # Acknowledged increments that the new master does not have (asynchronous replication).
-    lost_increments = 0
-    for key, count in run.acked.items():
-        value = await clients["A"].store.get(key)
-        lost_increments += max(0, count - int(value or 0))
-
     print(
         f"\n[wait_replicas={wait_replicas}] forced SENTINEL FAILOVER: every sentinel on the new "
         f"master after {promoted_at - failover_at:.2f}s; handles on the new master after "
@@ -270,12 +183,12 @@ async def _failover_under_load(
         f"({error_span})"
         "\n  longest operation: "
         + ", ".join(f"{k} {v:.2f}s" for k, v in longest.items())
-        + f"\n  lock holds: {len(run.holds)}; overlapping holds: {overlaps}; fencing inversions "
-        f"(a later acquisition with a lower token): {inversions}; releases that found the "
-        f"lock lost: {lost}"
+        + f"\n  lock holds: {len(run.holds)}; overlapping holds: {summary.overlaps}; fencing "
+        f"inversions (a later acquisition with a lower token): {summary.inversions}; releases "
+        f"that found the lock lost: {summary.lost_holds}"
         f"\n  tokens before <= {max(h.token for h in before)} (epoch {epoch_before}); on the "
         f"new master >= {min(h.token for h in later)} (epoch {epoch_after})"
-        f"\n  acknowledged increments missing on the new master: {lost_increments} of "
-        f"{sum(run.acked.values())}"
+        f"\n  acknowledged increments missing on the new master: {summary.lost_increments} of "
+        f"{summary.acked_increments}"
     )
     await clients["A"].store.purge()

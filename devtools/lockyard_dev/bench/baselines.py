@@ -88,6 +88,8 @@ REDIS_CALLS = {
 
 class RedisRaw(RawDriver):
     driver = "redis-py"
+    #: ``redis.asyncio.Redis``, or ``RedisCluster`` in the subclass (same calls).
+    _client: Any
 
     def __init__(self, config: RedisConfig) -> None:
         from redis.asyncio import BlockingConnectionPool, Redis
@@ -136,15 +138,22 @@ class RedisRaw(RawDriver):
             return await client.incrby(f"{prefix}n{i % RAW_KEYS}", 1)
 
         async def evalsha(i: int, task: int) -> object:
-            return await client.evalsha(sha, 0)
+            keys = self._script_keys(i)
+            return await client.evalsha(sha, len(keys), *keys)
 
         return {"GET": get, "SET": set_, "INCRBY": incrby, "EVALSHA": evalsha}[call]
+
+    def _script_keys(self, i: int) -> tuple[str, ...]:
+        return ()
+
+    async def _delete(self, keys: list[str]) -> None:
+        await self._client.delete(*keys)
 
     async def close(self) -> None:
         try:
             keys = [f"{self._prefix}{i}" for i in range(RAW_KEYS)]
             keys += [f"{self._prefix}n{i}" for i in range(RAW_KEYS)]
-            await self._client.delete(*keys)
+            await self._delete(keys)
         finally:
             await self._client.aclose()
 
@@ -153,9 +162,10 @@ class RedisRaw(RawDriver):
 RAW_CLUSTER_CONNECTIONS = 1024
 
 
-class RedisClusterRaw(RawDriver):
+class RedisClusterRaw(RedisRaw):
     driver = "redis-py RedisCluster"
 
+    # Its own client, set up as Lockyard's cluster client is; the calls are RedisRaw's.
     def __init__(self, config: RedisClusterConfig) -> None:
         from redis.asyncio.cluster import ClusterNode, RedisCluster
         from redis.asyncio.retry import Retry
@@ -177,38 +187,18 @@ class RedisClusterRaw(RawDriver):
         self._prefix = f"lockyard-bench-raw-{uuid.uuid4().hex[:8]}:"
         self._sha = ""
 
-    def call_for(self, op: str) -> str:
-        return REDIS_CALLS.get(op, "EVALSHA")
-
     async def prepare(self) -> None:
         await self._client.initialize()
-        self._sha = await self._client.script_load(EMPTY_SCRIPT)
-        for i in range(RAW_KEYS):
-            await self._client.set(f"{self._prefix}{i}", "x" * 32, ex=600)
+        await super().prepare()
 
-    def op(self, call: str) -> Op:
-        client, prefix, sha = self._client, self._prefix, self._sha
+    def _script_keys(self, i: int) -> tuple[str, ...]:
+        # A cluster routes EVALSHA by its key: one key, as every Lockyard script has.
+        return (f"{self._prefix}{i % RAW_KEYS}",)
 
-        async def get(i: int, task: int) -> object:
-            return await client.get(f"{prefix}{i % RAW_KEYS}")
-
-        async def set_(i: int, task: int) -> object:
-            return await client.set(f"{prefix}{i % RAW_KEYS}", "x" * 32, ex=600)
-
-        async def incrby(i: int, task: int) -> object:
-            return await client.incrby(f"{prefix}n{i % RAW_KEYS}", 1)
-
-        async def evalsha(i: int, task: int) -> object:
-            return await client.evalsha(sha, 1, f"{prefix}{i % RAW_KEYS}")
-
-        return {"GET": get, "SET": set_, "INCRBY": incrby, "EVALSHA": evalsha}[call]
-
-    async def close(self) -> None:
-        try:
-            for i in range(RAW_KEYS):
-                await self._client.delete(f"{self._prefix}{i}", f"{self._prefix}n{i}")
-        finally:
-            await self._client.aclose()
+    async def _delete(self, keys: list[str]) -> None:
+        # Keys of different slots cannot go in one DEL on a cluster.
+        for key in keys:
+            await self._client.delete(key)
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from lockyard.elections import Elections as AsyncElections
 from lockyard.elections import Leadership as AsyncLeadership
 from lockyard.sync.bridge import Bridged, blocking, blocking_iter
 from lockyard.sync.locks import LockGuard
+from lockyard.sync.part import ConnectionPart
 from lockyard.sync.scope import BlockScope
 
 if TYPE_CHECKING:
@@ -145,25 +146,10 @@ class Campaign(BlockScope[Leadership]):
         return leadership
 
 
-class Elections(Bridged):
+class Elections(ConnectionPart):
     """``ly.elections``, blocking: ``campaign``, ``leader``, ``observe``, ``break_leadership``."""
 
-    def __init__(self, handle: Connection) -> None:
-        self._handle = handle
-
-    @property
-    def _portal(self) -> Portal:
-        return self._handle._portal
-
-    def _target_now(self) -> AsyncElections | None:
-        connection = self._handle._slot.connection
-        return None if connection is None else connection.elections
-
-    async def _target(self) -> AsyncElections:
-        return (await self._handle._current()).elections
-
-    def __repr__(self) -> str:
-        return f"<lockyard.sync.Elections of {self._handle!r}>"
+    part = "elections"
 
     leader = blocking(AsyncElections.leader)
     break_leadership = blocking(AsyncElections.break_leadership)

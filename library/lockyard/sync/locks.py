@@ -18,13 +18,13 @@ from lockyard.locks import DEFAULT_HOLD_TIMEOUT_S
 from lockyard.locks import DistributedLock as AsyncDistributedLock
 from lockyard.locks import LockGuard as AsyncLockGuard
 from lockyard.locks import LockHold as AsyncLockHold
-from lockyard.sync.bridge import Bridged, blocking, blocking_as, blocking_iter
+from lockyard.sync.bridge import blocking, blocking_as, blocking_iter
 from lockyard.sync.leases import LeaseGuard
+from lockyard.sync.part import ConnectionPart
 from lockyard.sync.scope import LeaseScope
 
 if TYPE_CHECKING:
-    from lockyard.sync.connection import Connection
-    from lockyard.sync.portal import Portal
+    pass
 
 log = logging.getLogger("lockyard.sync")
 
@@ -53,27 +53,11 @@ def _maybe_guard(locks: DistributedLock, guard: AsyncLockGuard | None) -> LockGu
     return None if guard is None else LockGuard(locks._handle, guard)
 
 
-class DistributedLock(Bridged):
+class DistributedLock(ConnectionPart):
     """Named, expiring locks with fencing tokens, blocking (as ``lockyard.DistributedLock``)."""
 
-    __slots__ = ("_handle",)
-
-    def __init__(self, handle: Connection) -> None:
-        self._handle = handle
-
-    @property
-    def _portal(self) -> Portal:
-        return self._handle._portal
-
-    def _target_now(self) -> AsyncDistributedLock | None:
-        connection = self._handle._slot.connection
-        return None if connection is None else connection.locks
-
-    async def _target(self) -> AsyncDistributedLock:
-        return (await self._handle._current()).locks
-
-    def __repr__(self) -> str:
-        return f"<lockyard.sync.DistributedLock of {self._handle!r}>"
+    __slots__ = ()
+    part = "locks"
 
     try_acquire = blocking_as(AsyncDistributedLock.try_acquire, _maybe_guard)
     acquire = blocking_as(AsyncDistributedLock.acquire, _guard)
@@ -100,11 +84,12 @@ class DistributedLock(Bridged):
         args = (name, ttl, timeout, auto_renew)
         # The async hold() itself, made now: it checks its arguments when called, as here.
         locks = self._target_now()
-        hold = locks.hold(*args) if locks is not None else self._portal.call(self._make_hold, args)
+        hold: AsyncLockHold = (
+            locks.hold(*args)
+            if locks is not None
+            else self._portal.call(self._make, "hold", args, {})
+        )
         return LockHold(self._handle, hold, LockGuard, on_lost)
-
-    async def _make_hold(self, args: tuple[str, Duration, Duration, bool]) -> AsyncLockHold:
-        return (await self._target()).hold(*args)
 
 
 class LockHold(LeaseScope[LockGuard]):

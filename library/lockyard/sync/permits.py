@@ -18,13 +18,13 @@ from lockyard.rwlocks import ReadWriteGuard as AsyncReadWriteGuard
 from lockyard.rwlocks import ReadWriteLocks as AsyncReadWriteLocks
 from lockyard.semaphores import Permit as AsyncPermit
 from lockyard.semaphores import Semaphores as AsyncSemaphores
-from lockyard.sync.bridge import Bridged, blocking, blocking_as
+from lockyard.sync.bridge import blocking, blocking_as
 from lockyard.sync.leases import LeaseGuard
+from lockyard.sync.part import ConnectionPart
 from lockyard.sync.scope import LeaseScope
 
 if TYPE_CHECKING:
     from lockyard.sync.connection import Connection
-    from lockyard.sync.portal import Portal
 
 
 class _PermitGuard(LeaseGuard[Any]):
@@ -62,14 +62,7 @@ class ReadWriteGuard(_PermitGuard):
         return mode
 
 
-class _Facade(Bridged):
-    def __init__(self, handle: Connection) -> None:
-        self._handle = handle
-
-    @property
-    def _portal(self) -> Portal:
-        return self._handle._portal
-
+class _Facade(ConnectionPart):
     def _scope(
         self,
         method: str,
@@ -105,12 +98,7 @@ def _maybe_rw(facade: _Facade, guard: AsyncReadWriteGuard | None) -> ReadWriteGu
 class Semaphores(_Facade):
     """Named counting semaphores, blocking (as ``lockyard.Semaphores``)."""
 
-    def _target_now(self) -> AsyncSemaphores | None:
-        connection = self._handle._slot.connection
-        return None if connection is None else connection.semaphores
-
-    async def _target(self) -> AsyncSemaphores:
-        return (await self._handle._current()).semaphores
+    part = "semaphores"
 
     try_acquire = blocking_as(AsyncSemaphores.try_acquire, _maybe_permit)
     acquire = blocking_as(AsyncSemaphores.acquire, _permit)
@@ -135,12 +123,7 @@ class Semaphores(_Facade):
 class ReadWriteLocks(_Facade):
     """Named read-write locks, blocking (as ``lockyard.ReadWriteLocks``)."""
 
-    def _target_now(self) -> AsyncReadWriteLocks | None:
-        connection = self._handle._slot.connection
-        return None if connection is None else connection.rwlocks
-
-    async def _target(self) -> AsyncReadWriteLocks:
-        return (await self._handle._current()).rwlocks
+    part = "rwlocks"
 
     try_acquire_read = blocking_as(AsyncReadWriteLocks.try_acquire_read, _maybe_rw)
     try_acquire_write = blocking_as(AsyncReadWriteLocks.try_acquire_write, _maybe_rw)

@@ -5,34 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lockyard.store import StateStore as AsyncStateStore
-from lockyard.sync.bridge import Bridged, blocking
+from lockyard.sync.bridge import blocking
+from lockyard.sync.part import ConnectionPart
 
 if TYPE_CHECKING:
-    from lockyard.sync.connection import Connection
-    from lockyard.sync.portal import Portal
+    pass
 
 
-class StateStore(Bridged):
+class StateStore(ConnectionPart):
     """Shared state, blocking: the same operations, arguments, results and exceptions."""
 
-    __slots__ = ("_handle",)
-
-    def __init__(self, handle: Connection) -> None:
-        self._handle = handle
-
-    @property
-    def _portal(self) -> Portal:
-        return self._handle._portal
-
-    def _target_now(self) -> AsyncStateStore | None:
-        connection = self._handle._slot.connection
-        return None if connection is None else connection.store
-
-    async def _target(self) -> AsyncStateStore:
-        return (await self._handle._current()).store
-
-    def __repr__(self) -> str:
-        return f"<lockyard.sync.StateStore of {self._handle!r}>"
+    __slots__ = ()
+    part = "store"
 
     check_and_set = blocking(AsyncStateStore.check_and_set)
     get = blocking(AsyncStateStore.get)

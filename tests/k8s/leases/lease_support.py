@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lockyard.kube import KubeClient
@@ -12,6 +16,39 @@ from lockyard.kube.paths import leases_path
 from lockyard.mirror.lease_names import store_selector
 
 STORE = "orders"
+
+
+async def run_process(
+    command: list[str], *, env: dict[str, str], stdin: int | None = None, timeout: float = 120
+) -> tuple[int, str, str]:
+    """Run ``command`` to its end in a worker thread: exit code, stdout, stderr.
+
+    Not asyncio's subprocess transport: that transport is closed by a callback the loop runs
+    after the process ends, and a test that returns at once closes its loop first; the
+    transport is then collected later as unclosed (a ResourceWarning, an error in this suite,
+    failing whichever test happens to run then).
+    """
+    result = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        stdin=subprocess.DEVNULL if stdin is None else stdin,
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+    )
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+class Cli:
+    """Runs ``python -m lockyard.cli.main`` with the test cluster's kubeconfig, as a user does."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        self.env.pop("NO_COLOR", None)
+
+    async def __call__(self, *args: str, stdin: int | None = None) -> tuple[int, str, str]:
+        command = [sys.executable, "-m", "lockyard.cli.main", *args]
+        return await run_process(command, env=self.env, stdin=stdin)
 
 
 class Cluster:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from lease_support import STORE, Cluster
+from lease_support import STORE, Cli, Cluster, run_process
 
 import lockyard
 from lockyard import identity
@@ -46,24 +46,6 @@ from lockyard_dev.servers.redis import RedisServer
 
 REPO = repository_root()
 CRD = REPO / "crds" / "statestores.lockyard.dev.yaml"
-
-
-class Cli:
-    """Runs ``python -m lockyard.cli.main`` with the test cluster's kubeconfig."""
-
-    def __init__(self, kubeconfig: Path) -> None:
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-        self.env.pop("NO_COLOR", None)
-
-    async def __call__(self, *args: str, stdin: int | None = None) -> tuple[int, str, str]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "lockyard.cli.main", *args,
-            stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=self.env,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(process.communicate(), 120)
-        assert process.returncode is not None
-        return process.returncode, out.decode(), err.decode()
 
 
 @pytest.fixture
@@ -157,14 +139,13 @@ async def test_kubectl_plugin(
     await mirrored.flush()
     # kubectl runs `kubectl-lockyard` from $PATH for `kubectl lockyard ...`.
     path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
-    process = await asyncio.create_subprocess_exec(
-        str(control_plane.bin_dir / "kubectl"), "lockyard", "locks", "-n", cluster.namespace,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    code, out, err = await run_process(
+        [str(control_plane.bin_dir / "kubectl"), "lockyard", "locks", "-n", cluster.namespace],
         env={**os.environ, "PATH": path, "KUBECONFIG": str(control_plane.kubeconfig)},
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()
-    assert table(out.decode())[1][:3] == [STORE, "lock", "via-kubectl"]
+        timeout=60,
+    )
+    assert code == 0, err
+    assert table(out)[1][:3] == [STORE, "lock", "via-kubectl"]
     await guard.release()
 
 

@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import re
 import secrets
-import sys
 from pathlib import Path
 
 import pytest
 from kubernetes import client
-from lease_support import STORE, Cluster
+from lease_support import STORE, Cli, Cluster
 
 import lockyard
 from lockyard.config import parse_url
@@ -31,15 +29,7 @@ from lockyard_dev.servers.redis import RedisServer
 
 async def run_cli(kubeconfig: Path, *args: str) -> tuple[int, str, str]:
     """``python -m lockyard.cli.main ARGS`` against the test cluster, as a user runs it."""
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lockyard.cli.main", *args,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await Cli(kubeconfig)(*args)
 
 
 def table(text: str) -> list[list[str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -119,13 +120,15 @@ async def test_a_sigkilled_holders_lease_is_reaped_within_ttl_plus_10s(
 ) -> None:
     ttl = 3.0
     url = redis_server.url("reaper")
-    holder = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", HOLDER, url, str(kubeconfig), cluster.namespace, str(ttl),
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    # A plain Popen, its line read in a thread: asyncio's subprocess transport could outlive
+    # this test's loop (see lease_support.run_process).
+    holder = subprocess.Popen(  # noqa: ASYNC220 (a fork and exec: it does not wait)
+        [sys.executable, "-c", HOLDER, url, str(kubeconfig), cluster.namespace, str(ttl)],
+        stdout=subprocess.PIPE,
+    )
     try:
         assert holder.stdout is not None
-        line = (await asyncio.wait_for(holder.stdout.readline(), 60)).decode()
+        line = (await asyncio.wait_for(asyncio.to_thread(holder.stdout.readline), 60)).decode()
         assert line.startswith("holding"), line
         (lease,) = [MirroredLease.from_object(obj) for obj in await cluster.leases()]
         assert lease.lock == "payroll"
@@ -133,9 +136,9 @@ async def test_a_sigkilled_holders_lease_is_reaped_within_ttl_plus_10s(
         os.kill(holder.pid, signal.SIGKILL)
         killed = time.monotonic()
     finally:
-        if holder.returncode is None:
-            holder.kill()
-        await holder.wait()
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
 
     async with lockyard.connect(url) as operator_side:
         # What the operator's timer does: one pass every REAP_INTERVAL_S seconds.

@@ -1,5 +1,8 @@
 """deploy/ is a working kustomize base (the ``installed`` fixture applied it with
-``kubectl apply -k deploy/``), shaped as the style guide asks, and the samples pass admission."""
+``kubectl apply -k deploy/``), shaped as the style guide asks, and the samples pass admission.
+
+No operator pod runs here (no kubelet): tests/node applies the same base and runs its pods.
+"""
 
 from __future__ import annotations
 
@@ -63,4 +66,13 @@ def test_samples_pass_admission(installed: ControlPlane, namespace: str) -> None
     result = installed.kubectl(
         "apply", "-k", str(DEPLOY / "samples"), "-n", namespace, "--dry-run=server"
     )
-    assert result.stdout.count("statestore.lockyard.dev/") == 5
+    listed = yaml.safe_load((DEPLOY / "samples" / "kustomization.yaml").read_text())
+    stores = [
+        doc
+        for name in listed["resources"]
+        for doc in yaml.safe_load_all((DEPLOY / "samples" / name).read_text())
+        if doc and doc["kind"] == "StateStore"
+    ]
+    # One sample per backend, and every one the kustomization lists is admitted.
+    assert len(stores) == 6
+    assert result.stdout.count("statestore.lockyard.dev/") == len(stores)

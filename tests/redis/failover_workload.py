@@ -1,4 +1,5 @@
-"""The workload the Redis Cluster fault tests run while slots move or a master dies.
+"""The workload the Redis fault tests run while Cluster slots move or a master dies, and while
+Sentinel fails over.
 
 Store workers increment counters and record each acknowledged increment; lock workers acquire,
 hold briefly and release, recording each hold (its interval and fencing token); every call's
@@ -50,13 +51,18 @@ class Run:
         return [op for op in self.ops if op.error is not None]
 
 
-async def store_worker(run: Run, ly: lockyard.Connection, key: str) -> None:
-    """Increment ``key`` again and again; each acknowledged increment is counted."""
+async def store_worker(
+    run: Run, ly: lockyard.Connection, key: str, *, read_back: bool = False
+) -> None:
+    """Increment ``key`` again and again; each acknowledged increment is counted. With
+    ``read_back``, each increment is followed by a read (reads must also move to a new master)."""
     while not run.stop.is_set():
         start = run.now()
         try:
             await ly.store.increment(key, 1)
             run.acked[key] += 1
+            if read_back:
+                await ly.store.get_versioned(key)
             run.ops.append(Op("store", key, start, run.now()))
         except Exception as exc:
             run.ops.append(Op("store", key, start, run.now(), exc))
