@@ -7,29 +7,41 @@ recording when it held it. :func:`check_semaphore` and :func:`check_rwlock` then
 records: never more than ``limit`` permits at once; never a writer beside a reader or another
 writer; every fencing token unique.
 
-The records are sound: a task notes ``entered`` after its acquisition returned and ``left``
-before it asks for the release, so each recorded interval lies inside the backend's lease, and
-two recorded intervals that overlap were two leases that overlapped. All processes read the
-same clock (``time.monotonic()`` is system-wide on Linux).
+The records are sound: a task notes ``sent`` before it asks, ``entered`` after its acquisition
+returned and ``left`` before it asks for the release. The backend granted the lease after
+``sent``, so it lasted at least until ``sent + ttl``: the recorded interval, from ``entered`` to
+the earlier of ``left`` and ``sent + ttl``, lies inside the lease, and two recorded intervals
+that overlap were two leases that overlapped. That holds for a holder that is killed (it never
+writes ``left``) or stopped past its lease too, so ``faults`` may SIGKILL and SIGSTOP the
+contenders and restart the backend while they run. Each process writes its records as they
+happen. All processes read the same clock (``time.monotonic()`` is system-wide on Linux).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
+import contextlib
 import json
 import random
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import lockyard
-from lockyard.errors import LockLostError
+from lockyard.errors import LockLostError, StateError
 from lockyard.permits import PermitGuard
+
+#: Injects faults while the contenders run (it is given their processes and returns when done).
+Faults = Callable[[list[subprocess.Popen[str]]], None]
+#: A failed acquisition (the backend restarting) is tried again after this long.
+RETRY_PAUSE_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +69,15 @@ def contend(
     duration_s: float = 3.0,
     hold_s: float = 0.005,
     write_share: float = 0.25,
+    ttl_s: float = 30.0,
     timeout_s: float = 120.0,
+    faults: Faults | None = None,
 ) -> list[Hold]:
-    """Run the contenders (``kind``: ``"semaphore"`` or ``"rwlock"``); returns every hold."""
+    """Run the contenders (``kind``: ``"semaphore"`` or ``"rwlock"``); returns every hold.
+
+    ``faults``, if given, runs in this thread once the contenders started; a contender it
+    SIGKILLs is not a failure, and what that contender held counts until its lease ran out.
+    """
     with tempfile.TemporaryDirectory(prefix="lockyard-contend-") as folder:
         children = []
         for number, count in enumerate(_split(tasks, processes)):
@@ -68,9 +86,16 @@ def contend(
                 sys.executable, "-m", "lockyard.testing.multiprocess",
                 "--url", url, "--kind", kind, "--name", name, "--limit", str(limit),
                 "--tasks", str(count), "--duration", str(duration_s), "--hold", str(hold_s),
-                "--write-share", str(write_share), "--out", str(out),
+                "--write-share", str(write_share), "--ttl", str(ttl_s), "--out", str(out),
             ]  # fmt: skip
             children.append((subprocess.Popen(command, stderr=subprocess.PIPE, text=True), out))
+        try:
+            if faults is not None:
+                faults([child for child, _ in children])
+        finally:
+            for child, _ in children:  # never leave one stopped, whatever the faults did
+                if child.poll() is None:
+                    child.send_signal(signal.SIGCONT)
         holds: list[Hold] = []
         failures = []
         for child, out in children:
@@ -81,13 +106,64 @@ def contend(
                 _, errors = child.communicate()
                 failures.append(f"pid {child.pid} did not finish in {timeout_s}s: {errors}")
                 continue
-            if child.returncode != 0:
+            killed = faults is not None and child.returncode == -signal.SIGKILL
+            if child.returncode != 0 and not killed:
                 failures.append(f"pid {child.pid} exited {child.returncode}: {errors}")
             if out.exists():
-                holds += [Hold(**json.loads(line)) for line in out.read_text().splitlines()]
+                holds += _holds(out.read_text(), ttl_s)
         if failures:
             raise AssertionError("contenders failed:\n" + "\n".join(failures))
         return holds
+
+
+def _holds(records: str, ttl_s: float) -> list[Hold]:
+    """The holds one contender recorded: an ``in`` line per acquisition, an ``out`` line per
+    release asked for (none if it was killed first); each cut at ``sent + ttl``."""
+    entered: dict[int, dict[str, float | str | int]] = {}
+    left: dict[int, float] = {}
+    for line in records.splitlines():
+        if not line.endswith("}"):
+            continue  # the last line of a killed contender may be cut short
+        record = json.loads(line)
+        if record["event"] == "in":
+            entered[record["token"]] = record
+        else:
+            left[record["token"]] = record["left"]
+    holds = []
+    for token, record in entered.items():
+        lease_end = float(record["sent"]) + ttl_s
+        end = min(left.get(token, lease_end), lease_end)
+        if end > float(record["entered"]):  # else it may have run out before it returned
+            holds.append(Hold(str(record["mode"]), token, float(record["entered"]), end))
+    return holds
+
+
+class HolderFaults:
+    """``faults`` for :func:`contend`: SIGKILL the first contender, SIGSTOP the second for
+    ``ttl_s`` plus a second (past every lease it had), SIGCONT it, then ``restart()`` the
+    backend if given. The times it did so (monotonic) are kept for the test's checks."""
+
+    def __init__(
+        self, ttl_s: float, restart: Callable[[], None] | None = None, settle_s: float = 1.0
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.restart = restart
+        self.settle_s = settle_s
+        self.killed_at = self.continued_at = self.restarted_at = 0.0
+
+    def __call__(self, children: list[subprocess.Popen[str]]) -> None:
+        if len(children) < 2:
+            raise ValueError("HolderFaults needs at least two contender processes")
+        time.sleep(self.settle_s)  # the contenders connected and hold permits
+        children[0].send_signal(signal.SIGKILL)
+        self.killed_at = time.monotonic()
+        children[1].send_signal(signal.SIGSTOP)
+        time.sleep(self.ttl_s + 1.0)
+        children[1].send_signal(signal.SIGCONT)
+        self.continued_at = time.monotonic()
+        if self.restart is not None:
+            self.restart()
+            self.restarted_at = time.monotonic()
 
 
 def max_overlap(holds: list[Hold]) -> int:
@@ -197,31 +273,42 @@ async def _fenced_holder(args: argparse.Namespace) -> None:
 
 
 # -- the worker process -------------------------------------------------------------------------
-async def _work(args: argparse.Namespace) -> list[Hold]:
+async def _work(args: argparse.Namespace, out: IO[str]) -> None:
     async with lockyard.connect(args.url) as ly:
-        records: list[Hold] = []
         stop_at = time.monotonic() + args.duration
+
+        def record(**fields: object) -> None:
+            # Written and flushed at once: a SIGKILL must not lose what was already held.
+            out.write(json.dumps(fields) + "\n")
+            out.flush()
+
+        async def acquire() -> tuple[PermitGuard, str]:
+            if args.kind == "semaphore":
+                return await ly.semaphores.acquire(args.name, args.limit, args.ttl, timeout=60), (
+                    "permit"
+                )
+            if random.random() < args.write_share:
+                return await ly.rwlocks.acquire_write(args.name, args.ttl, timeout=60), "write"
+            return await ly.rwlocks.acquire_read(args.name, args.ttl, timeout=60), "read"
 
         async def contender() -> None:
             while time.monotonic() < stop_at:
-                guard: PermitGuard
-                if args.kind == "semaphore":
-                    guard = await ly.semaphores.acquire(args.name, args.limit, 30, timeout=60)
-                    mode = "permit"
-                elif random.random() < args.write_share:
-                    guard = await ly.rwlocks.acquire_write(args.name, 30, timeout=60)
-                    mode = "write"
-                else:
-                    guard = await ly.rwlocks.acquire_read(args.name, 30, timeout=60)
-                    mode = "read"
+                sent = time.monotonic()
+                try:
+                    guard, mode = await acquire()
+                except StateError:  # the backend restarting: ask again
+                    await asyncio.sleep(RETRY_PAUSE_S)
+                    continue
                 entered = time.monotonic()
+                token = guard.fencing_token
+                record(event="in", mode=mode, token=token, sent=sent, entered=entered)
                 await asyncio.sleep(args.hold)
-                left = time.monotonic()
-                await guard.release()
-                records.append(Hold(mode, guard.fencing_token, entered, left))
+                record(event="out", token=token, left=time.monotonic())
+                # Lost while stopped, or the backend restarting: the record already ends here.
+                with contextlib.suppress(StateError):
+                    await guard.release()
 
         await asyncio.gather(*(contender() for _ in range(args.tasks)))
-        return records
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -236,13 +323,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write-share", type=float, default=0.25)
     parser.add_argument("--out", help="where the holds go (semaphore, rwlock)")
     parser.add_argument("--key", help="the key the fenced holder increments (fenced)")
-    parser.add_argument("--ttl", type=float, default=1.0, help="the fenced holder's lease")
+    parser.add_argument("--ttl", type=float, default=1.0, help="the lease of every acquisition")
     args = parser.parse_args(argv)
     if args.kind == "fenced":
         asyncio.run(_fenced_holder(args))
         return
-    holds = asyncio.run(_work(args))
-    Path(args.out).write_text("".join(json.dumps(dataclasses.asdict(h)) + "\n" for h in holds))
+    with open(args.out, "w") as out:
+        asyncio.run(_work(args, out))
 
 
 if __name__ == "__main__":
