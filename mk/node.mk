@@ -16,7 +16,7 @@ node-images: $(VENV)/.installed  ## Build/reuse the pause, python base, operator
 helm:  ## Build the pinned helm (tools/helm) into ~/.cache/lockyard/tools
 	@bash scripts/build-go-tools.sh helm
 
-node-up: node  ## Start a node in the background; prints the KUBECONFIG to export
+node-up: node  ## Start two nodes (127.0.0.1, 127.0.0.2) in the background; prints the KUBECONFIG to export
 	@$(PY) -m lockyard_dev.node up --state-dir $(NODE_STATE)
 
 node-down:  ## Stop the node started by node-up (ordered teardown: pods, kubelet, containerd, control plane)

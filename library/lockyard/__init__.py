@@ -33,6 +33,7 @@ from lockyard.errors import (
     SerializationError,
     StaleFenceError,
     StateError,
+    UnexpectedReplyError,
 )
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ __all__ = [
     "StateError",
     "StateKey",
     "StateStore",
+    "UnexpectedReplyError",
     "__version__",
     "connect",
     "connect_store",

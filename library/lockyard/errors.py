@@ -6,6 +6,7 @@ and chained with ``raise ... from``::
 
     StateError
     ├── BackendConnectionError      the server cannot be reached (refused, reset, DNS, TLS)
+    │   └── UnexpectedReplyError    a reply of the wrong shape, type or size for its operation
     ├── BackendError                the server answered with a refusal (auth, limits, bad data)
     ├── OperationTimeoutError       an operation outlived the operation timeout (also TimeoutError)
     ├── LockTimeoutError            acquire() gave up waiting (also TimeoutError)
@@ -30,6 +31,12 @@ class StateError(Exception):
 
 class BackendConnectionError(StateError):
     """The backend cannot be reached; retrying after it is back succeeds on the same handle."""
+
+
+class UnexpectedReplyError(BackendConnectionError):
+    """A reply that is no answer to the operation sent: the wrong shape or type, or larger than
+    anything the store can hold. Whether the operation took effect is unknown, as after a lost
+    connection; the message names the operation, what it expects and what came back."""
 
 
 class BackendError(StateError):

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from lockyard.clock import SYSTEM_CLOCK, Clock
 from lockyard.durations import Duration, lock_ttl_to_ms
@@ -77,6 +78,20 @@ class HolderInfo:
     limit: int
 
 
+class PermitObserver(Protocol):
+    """Told of a permit's life (the Lease mirror); must return at once, as a ``LockObserver``.
+
+    ``permit_released`` is also called when an extend finds the permit gone (broken or
+    expired), so a mirror removes its Lease without waiting for the lease to run out.
+    """
+
+    def permit_acquired(self, guard: PermitGuard) -> None: ...
+
+    def permit_extended(self, guard: PermitGuard) -> None: ...
+
+    def permit_released(self, guard: PermitGuard) -> None: ...
+
+
 def fitting_waiters(
     used: int, limit: int, waiters: list[tuple[str, int]], cap: int = MAX_SIGNALLED
 ) -> list[str]:
@@ -114,6 +129,15 @@ class PermitTable(abc.ABC):
         self.clock = clock
         self.release_signals = signals
         self._queue_exit = QueueExit(space)
+        self._observers: list[PermitObserver] = []
+
+    def add_observer(self, observer: PermitObserver) -> None:
+        self._observers.append(observer)
+
+    def notify(self, event: str, guard: PermitGuard) -> None:
+        """Call ``event`` (``permit_acquired``, ...) on every observer."""
+        for observer in self._observers:
+            getattr(observer, event)(guard)
 
     def signal_name(self, name: str) -> str:
         """The name release signals of ``name`` carry (apart from lock names)."""
@@ -237,11 +261,14 @@ class PermitGuard(ReleasedOnExit):
         "lost",
         "name",
         "owner",
+        "renewed_at",
         "weight",
     )
 
     #: What the permit is, in messages.
     what = "permit"
+    #: What it is in Leases and ``lockyard locks`` (see :attr:`kind`).
+    _kind = "permit"
 
     def __init__(
         self,
@@ -261,6 +288,8 @@ class PermitGuard(ReleasedOnExit):
         self.weight = weight
         #: The holder's own bound on its lease (monotonic seconds), as ``LockGuard``'s.
         self.lease_deadline = started + lease_ms / 1000
+        #: Wall-clock time of the acquisition or the latest extend (what a Lease shows).
+        self.renewed_at = table.clock.wall()
         self.lost = asyncio.Event()
         self._released = False
 
@@ -275,6 +304,17 @@ class PermitGuard(ReleasedOnExit):
         return self._released
 
     @property
+    def kind(self) -> str:
+        """What the permit is in Leases and ``lockyard locks`` (the ``lockyard.dev/kind``
+        label): ``semaphore``, ``rwlock-read`` or ``rwlock-write``."""
+        return self._kind
+
+    @property
+    def space(self) -> str:
+        """The permit table's space: ``"semaphore"`` or ``"rwlock"``."""
+        return self._table.space
+
+    @property
     def fence(self) -> Fence:
         """What a fenced write (``ly.store.set(..., fence=permit)``) checks: this permit."""
         return Fence(self._table.space, self.name, self.owner, self.fencing_token)
@@ -287,18 +327,22 @@ class PermitGuard(ReleasedOnExit):
         held = await table._run("extend", table._extend(self.name, self.owner, ms))
         if not held:
             self.lost.set()
+            table.notify("permit_released", self)
             raise LockExpiredError(
                 f"{self._describe()} is no longer held by this guard: it expired, was released "
                 "or was broken"
             )
         self.lease_ms = ms
         self.lease_deadline = started + ms / 1000
+        self.renewed_at = table.clock.wall()
+        table.notify("permit_extended", self)
 
     async def release(self) -> None:
         """Give the permit back; ``LockExpiredError`` if this guard no longer held it."""
         table = self._table
         held = await table._run("release", table._release(self.name, self.owner))
         self._released = True
+        table.notify("permit_released", self)
         if not held:
             self.lost.set()
             raise LockExpiredError(

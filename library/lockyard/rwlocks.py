@@ -52,6 +52,11 @@ class ReadWriteGuard(PermitGuard):
         #: Who acquired it (the task; under lockyard.sync, the thread): asking again is refused.
         self.task = current_caller()
 
+    @property
+    def kind(self) -> str:
+        """``rwlock-read`` or ``rwlock-write``: the ``lockyard.dev/kind`` of its Lease."""
+        return f"rwlock-{self.mode}"
+
     def _describe(self) -> str:
         return f"{self.mode} lock of {self.name!r} (fencing token {self.fencing_token})"
 
@@ -184,6 +189,7 @@ class ReadWriteLocks:
             return None
         guard = ReadWriteGuard(self.table, name, owner, attempt.fencing_token, ms, started, mode)
         self._held_here.setdefault(name, weakref.WeakSet()).add(guard)
+        self.table.notify("permit_acquired", guard)
         return guard
 
     @staticmethod

@@ -34,6 +34,7 @@ class Permit(PermitGuard):
 
     __slots__ = ("limit",)
     what = "semaphore permit"
+    _kind = "semaphore"
 
     def __init__(
         self,
@@ -123,7 +124,9 @@ class Semaphores:
         )
         if attempt.fencing_token is None:
             return None
-        return Permit(self.table, name, owner, attempt.fencing_token, ms, started, limit)
+        permit = Permit(self.table, name, owner, attempt.fencing_token, ms, started, limit)
+        self.table.notify("permit_acquired", permit)
+        return permit
 
     @staticmethod
     def _timed_out(name: str, limit: int, wait_s: float) -> LockTimeoutError:

@@ -2,6 +2,7 @@
 
     lockyard-operator --all-namespaces --leader-elect
     lockyard-operator --namespace team-a --namespace team-b --metrics-port 8080
+    lockyard-operator --all-namespaces --leader-elect --bind-address "$POD_IP"
 
 Credentials: in a pod, its service account; elsewhere ``$KUBECONFIG`` (or ``--kubeconfig``).
 
@@ -10,6 +11,10 @@ High availability: run replicas with ``--leader-elect``. They elect a leader thr
 and timings, :mod:`lockyard.kube.lease_election`); only the leader runs kopf, and a leader
 that loses its term exits (:mod:`lockyard_operator.leader`). Without ``--leader-elect`` the
 operator runs standalone.
+
+``--bind-address`` is where the metrics and health endpoints listen (every interface by
+default). Replicas that share one network namespace (``hostNetwork``, one replica per node)
+each bind their own node's address, given from the downward API as ``$(POD_IP)``.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ ANNOTATION_PREFIX = "lockyard.dev"
 FINALIZER = "lockyard.dev/finalizer"
 DEFAULT_METRICS_PORT = 8080
 DEFAULT_HEALTH_PORT = 8081
+DEFAULT_BIND_ADDRESS = "0.0.0.0"
 DEFAULT_LEASE_NAME = "lockyard-operator"
 #: client-go's (and kube-controller-manager's) defaults.
 DEFAULTS = ElectionTimings()
@@ -70,6 +76,7 @@ class Options:
     all_namespaces: bool
     metrics_port: int
     health_port: int
+    bind_address: str
     election: Election | None
     workdir: Path | None
     verbose: bool
@@ -103,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_HEALTH_PORT,
         help="serve the liveness endpoint on this port at /healthz; 0 disables (%(default)s)",
     )
+    parser.add_argument(
+        "--bind-address",
+        default=DEFAULT_BIND_ADDRESS,
+        metavar="ADDRESS",
+        help="the address the metrics and health endpoints listen on; in a pod, its IP from "
+        "the downward API (%(default)s: every interface)",
+    )
     election = parser.add_argument_group(
         "leader election", "replicas elect a leader through a coordination.k8s.io/v1 Lease"
     )
@@ -126,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     election.add_argument(
         "--leader-elect-identity",
         metavar="ID",
-        help="this replica's holderIdentity (default: <hostname>_<uuid>)",
+        help="this replica's holderIdentity (default: <$POD_ID or hostname>_<uuid>)",
     )
     election.add_argument(
         "--leader-elect-lease-duration",
@@ -197,11 +211,17 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         all_namespaces=bool(args.all_namespaces),
         metrics_port=args.metrics_port,
         health_port=args.health_port,
+        bind_address=args.bind_address,
         election=election,
         workdir=args.workdir,
         verbose=args.verbose,
         debug=args.debug,
     )
+
+
+def url_host(address: str) -> str:
+    """``address`` as the host part of a URL (an IPv6 address goes in brackets)."""
+    return f"[{address}]" if ":" in address else address
 
 
 def deprecated_flags(argv: Sequence[str]) -> list[str]:
@@ -249,7 +269,7 @@ async def serve(
     register(registry, reconciler, api, session=login_session)
     endpoint = None
     if liveness and options.health_port:
-        endpoint = f"http://0.0.0.0:{options.health_port}/healthz"
+        endpoint = f"http://{url_host(options.bind_address)}:{options.health_port}/healthz"
     try:
         await kopf.operator(
             registry=registry,
@@ -290,7 +310,9 @@ async def run_elected(options: Options, election: Election, metrics: Metrics) ->
     )
     leadership = Leadership(elector)
     api = await connect_api(election.identity, leadership.gate)
-    health = HealthServer(leadership.status, options.health_port) if options.health_port else None
+    health = None
+    if options.health_port:
+        health = HealthServer(leadership.status, options.health_port, options.bind_address)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -325,7 +347,9 @@ async def run_elected(options: Options, election: Election, metrics: Metrics) ->
 async def run(options: Options) -> None:
     """Run until SIGINT/SIGTERM."""
     metrics = Metrics()
-    server = MetricsServer(metrics, options.metrics_port) if options.metrics_port else None
+    server = None
+    if options.metrics_port:
+        server = MetricsServer(metrics, options.metrics_port, options.bind_address)
     try:
         if server is not None:
             await server.start()

@@ -14,7 +14,7 @@ from aiohttp import web
 
 
 class HealthServer:
-    """``GET /healthz`` on ``port`` (all interfaces), until ``stop``."""
+    """``GET /healthz`` on ``host``:``port`` (all interfaces by default), until ``stop``."""
 
     def __init__(
         self, status: Callable[[], dict[str, Any]], port: int, host: str = "0.0.0.0"

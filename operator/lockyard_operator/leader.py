@@ -42,10 +42,11 @@ READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def default_identity() -> str:
-    """``<hostname>_<uuid>`` as kube-controller-manager's: the pod's name, made unique per
+    """``<pod name>_<uuid>`` as kube-controller-manager's: the pod's name, made unique per
     process, so a restarted container is a new candidate and never mistakes its previous
-    life's term for its own."""
-    return f"{socket.gethostname()}_{uuid.uuid4()}"
+    life's term for its own. The name comes from ``$POD_ID`` (the downward API) when set: with
+    ``hostNetwork`` the hostname is the node's, the same for every replica on it."""
+    return f"{os.environ.get('POD_ID') or socket.gethostname()}_{uuid.uuid4()}"
 
 
 class Leadership:

@@ -10,6 +10,10 @@ values, rendered on request. Series of a deleted store are dropped (``forget``).
 | ``lockyard_operator_probe_latency_seconds`` | gauge | ``namespace``, ``name`` |
 | ``lockyard_operator_backend_up`` | gauge | ``namespace``, ``name`` |
 | ``lockyard_operator_locks_held`` | gauge | ``namespace``, ``name`` |
+| ``lockyard_operator_lease_mirror_lag_seconds`` | gauge | ``namespace``, ``name`` |
+| ``lockyard_operator_locks_unmirrored`` | gauge | ``namespace``, ``name`` |
+
+What each measures, and when it is updated: docs/operator.md ("Metrics").
 """
 
 from __future__ import annotations
@@ -91,13 +95,41 @@ class Metrics:
             "Locks held in the StateStore at the last probe.",
             ("namespace", "name"),
         )
+        self.mirror_lag = Metric(
+            "lockyard_operator_lease_mirror_lag_seconds",
+            "gauge",
+            "How far the most outdated mirrored Lease of a held lock trailed the backend's latest "
+            "renewal at the last reaper pass (leaseMirroring stores only).",
+            ("namespace", "name"),
+        )
+        self.locks_unmirrored = Metric(
+            "lockyard_operator_locks_unmirrored",
+            "gauge",
+            "Held locks with no Lease at the last reaper pass (leaseMirroring stores only).",
+            ("namespace", "name"),
+        )
         self._all = (
             self.reconciliations,
             self.probes,
             self.probe_latency,
             self.backend_up,
             self.locks_held,
+            self.mirror_lag,
+            self.locks_unmirrored,
         )
+
+    def mirror_pass(self, namespace: str, name: str, *, unmirrored: int, lag: float) -> None:
+        """What one Lease reaper pass over a store found.
+
+        Not the held count: the pass may count semaphore permits too; the probe's is locks only.
+        """
+        self.locks_unmirrored.set(namespace, name, value=unmirrored)
+        self.mirror_lag.set(namespace, name, value=lag)
+
+    def forget_mirror(self, namespace: str, name: str) -> None:
+        """Drop a store's mirror series (its leaseMirroring was turned off)."""
+        for metric in (self.mirror_lag, self.locks_unmirrored):
+            metric.remove_matching((namespace, name))
 
     def forget(self, namespace: str, name: str) -> None:
         for metric in self._all[1:]:

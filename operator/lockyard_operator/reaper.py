@@ -2,7 +2,8 @@
 
 A holder that dies (SIGKILL, OOM, node loss) cannot delete its own Lease, nor can one whose lock
 someone broke. :func:`reap_leases` compares one store's Leases with the backend's truth
-(``DistributedLock.list_held``): it deletes every Lease whose acquisition is over, corrects the
+(``list_held`` of its locks, and of its semaphores and read-write locks when given: each permit
+or holder has a Lease of its own): it deletes every Lease whose acquisition is over, corrects the
 Lease of a live acquisition that looks expired, and counts held locks with no Lease. The Leases
 are listed *before* the backend is asked, which is what makes each delete safe; why, and the
 timing it gives, are in docs/leases.md ("Reaping"). No kopf here: the operator wires
@@ -13,16 +14,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lockyard.kube.api import KubeApi
 from lockyard.kube.errors import KubeApiError
 from lockyard.locks import DistributedLock, LockInfo
+from lockyard.mirror.held import held_acquisitions
 from lockyard.mirror.lease_names import LEASE_MS_ANNOTATION
 from lockyard.mirror.lease_writer import LeaseWriter
 from lockyard.mirror.leases import MirroredLease, format_micro_time
+from lockyard.permits import PermitTable
+from lockyard_operator.mirror_lag import mirror_lag
 
 #: Seconds between reaper passes the operator's timer should use (see the module docstring).
 REAP_INTERVAL_S = 5.0
@@ -47,6 +51,9 @@ class ReapResult:
     unmirrored: int
     #: Leases that changed while the pass ran, left for the next pass.
     conflicts: int
+    #: Seconds the most outdated Lease of a held lock trails the backend, before any correction
+    #: (0 if none; :mod:`~lockyard_operator.mirror_lag`).
+    lag: float = 0.0
 
 
 async def reap_leases(
@@ -55,32 +62,44 @@ async def reap_leases(
     store_name: str,
     locks: DistributedLock,
     *,
+    permits: Sequence[PermitTable] = (),
     now: Callable[[], float] = time.time,
 ) -> ReapResult:
     """One reaping pass over the Leases of StateStore ``namespace/store_name``.
 
-    ``locks`` is the store's open ``DistributedLock``. The Leases are read and written through
-    the mirror's :class:`~lockyard.mirror.lease_writer.LeaseWriter` (conditional on the
-    ``resourceVersion`` listed). API failures raise ``lockyard.kube.errors.KubeApiError`` and
-    backend failures ``lockyard.StateError``: the timer retries on its next tick.
+    ``locks`` is the store's open ``DistributedLock``; ``permits`` its semaphore and read-write
+    lock tables (``lockyard.mirror.registry.permit_tables(connection)``). A permit's Lease of a
+    table not given is left alone: this pass cannot tell whether it is held. The Leases are
+    read and written through the mirror's :class:`~lockyard.mirror.lease_writer.LeaseWriter`
+    (conditional on the ``resourceVersion`` listed). API failures raise
+    ``lockyard.kube.errors.KubeApiError`` and backend failures ``lockyard.StateError``: the
+    timer retries on its next tick.
     """
     leases = LeaseWriter(api, store_name, namespace)
     objects = await leases.list()
-    held = {info.name: info for info in await locks.list_held()}
+    # Keyed as Leases are: a lock by name, a permit by its permit key (lease_names).
+    acquisitions = await held_acquisitions(locks, permits)
+    held = {key: entry.info for key, entry in acquisitions.items()}
+    spaces = {table.space for table in permits}
+    answered_at = now()
 
     deleted = corrected = conflicts = 0
+    lag = 0.0
     mirrored: set[str] = set()
     for obj in objects:
         lease = MirroredLease.from_object(obj)
         if lease.released:
             continue  # an election between terms: its Lease stays (client-go's record)
-        info = held.get(lease.lock)
+        if lease.permit_space is not None and lease.permit_space not in spaces:
+            continue  # a permit of a table this pass was not given
+        info = held.get(lease.key)
         try:
             if info is None or lease.fencing_token != info.fencing_token:
                 # Deleted; an election's is released instead (it keeps leaseTransitions).
                 deleted += await leases.retire(lease)
                 continue
-            mirrored.add(lease.lock)
+            mirrored.add(lease.key)
+            lag = max(lag, mirror_lag(lease, info, answered_at) or 0.0)
             expires_in = lease.expires_in(now())
             if expires_in is None or expires_in < -CORRECT_AFTER_S:
                 await leases.replace(lease.name, _corrected(obj, info, now()))
@@ -97,6 +116,7 @@ async def reap_leases(
         corrected=corrected,
         unmirrored=len(set(held) - mirrored),
         conflicts=conflicts,
+        lag=lag,
     )
 
 

@@ -36,6 +36,7 @@ from typing import Any
 from lockyard.config import BackendConfig, to_url
 from lockyard.config.resource import StateStoreSpec
 from lockyard.errors import StateError
+from lockyard.mirror.registry import permit_tables
 from lockyard_operator import reasons
 from lockyard_operator.children import publish
 from lockyard_operator.classify import classify, scrub
@@ -127,6 +128,8 @@ class Reconciler:
                 failure = self._prober.failed(ref, store, exc.problem)
                 return await self._fail(ref, store, failure.reason, failure.message)
             self._metrics.probes.inc(ref.namespace, ref.name, reasons.PROBE_SUCCEEDED)
+            if not spec.locks.lease_mirroring:  # no reaper pass updates them any more
+                self._metrics.forget_mirror(ref.namespace, ref.name)
             return await self._status.succeed(ref, store, count=False)
 
     async def finalize(self, ref: StoreRef, spec: StateStoreSpec | None) -> Outcome:
@@ -186,10 +189,19 @@ class Reconciler:
             if connection is None or connection.backend == "memory":
                 return None
             try:
-                result = await reap_leases(self._api, ref.namespace, ref.name, connection.locks)
+                result = await reap_leases(
+                    self._api,
+                    ref.namespace,
+                    ref.name,
+                    connection.locks,
+                    permits=permit_tables(connection),
+                )
             except (KubeApiError, StateError) as exc:
                 logger.info("%s: reaping Leases failed, next pass retries: %s", ref, exc)
                 return None
+            self._metrics.mirror_pass(
+                ref.namespace, ref.name, unmirrored=result.unmirrored, lag=result.lag
+            )
         if result.deleted or result.corrected:
             logger.info(
                 "%s: Leases: %d stale deleted, %d corrected", ref, result.deleted, result.corrected

@@ -4,7 +4,7 @@ what the backend really sends and stores."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aioboto3
@@ -14,12 +14,6 @@ import pytest_asyncio
 import lockyard
 from lockyard.backends.dynamodb import DynamoDBBackend
 from lockyard_dev.servers.moto import DEFAULT_REGION, DUMMY_KEY_ID, DUMMY_SECRET, MotoServer
-
-
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with MotoServer(tmp_path_factory.mktemp("moto")) as server:
-        yield server
 
 
 @pytest.fixture(scope="session")

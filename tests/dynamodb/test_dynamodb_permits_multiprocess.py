@@ -33,7 +33,10 @@ async def test_semaphore_of_three_under_32_tasks_in_3_processes(
     )
     check_semaphore(holds, 3)
     assert len(holds) >= 16
-    assert max_overlap(holds) == 3  # the permits really are shared, not handed out one by one
+    # The permits really are shared, not handed out one by one. (Not "all 3 at once": moto
+    # serves the waiters' polls one at a time, and on a loaded machine three grants may not
+    # fall within one 0.25 s hold; it was 2 once, beside a benchmark.)
+    assert max_overlap(holds) >= 2
 
 
 async def test_rwlock_under_32_tasks_in_3_processes(

@@ -9,20 +9,6 @@ import pytest
 
 from lockyard_dev.cluster.controlplane import ControlPlane
 from lockyard_dev.jepsen.toxiproxy import Toxiproxy, ToxiproxyServer
-from lockyard_dev.servers.postgres import PostgresServer
-from lockyard_dev.servers.redis import RedisServer
-
-
-@pytest.fixture(scope="session")
-def fuzz_redis() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def fuzz_postgres() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="session")

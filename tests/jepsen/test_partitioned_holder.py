@@ -57,15 +57,15 @@ async def stale_write(store: StateStore, key: str, token: int) -> str:
 
 
 async def test_a_cut_off_holder_gives_up_in_time_and_its_stale_write_is_refused(
-    fuzz_redis: RedisServer, toxiproxy: Toxiproxy
+    redis_server: RedisServer, toxiproxy: Toxiproxy
 ) -> None:
     run = uuid.uuid4().hex[:8]
-    proxy = toxiproxy.create_proxy(f"cutoff-{run}", fuzz_redis.port)
+    proxy = toxiproxy.create_proxy(f"cutoff-{run}", redis_server.port)
     query = f"prefix=cut{run}&timeout={OPERATION_TIMEOUT_S:g}"
     lock, resource = "cut-off", f"jp:{run}:fence:cut-off"
     async with (
         lockyard.connect(f"redis://127.0.0.1:{proxy.listen_port}/0?{query}") as cut_off,
-        lockyard.connect(f"redis://127.0.0.1:{fuzz_redis.port}/0?{query}") as other,
+        lockyard.connect(f"redis://127.0.0.1:{redis_server.port}/0?{query}") as other,
     ):
         lost_at = lease_start = 0.0
         with pytest.raises(LockLostError):

@@ -7,7 +7,8 @@ of another shape, by a 32 MiB one, by an error, or given a 2 GB length. Meanwhil
 operations run on the same handle. For every damage hypothesis draws, Lockyard must
 
 - raise a ``StateError`` (or, where the damage leaves a valid reply, return a value of the
-  operation's own type), never another exception;
+  operation's own type), never another exception; a reply of the wrong shape or size raises
+  ``UnexpectedReplyError`` (docs/backends/redis.md and postgres.md, *Replies*);
 - finish within the operation timeout plus slack (no hang);
 - give every other operation its own right answer, then and afterwards (a connection with a
   half-read reply must never serve another operation);
@@ -29,21 +30,26 @@ from hypothesis import strategies as st
 
 import lockyard
 from lockyard import CasResult, LockGuard, StateError
+from lockyard.errors import UnexpectedReplyError
 from lockyard_dev.jepsen.wirefuzz import MUTATIONS, FuzzProxy, Mutation
 from lockyard_dev.servers.postgres import PostgresServer
 from lockyard_dev.servers.redis import RedisServer
 
 MARKER = "fuzzmark"
-#: Replies that are well-formed but not what the command returns, or far too large. Both
-#: backends decode them without checking their shape, and raise TypeError, ValueError,
-#: IndexError, BufferError, UnicodeDecodeError or AssertionError instead of a StateError, or
-#: return a value of the wrong type (Redis ``get`` returns ``-1`` or ``[]``). Reported to the
-#: coordinator; the tests below are strict xfails until the backends check what they decode.
-UNCHECKED_SHAPES = ("wrong-shape", "oversized")
-HANDLED = tuple(kind for kind in MUTATIONS if kind not in UNCHECKED_SHAPES)
+#: Replies that are well-formed but not what the command returns, or far too large: the
+#: backends' reply readers must turn them into UnexpectedReplyError.
+SHAPES = ("wrong-shape", "oversized")
 OPERATION_TIMEOUT_S = 1.0
-#: Damage that leaves no valid reply: the operation must raise.
-MUST_RAISE = {"truncate-close", "truncate-stall", "absurd-length", "garbage", "late-remainder"}
+#: Damage that leaves no valid reply: the operation must raise. (A 32 MiB reply is larger than
+#: any value the store accepts, so it is no valid reply either.)
+MUST_RAISE = {
+    "truncate-close",
+    "truncate-stall",
+    "absurd-length",
+    "garbage",
+    "late-remainder",
+    "oversized",
+}
 BYSTANDERS = 6
 
 Check = Callable[[object], bool]
@@ -163,6 +169,10 @@ class Harness:
         assert elapsed <= self.bound_s, f"{name} under {mutation.kind} took {elapsed:.2f} s"
         if mutation.kind in MUST_RAISE:
             assert isinstance(outcome, StateError), f"{name} under {mutation}: returned {outcome!r}"
+        if mutation.kind in SHAPES and isinstance(outcome, StateError):
+            assert isinstance(outcome, UnexpectedReplyError), (
+                f"{name} under {mutation}: {outcome!r}"
+            )
         elif not isinstance(outcome, StateError):
             assert valid(outcome), f"{name} under {mutation}: returned {outcome!r}"
         if isinstance(outcome, LockGuard):
@@ -202,7 +212,7 @@ async def _baseline_s(ly: lockyard.Connection, key: str) -> float:
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     backend: str = request.param
     server: RedisServer | PostgresServer = request.getfixturevalue(
-        "fuzz_redis" if backend == "redis" else "fuzz_postgres"
+        "redis_server" if backend == "redis" else "postgres_server"
     )
     upstream = server.port
     assert upstream is not None
@@ -247,7 +257,7 @@ async def _connect(url: str) -> lockyard.Connection:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    kind=st.sampled_from(HANDLED),
+    kind=st.sampled_from(MUTATIONS),
     cut=st.floats(min_value=0.01, max_value=0.99),
     noise=st.binary(min_size=1, max_size=24),
     operation=st.sampled_from(sorted(_operations("t"))),
@@ -259,7 +269,7 @@ def test_a_damaged_reply_fails_one_operation_cleanly(
     harness.run(harness.example(mutation, operation))
 
 
-@pytest.mark.parametrize("kind", HANDLED)
+@pytest.mark.parametrize("kind", MUTATIONS)
 def test_every_damage_once_on_a_read(harness: Harness, kind: str) -> None:
     """Each kind of damage at least once, whatever hypothesis draws (on ``get``); every error
     reply the proxy knows (``LOADING`` once came back as ``get``'s value, not an error)."""
@@ -269,14 +279,11 @@ def test_every_damage_once_on_a_read(harness: Harness, kind: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug, reported: replies of the wrong shape or size escape as non-StateError "
-    "exceptions or wrongly typed values (see UNCHECKED_SHAPES)",
-)
-@pytest.mark.parametrize("kind", UNCHECKED_SHAPES)
+@pytest.mark.parametrize("kind", SHAPES)
 def test_replies_of_the_wrong_shape_raise_state_errors(harness: Harness, kind: str) -> None:
-    """Every operation against every wrong shape (or the 32 MiB reply)."""
+    """Every operation against every wrong shape (or the 32 MiB reply): each raises
+    ``UnexpectedReplyError`` or, where the shape happens to be a valid reply, returns a value
+    of its own type; and the pool goes on serving every other operation correctly."""
     variants = range(8) if kind == "wrong-shape" else range(1)
     for name in sorted(_operations(harness.tenant)):
         for variant in variants:

@@ -4,6 +4,12 @@ One run of ``python -m lockyard_dev.chaos`` (one control plane of its own) stops
 kube-apiserver under the operator and lease-mirrored workloads, then kills the operator
 mid-reconcile; both must recover with no violation. The bounds asserted are the scenarios' own
 (recovery within their deadlines, Leases stale no longer than TTL + 10 s), never a speed.
+
+The operator runs as a host process here: this needs only the control plane (no root, no
+cgroups, no kubelet), and a process scoped to the scenario's namespace with its own ports is
+killed and restarted at the exact moment chosen, with no crash-loop back-off in between. The
+same scenario with the operator as the Deployment's pods on a node, ``operator-pod-kill``, runs
+in tests/node/test_node_chaos.py.
 """
 
 from __future__ import annotations
@@ -96,6 +102,6 @@ def test_bad_flags_exit_2_naming_the_problem(
 
 def test_takes_both_kinds_of_scenario() -> None:
     args = build_parser().parse_args([])
-    assert args.scenarios == [*SCENARIOS, "apiserver-restart", "operator-kill"]
+    assert args.scenarios == [*SCENARIOS, "apiserver-restart", "operator-kill", "operator-pod-kill"]
     chosen = build_parser().parse_args(["--scenarios", "operator-kill,redis-kill"]).scenarios
     assert chosen == ["operator-kill", "redis-kill"]

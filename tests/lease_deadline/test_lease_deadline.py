@@ -48,7 +48,7 @@ def _port_swapped(url: str, port: int, relay_port: int | None) -> str:
 def target(request: pytest.FixtureRequest) -> Target:
     backend = request.param
     if backend == "redis":
-        redis = request.getfixturevalue("deadline_redis")
+        redis = request.getfixturevalue("redis_server")
         return Target(
             lambda p, relay: _port_swapped(redis.url(p), redis.port, relay),
             redis.port,
@@ -59,10 +59,10 @@ def target(request: pytest.FixtureRequest) -> Target:
         master = setup.server_on(setup.master_address()[1])
         return Target(lambda p, relay: setup.url(p), None, RedisProcessFreezer(master))
     if backend == "postgres":
-        pg = request.getfixturevalue("deadline_postgres")
+        pg = request.getfixturevalue("postgres_server")
         return Target(lambda p, relay: _port_swapped(pg.url(prefix=p), pg.port, relay), pg.port, pg)
     assert backend == "dynamodb"
-    moto = request.getfixturevalue("deadline_moto")
+    moto = request.getfixturevalue("moto_server")
 
     def moto_url(prefix: str, relay: int | None) -> str:
         endpoint = moto.endpoint_url if relay is None else f"http://127.0.0.1:{relay}"

@@ -63,6 +63,7 @@ PUBLIC_API = [
     "StateError",
     "StateKey",
     "StateStore",
+    "UnexpectedReplyError",
     "__version__",
     "connect",
     "connect_store",

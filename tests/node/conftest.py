@@ -1,8 +1,10 @@
 """Fixtures for tests on a real node: the control plane plus containerd, runc, kubelet and
 kube-scheduler (`lockyard_dev.node`), with the operator and workloads running as pods.
 
-One node serves the session; its teardown fails the session if it left a process, a mount or a
-host path behind. Nothing is skipped: a machine that cannot run a node fails here with the
+One cluster of two nodes (127.0.0.1 and 127.0.0.2, each its own containerd, kubelet and cgroup
+root) serves the session, so the operator's two replicas both run, one per node, each binding its
+node's address; its teardown fails the session if it left a process, a mount or a host path
+behind. Nothing is skipped: a machine that cannot run a node fails here with the
 reason (`check_host`). Every test here is marked ``k8s`` and ``node`` (so ``make unit`` leaves
 them out). Redis runs as a host process on loopback: every pod is hostNetwork and reaches it
 at 127.0.0.1.
@@ -38,6 +40,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker("k8s")
+            # One kubelet per host: tests/conftest.py keeps these on one pytest-xdist worker.
             item.add_marker("node")
 
 
@@ -62,9 +65,9 @@ def node_images() -> NodeImages:
 
 @pytest.fixture(scope="session")
 def node(tmp_path_factory: pytest.TempPathFactory, node_images: NodeImages) -> Iterator[Node]:
-    """A started node; after the session, proof that its teardown left nothing behind."""
+    """Two started nodes; after the session, proof that their teardown left nothing behind."""
     workdir = tmp_path_factory.mktemp("node")
-    running = Node(workdir, source=SOURCE, images=node_images, say=progress())
+    running = Node(workdir, source=SOURCE, images=node_images, nodes=2, say=progress())
     check = leftover_check(workdir)
     running.start()
     yield running
@@ -75,7 +78,8 @@ def node(tmp_path_factory: pytest.TempPathFactory, node_images: NodeImages) -> I
 
 @pytest.fixture(scope="session")
 def operator(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    """The operator installed with ``kubectl apply -k crds/ && kubectl apply -k deploy/``."""
+    """The operator installed with ``kubectl apply -k crds/ && kubectl apply -k deploy/``: both
+    replicas Ready, one leading."""
     overlay = tmp_path_factory.mktemp("overlay")
     install_operator(node, SOURCE, overlay)
     yield node

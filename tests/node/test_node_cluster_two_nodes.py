@@ -1,41 +1,17 @@
-"""Two nodes (127.0.0.1 and 127.0.0.2) in one cluster, each with its own containerd, kubelet
-and cgroup root: what running both operator replicas will need (see docs/node.md), shown with
-two replicas of a small HTTP server that declare the same host port and bind their pod IP.
-
-(The file name sorts before the other modules on purpose: this cluster starts and stops before
-the session's node, which then gets the shared image store.)"""
+"""The session's cluster: two nodes (127.0.0.1 and 127.0.0.2), each with its own containerd,
+kubelet and cgroup root, shown with two replicas of a small HTTP server that declare the same
+host port and bind their pod IP (what the operator's replicas do; see docs/node.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from lockyard_dev.node import WORKLOAD_REF, Node, NodeImages
+from lockyard_dev.node import WORKLOAD_REF, Node
 from lockyard_dev.node.deploy import is_ready, pods, wait_for
-from lockyard_dev.node.node import leftover_check
-from lockyard_dev.node.progress import progress
-from lockyard_dev.repository import repository_root
 
 PORT = 18081
 
 
-@pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory: pytest.TempPathFactory, node_images: NodeImages) -> Iterator[Node]:
-    workdir = tmp_path_factory.mktemp("two-nodes")
-    cluster = Node(
-        workdir, source=repository_root(), images=node_images, nodes=2, say=progress("2 nodes")
-    )
-    check = leftover_check(workdir)
-    cluster.start()
-    yield cluster
-    cluster.stop()
-    left = check()
-    assert not left, "the two-node teardown left: " + "; ".join(left)
-
-
-def test_both_nodes_are_ready_and_named_by_their_loopback_address(two_nodes: Node) -> None:
-    listed = two_nodes.kubectl(
+def test_both_nodes_are_ready_and_named_by_their_loopback_address(node: Node) -> None:
+    listed = node.kubectl(
         "get", "nodes", "-o",
         "jsonpath={range .items[*]}{.metadata.name}={.status.addresses[0].address}"
         "={.status.conditions[?(@.type=='Ready')].status} {end}",
@@ -43,10 +19,10 @@ def test_both_nodes_are_ready_and_named_by_their_loopback_address(two_nodes: Nod
     assert sorted(listed) == ["127.0.0.1=127.0.0.1=True", "127.0.0.2=127.0.0.2=True"]
 
 
-def test_two_replicas_with_the_same_host_port_run_on_one_machine(two_nodes: Node) -> None:
+def test_two_replicas_with_the_same_host_port_run_on_one_machine(node: Node) -> None:
     """The scheduler puts one replica on each node (a host port is free once per node); each
     binds its node's address, so both probes pass on one shared network namespace."""
-    two_nodes.kubectl(
+    node.kubectl(
         "apply", "-f", "-",
         input=f"""\
 apiVersion: apps/v1
@@ -74,12 +50,12 @@ spec:
     )  # fmt: skip
 
     def both_ready() -> bool:
-        current = pods(two_nodes, "default", "app=twin")
+        current = pods(node, "default", "app=twin")
         return len(current) == 2 and all(is_ready(p) for p in current)
 
     wait_for(both_ready, 120, "both replicas to be Ready")
     placed = sorted(
-        (p["spec"]["nodeName"], p["status"]["podIP"])
-        for p in pods(two_nodes, "default", "app=twin")
+        (p["spec"]["nodeName"], p["status"]["podIP"]) for p in pods(node, "default", "app=twin")
     )
     assert placed == [("127.0.0.1", "127.0.0.1"), ("127.0.0.2", "127.0.0.2")]
+    node.kubectl("delete", "deployment", "twin", "-n", "default", "--cascade=foreground")

@@ -72,6 +72,7 @@ def test_default_render_matches_the_kustomize_deployment(helm: Path) -> None:
     # Both install paths run the same operator the same way.
     for field in (
         "args",
+        "env",
         "ports",
         "livenessProbe",
         "readinessProbe",

@@ -1,9 +1,12 @@
 """The operator as pods on a real kubelet, installed with ``kubectl apply -k crds/ && kubectl
 apply -k deploy/`` (only the image swapped for the local build; the node's admission policies
-add hostNetwork, imagePullPolicy Never and the API server's loopback address)."""
+add hostNetwork, imagePullPolicy Never and the API server's loopback address). Both replicas run,
+one per node, each serving its endpoints on its node's address (``--bind-address=$(POD_IP)``);
+the holder of the election Lease leads."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -15,11 +18,12 @@ from lockyard_dev.node.deploy import (
     OPERATOR_NAMESPACE,
     OPERATOR_SELECTOR,
     container_pid,
+    election_holder,
     get_pod,
     is_ready,
+    leader_pod,
     pods,
     probe_counts,
-    ready_pods,
     wait_for,
 )
 
@@ -27,7 +31,15 @@ NS = OPERATOR_NAMESPACE
 
 
 def _active(node: Node) -> dict[str, Any]:
-    return ready_pods(node, NS, OPERATOR_SELECTOR)[0]
+    wait_for(lambda: leader_pod(node) is not None, 60, "an operator pod to lead")
+    pod = leader_pod(node)
+    assert pod is not None
+    return pod
+
+
+def _both_ready(node: Node) -> bool:
+    current = pods(node, NS, OPERATOR_SELECTOR)
+    return len(current) == 2 and all(is_ready(p) for p in current)
 
 
 def _http_get(url: str) -> tuple[int, str]:
@@ -40,7 +52,7 @@ def test_operator_pod_runs_non_root_on_a_read_only_root(operator: Node) -> None:
     pod = _active(operator)
     name = pod["metadata"]["name"]
     assert pod["spec"]["hostNetwork"] is True  # set by the node's admission policy
-    assert pod["spec"]["nodeName"] == operator.name
+    assert pod["spec"]["nodeName"] in operator.names
     container = pod["spec"]["containers"][0]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert operator.kubectl("exec", "-n", NS, name, "--", "id", "-u").stdout.strip() == "65532"
@@ -75,14 +87,45 @@ def test_kubelet_calls_the_probes(operator: Node) -> None:
     assert not any(failed.values()), f"probes failed while the pod was Ready: {failed}"
 
 
-def test_metrics_are_served_on_the_host_network(operator: Node) -> None:
-    pod = _active(operator)
+def test_each_replica_serves_metrics_and_health_on_its_node_address(operator: Node) -> None:
+    wait_for(lambda: _both_ready(operator), 120, "both operator replicas to be Ready")
+    replicas = pods(operator, NS, OPERATOR_SELECTOR)
+    # One per node; with hostNetwork the pod IP is the node's address.
+    assert sorted((p["spec"]["nodeName"], p["status"]["podIP"]) for p in replicas) == [
+        ("127.0.0.1", "127.0.0.1"),
+        ("127.0.0.2", "127.0.0.2"),
+    ]
+    ports = {p["name"]: p["containerPort"] for p in replicas[0]["spec"]["containers"][0]["ports"]}
+    for pod in replicas:
+        address = pod["status"]["podIP"]
+        status, body = _http_get(f"http://{address}:{ports['metrics']}/metrics")
+        assert status == 200
+        assert "# TYPE lockyard_operator_reconciliations_total counter" in body
+        status, health = _http_get(f"http://{address}:{ports['health']}/healthz")
+        assert status == 200
+        # Each address answers for its own replica (not one process on 0.0.0.0 for both).
+        assert pod["metadata"]["name"] in health, health
+
+
+def test_both_replicas_run_and_exactly_one_leads(operator: Node) -> None:
+    wait_for(lambda: _both_ready(operator), 120, "both operator replicas to be Ready")
+    holder = election_holder(operator)
+    assert holder is not None
+    replicas = pods(operator, NS, OPERATOR_SELECTOR)
     port = next(
-        p["containerPort"] for p in pod["spec"]["containers"][0]["ports"] if p["name"] == "metrics"
-    )
-    status, body = _http_get(f"http://127.0.0.1:{port}/metrics")
-    assert status == 200
-    assert "# TYPE lockyard_operator_reconciliations_total counter" in body
+        p["containerPort"] for p in replicas[0]["spec"]["containers"][0]["ports"]
+        if p["name"] == "health"
+    )  # fmt: skip
+    # Each replica's own health endpoint says who it is and whether it leads.
+    said = {}
+    for pod in replicas:
+        status, body = _http_get(f"http://{pod['status']['podIP']}:{port}/healthz")
+        assert status == 200
+        health = json.loads(body)
+        assert health["identity"].startswith(pod["metadata"]["name"] + "_")
+        said[health["identity"]] = health["leading"]
+    assert sorted(said.values()) == [False, True], said
+    assert said[holder] is True, f"the Lease names {holder}, the replicas say {said}"
 
 
 def test_killed_operator_container_is_restarted_by_the_kubelet(operator: Node) -> None:
@@ -103,17 +146,29 @@ def test_killed_operator_container_is_restarted_by_the_kubelet(operator: Node) -
     assert container_pid(operator, NS, name) != pid
 
 
-def test_second_replica_cannot_share_the_host_network_ports(operator: Node) -> None:
-    """Both replicas declare ports 8080/8081 and every pod here shares the host's network: the
-    scheduler keeps the second one Pending instead of letting it fail to bind. (A second node
-    on 127.0.0.2 plus an operator that binds its pod IP would run both; see docs/node.md.)"""
-    everything = pods(operator, NS, OPERATOR_SELECTOR)
-    assert len(everything) == 2
-    pending = [p for p in everything if p["status"]["phase"] == "Pending"]
-    assert len(pending) == 1
-    scheduled = next(c for c in pending[0]["status"]["conditions"] if c["type"] == "PodScheduled")
-    assert scheduled["status"] == "False"
-    assert "didn't have free ports for the requested pod ports" in scheduled["message"]
+def test_killing_the_leader_container_hands_over_to_the_standby(operator: Node) -> None:
+    """SIGKILL releases nothing: the standby takes the Lease once it expires (lease duration
+    plus a retry period), or the restarted container does, as a new candidate."""
+    wait_for(lambda: _both_ready(operator), 120, "both operator replicas to be Ready")
+    old_holder = election_holder(operator)
+    leader = _active(operator)
+    started = time.monotonic()
+    os.kill(container_pid(operator, NS, leader["metadata"]["name"]), signal.SIGKILL)
+    wait_for(
+        lambda: (
+            election_holder(operator) not in (None, old_holder) and leader_pod(operator) is not None
+        ),
+        120,
+        "another identity to hold the election Lease",
+    )
+    handed_over = time.monotonic() - started
+    wait_for(lambda: _both_ready(operator), 120, "both replicas Ready again")
+    print(f"leader SIGKILLed: Lease taken over {handed_over:.1f}s later")
+    # The Lease's duration bounds the hand-over from below: nobody took a live term early.
+    lease = operator.kubectl(
+        "get", "lease", "lockyard-operator", "-n", NS, "-o", "jsonpath={.spec.leaseDurationSeconds}"
+    ).stdout
+    assert handed_over >= float(lease) * 0.5, f"taken over after {handed_over:.1f}s"
 
 
 def test_store_reconciled_by_the_operator_pod(

@@ -2,9 +2,12 @@
 (seen by a workload pod's mounted binding), deletion with both policies, failover when the
 active operator pod is deleted, and work done across a SIGKILL of the operator container.
 
+The operator runs as its Deployment's two replicas, one per node; the one that holds the
+election Lease does the work.
+
 The host-process e2e tests (tests/k8s/operator) stay for what needs finer control than a pod
-gives: two operator processes side by side with their own ports (standby timing), API-server
-outages, fault injection between the operator and its backends."""
+gives: exact election timings set per process, API-server outages, fault injection between the
+operator and its backends."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import secrets
 import signal
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -21,13 +25,15 @@ import pytest
 import lockyard
 from lockyard_dev.node import Node
 from lockyard_dev.node.deploy import (
+    ELECTION_LEASE,
     OPERATOR_NAMESPACE,
     OPERATOR_SELECTOR,
     container_pid,
+    election_holder,
     get_pod,
     is_ready,
+    leader_pod,
     pods,
-    ready_pods,
     wait_for,
     workload_pod_manifest,
 )
@@ -152,39 +158,79 @@ async def test_deletion_policies_with_the_operator_as_a_pod(
     )
 
 
+def _election_lease(node: Node) -> dict[str, Any]:
+    lease: dict[str, Any] = json.loads(
+        node.kubectl("get", "lease", ELECTION_LEASE, "-n", OPERATOR_NAMESPACE, "-o", "json").stdout
+    )
+    return lease
+
+
+def _stamp(micro_time: str) -> float:
+    """A Lease's MicroTime (``2026-01-02T03:04:05.123456Z``) as POSIX seconds."""
+    return datetime.fromisoformat(micro_time.replace("Z", "+00:00")).timestamp()
+
+
+def _leader(node: Node) -> dict[str, Any]:
+    wait_for(lambda: leader_pod(node) is not None, 120, "an operator pod to lead")
+    pod = leader_pod(node)
+    assert pod is not None
+    return pod
+
+
+def _both_ready(node: Node) -> bool:
+    current = pods(node, OPERATOR_NAMESPACE, OPERATOR_SELECTOR)
+    return len(current) == 2 and all(is_ready(p) for p in current)
+
+
 def test_deleting_the_active_operator_pod_fails_over(
     operator: Node, namespace: str, redis_host: RedisServer
 ) -> None:
-    (active,) = ready_pods(operator, OPERATOR_NAMESPACE, OPERATOR_SELECTOR)
+    """A deleted pod gets SIGTERM: the leader stops kopf and releases the Lease, so the standby
+    (already Running and Ready on the other node) takes over at once, not after the Lease's
+    15 s."""
+    wait_for(lambda: _both_ready(operator), 120, "both operator replicas to be Ready")
+    active = _leader(operator)
     old = active["metadata"]["name"]
+    old_holder = election_holder(operator)
+    before = _election_lease(operator)["spec"]
     started = time.monotonic()
     operator.kubectl("delete", "pod", old, "-n", OPERATOR_NAMESPACE, "--wait=false")
 
-    def another_ready() -> bool:
-        ready = ready_pods(operator, OPERATOR_NAMESPACE, OPERATOR_SELECTOR)
-        return any(p["metadata"]["name"] != old for p in ready)
+    def another_leads() -> bool:
+        pod = leader_pod(operator)
+        return pod is not None and pod["metadata"]["name"] != old
 
-    wait_for(another_ready, 120, "another operator pod to be Ready")
+    wait_for(another_leads, 120, "the other operator pod to lead")
     took_over = time.monotonic() - started
+    assert election_holder(operator) != old_holder
     # The new active one reconciles: a store created now becomes Ready.
     spec = f"  redis: {{host: 127.0.0.1, port: {redis_host.port}}}\n"
     _store(operator, namespace, "after-failover", spec)
     reconciled = time.monotonic() - started
-    print(f"operator failover: pod Ready {took_over:.1f}s, store Ready {reconciled:.1f}s")
-    # The deleted pod is gone once its container stopped on SIGTERM; the Deployment is back at
-    # two pods (one Ready, one Pending for the host ports; see test_node_operator).
-    wait_for(
-        lambda: len(pods(operator, OPERATOR_NAMESPACE, OPERATOR_SELECTOR)) == 2,
-        60,
-        "the deleted operator pod to be gone",
+    print(
+        f"operator failover: new leader {took_over:.1f}s, store Ready {reconciled:.1f}s "
+        "after the delete"
     )
+    # Released, not expired: an expired term is taken over no sooner than its duration after
+    # its last renewal (which is no earlier than the one read before the delete).
+    after = _election_lease(operator)["spec"]
+    gap = _stamp(after["acquireTime"]) - _stamp(before["renewTime"])
+    assert gap < before["leaseDurationSeconds"], f"new term {gap:.1f}s after the last renewal"
+    assert after["leaseTransitions"] > before["leaseTransitions"]
+    # The Deployment replaces the deleted pod on the node it freed: two Ready replicas again.
+    wait_for(
+        lambda: _both_ready(operator)
+        and old not in [p["metadata"]["name"] for p in pods(operator, OPERATOR_NAMESPACE,
+                                                           OPERATOR_SELECTOR)],
+        120,
+        "the deleted operator pod to be replaced",
+    )  # fmt: skip
 
 
 def test_work_queued_while_the_operator_container_is_killed_is_done(
     operator: Node, namespace: str, redis_host: RedisServer
 ) -> None:
-    (active,) = ready_pods(operator, OPERATOR_NAMESPACE, OPERATOR_SELECTOR)
-    name = active["metadata"]["name"]
+    name = _leader(operator)["metadata"]["name"]
     started = time.monotonic()
     os.kill(container_pid(operator, OPERATOR_NAMESPACE, name), signal.SIGKILL)
     spec = f"  redis: {{host: 127.0.0.1, port: {redis_host.port}}}\n"

@@ -7,7 +7,7 @@ backend's own tests: a handle in the module's ``SCHEMA``, and a plain connection
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -16,12 +16,6 @@ import pytest_asyncio
 import lockyard
 from lockyard.testing.fixtures import unique_prefix
 from lockyard_dev.servers.postgres import PostgresServer
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
 
 
 @pytest_asyncio.fixture

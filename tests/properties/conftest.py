@@ -9,10 +9,8 @@ of a :class:`~property_support.Pair` live on that runner's loop and are closed o
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from property_support import Pair
@@ -30,28 +28,6 @@ BACKENDS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def properties_redis() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def properties_postgres() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def properties_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    folder: Path = tmp_path_factory.mktemp("properties-moto")
-    try:
-        with MotoServer(folder) as server:
-            yield server
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 @pytest.fixture(params=BACKENDS)
 def backend_url(request: pytest.FixtureRequest) -> Callable[[str], str]:
     """``prefix -> URL`` of the backend under test (its server started on first use)."""
@@ -59,12 +35,12 @@ def backend_url(request: pytest.FixtureRequest) -> Callable[[str], str]:
     if name == "memory":
         return lambda prefix: f"memory://?prefix={prefix}"
     if name == "redis":
-        redis: RedisServer = request.getfixturevalue("properties_redis")
+        redis: RedisServer = request.getfixturevalue("redis_server")
         return lambda prefix: redis.url(prefix)
     if name == "postgresql":
-        postgres: PostgresServer = request.getfixturevalue("properties_postgres")
+        postgres: PostgresServer = request.getfixturevalue("postgres_server")
         return lambda prefix: postgres.url(sslmode="disable", prefix=prefix)
-    moto: MotoServer = request.getfixturevalue("properties_moto")
+    moto: MotoServer = request.getfixturevalue("moto_server")
     return lambda prefix: moto.url("lockyard-properties", prefix)
 
 

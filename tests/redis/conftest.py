@@ -20,13 +20,6 @@ ACL_USER = "lockyard-app"
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A plain server: no password, no TLS."""
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
 def redis_acl_server() -> Iterator[RedisServer]:
     """A server with requirepass and an ACL user limited to Lockyard's keys and commands."""
     with RedisServer(password=PASSWORD, username=ACL_USER) as server:

@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from lockyard.config.resource import API_GROUP, API_VERSION
 from lockyard.kube.api import KubeApi, KubeApiError, object_path
@@ -48,6 +48,21 @@ OPERATOR_ACCOUNT = "lockyard-operator"
 WORKLOAD_ACCOUNT = "chaos-workload"
 #: Long enough for any run: the tokens are minted once per cluster or scenario.
 TOKEN_DURATION = "6h"
+
+
+class RunningOperator(Protocol):
+    """What a scenario does with an operator: an :class:`OperatorProcess`, or the operator's
+    pods on a node (:class:`lockyard_dev.chaos.operator_pods.OperatorPods`)."""
+
+    #: ``time.monotonic()`` at the last start.
+    started_at: float
+
+    def start(self) -> RunningOperator: ...
+    async def wait_healthy(self) -> float | None: ...
+    def kill(self) -> None: ...
+    def stop(self) -> None: ...
+    def tail(self, lines: int = 20) -> str: ...
+    def troubles(self) -> list[str]: ...
 
 
 def condition(obj: Mapping[str, Any] | None, type_: str) -> dict[str, Any]:
@@ -171,6 +186,10 @@ class Cluster:
 
     def operator(self, namespace: str, log: Path) -> OperatorProcess:
         return OperatorProcess(self.operator_kubeconfig, [f"--namespace={namespace}"], log)
+
+    def operator_to_kill(self, namespace: str, log: Path) -> RunningOperator:
+        """The operator ``operator-kill`` kills: a process here, pods on a node cluster."""
+        return self.operator(namespace, log)
 
     async def workload_kubeconfig(self, namespace: str, store: str, path: Path) -> Path:
         """A kubeconfig of a ServiceAccount bound to ``store``'s Role, as a workload pod has."""

@@ -51,6 +51,7 @@ from lockyard.kube.names import STORE_LABEL, store_object_name
 from lockyard.kube.paths import roles_path, secrets_path, stores_path
 from lockyard_dev.chaos.cluster import (
     Cluster,
+    RunningOperator,
     condition,
     decode,
     is_ready,
@@ -58,7 +59,6 @@ from lockyard_dev.chaos.cluster import (
 )
 from lockyard_dev.chaos.kube_result import KubeChaosSettings
 from lockyard_dev.chaos.kube_scenario import ScenarioRun
-from lockyard_dev.cluster.operator_process import OperatorProcess
 from lockyard_dev.servers.postgres import PostgresServer
 from lockyard_dev.servers.redis import RedisServer
 from lockyard_operator.children import BINDING_SECRET_TYPE, workload_rules
@@ -117,7 +117,7 @@ class OperatorKill(ScenarioRun):
         super().__init__(cluster, settings, stack)
         self.postgres: PostgresServer | None = None
         self.redis: RedisServer | None = None
-        self.operators: list[OperatorProcess] = []
+        self.operators: list[RunningOperator] = []
         self.burst = [f"burst-{i:02d}" for i in range(settings.stores)]
         #: Burst stores created so far.
         self.created: list[str] = []
@@ -157,9 +157,9 @@ class OperatorKill(ScenarioRun):
         return ["steady", *self.burst, "late"]
 
     # -- processes -------------------------------------------------------------------------
-    async def start_operator(self) -> OperatorProcess:
+    async def start_operator(self) -> RunningOperator:
         log = self.folder / f"operator-{len(self.operators)}.log"
-        operator = self.cluster.operator(self.namespace, log).start()
+        operator = self.cluster.operator_to_kill(self.namespace, log).start()
         self.operators.append(operator)
         self.stack.push_async_callback(asyncio.to_thread, operator.stop)
         return operator

@@ -1,8 +1,11 @@
 """``make demo``: Lockyard end to end on a local Kubernetes control plane, in one command.
 
-    python -m lockyard_dev.demo [--seconds N] [--workers N] [--kubeconfig PATH]
+    python -m lockyard_dev.demo [--seconds N] [--workers N] [--kubeconfig PATH] [--host-processes]
 
-What it does, saying so as it goes:
+On a machine that can run a node (root, cgroups, the node's packages and binaries:
+``lockyard_dev.node.session.node_problems``) the operator and the workload run as pods on a
+real node (:mod:`lockyard_dev.demo.on_node`). Otherwise, or with ``--host-processes`` or
+``--kubeconfig``, it says why and runs them as host processes, as follows, saying so as it goes:
 
 1. starts a local control plane (etcd, kube-apiserver, kube-controller-manager) from the
    binaries ``make controlplane`` builds, or uses ``--kubeconfig``'s cluster instead;
@@ -14,7 +17,9 @@ What it does, saying so as it goes:
 4. runs a small workload in this process: ``lockyard.connect_store("orders")``, mirroring as the
    binding says, and a few workers taking and releasing ``invoice-N`` locks;
 5. every few seconds shows ``kubectl get statestores``, ``kubectl get leases -l
-   app.kubernetes.io/managed-by=lockyard`` and ``lockyard locks -A``.
+   app.kubernetes.io/managed-by=lockyard`` and ``lockyard locks -A``, and a table of the
+   workload's OpenTelemetry metrics and the operator's gauges for the store
+   (:mod:`lockyard_dev.demo.telemetry_view`).
 
 It runs until Ctrl-C, or for ``--seconds`` (``$DEMO_SECONDS``) seconds; either way it stops
 everything it started (workload, operator, Redis, control plane) and exits 0 (130 on Ctrl-C).
@@ -41,8 +46,12 @@ from lockyard.kube.api import KubeApi
 from lockyard.kube.binding_reader import read_binding_secret
 from lockyard.mirror import LeaseMirror, enable_lease_mirroring, maybe_mirror, mirror_of
 from lockyard_dev.cluster.controlplane import ControlPlane, ControlPlaneError, find_binaries
+from lockyard_dev.demo.on_node import run_on_node
+from lockyard_dev.demo.telemetry_view import showing_telemetry
+from lockyard_dev.node.node import NodeError
+from lockyard_dev.node.session import node_problems
 from lockyard_dev.repository import RepositoryNotFound, repository_root
-from lockyard_dev.servers.process import ServerStartError
+from lockyard_dev.servers.process import ServerStartError, free_port
 from lockyard_dev.servers.redis import RedisServer
 
 NAMESPACE = "lockyard-demo"
@@ -167,10 +176,12 @@ class Demo:
     async def operator(self) -> AsyncIterator[None]:
         log_path = self.workdir / "operator.log"
         say(f"starting the operator for namespace {NAMESPACE} (log: {log_path})")
+        port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{port}/metrics"
         with log_path.open("wb") as log:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "lockyard_operator", "--namespace", NAMESPACE,
-                "--metrics-port", "0", "--health-port", "0",
+                "--metrics-port", str(port), "--bind-address", "127.0.0.1", "--health-port", "0",
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                 # Its own session: Ctrl-C is ours to handle, then we stop it in order.
                 start_new_session=True,
@@ -297,7 +308,9 @@ class Demo:
             await self.install_crds()
             await stack.enter_async_context(self.operator())
             await self.apply_store(redis)
-            await self.workload()
+            every = self.args.show_every
+            async with showing_telemetry(self.metrics_url, NAMESPACE, STORE, every=every):
+                await self.workload()
             say(f"deleting StateStore {NAMESPACE}/{STORE}")
             await self.kubectl("delete", "statestore", STORE, "-n", NAMESPACE, "--wait=true",
                                "--timeout=30s")  # fmt: skip
@@ -322,20 +335,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--kubeconfig",
         type=Path,
-        help="use this cluster instead of starting a local control plane",
+        help="use this cluster instead of starting a local control plane (host processes)",
+    )
+    parser.add_argument(
+        "--host-processes",
+        action="store_true",
+        help="run the operator and the workload as host processes even where a node could run",
     )
     return parser
+
+
+def can_run_a_node(args: argparse.Namespace) -> bool:
+    """Whether to run on a node; if not because of the machine, say why and how to fix it."""
+    if args.kubeconfig is not None or args.host_processes:
+        return False
+    problems = node_problems()
+    if problems is None:
+        return True
+    say(f"cannot run a Kubernetes node on this machine: {problems}")
+    say("to see the operator and the workload as pods: run as root on a machine with cgroups "
+        "(v2 or v1), then `make system-deps node` (see docs/node.md)")  # fmt: skip
+    say("running the operator and the workload as HOST PROCESSES instead (no kubelet, no pods)")
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with tempfile.TemporaryDirectory(prefix="lockyard-demo-") as folder:
-            asyncio.run(Demo(args, Path(folder)).run())
+            if can_run_a_node(args):
+                run_on_node(Path(folder), say, seconds=args.seconds, show_every=args.show_every)
+            else:
+                asyncio.run(Demo(args, Path(folder)).run())
     except KeyboardInterrupt:
         say("interrupted; everything it started is stopped")
         return 130
-    except (DemoError, ControlPlaneError, StateError) as exc:
+    except subprocess.CalledProcessError as exc:
+        print(f"demo: error: {exc}: {exc.stderr}", file=sys.stderr)
+        return 1
+    except (DemoError, ControlPlaneError, StateError, NodeError, ServerStartError) as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 1
     say("done; everything it started is stopped")

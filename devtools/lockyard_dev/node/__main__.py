@@ -1,13 +1,14 @@
 """``python -m lockyard_dev.node``: build the node's images, or run a node for your own use.
 
     python -m lockyard_dev.node images            # build/cache the images (progress lines)
-    python -m lockyard_dev.node up [--state-dir DIR] [--foreground]
+    python -m lockyard_dev.node up [--state-dir DIR] [--nodes N]
     python -m lockyard_dev.node down [--state-dir DIR]
     python -m lockyard_dev.node reap RUN_DIR      # clean up after a harness that was killed
 
 ``up`` starts a supervisor in the background (its own session) that owns the node, waits until
 the node is Ready and prints ``export KUBECONFIG=...``; ``down`` asks it to stop (SIGTERM: the
-ordered teardown of `Node.stop`) and waits for it. ``--foreground`` runs until Ctrl-C instead.
+ordered teardown of `Node.stop`) and waits for it. ``--nodes`` (default 2: 127.0.0.1 and
+127.0.0.2, one per operator replica) says how many nodes.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _read_state(state_dir: Path) -> dict[str, object]:
     return state
 
 
-def _serve(state_dir: Path) -> int:
+def _serve(state_dir: Path, nodes: int) -> int:
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -61,7 +62,7 @@ def _serve(state_dir: Path) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     state: dict[str, object] = {"supervisor": os.getpid()}
     (state_dir / _STATE).write_text(json.dumps(state))
-    node = Node(state_dir / "run", say=progress())
+    node = Node(state_dir / "run", nodes=nodes, say=progress())
     try:
         node.start()
         state.update(kubeconfig=str(node.kubeconfig), server=node.server, ready=True)
@@ -83,7 +84,7 @@ def _serve(state_dir: Path) -> int:
         (state_dir / _STATE).unlink(missing_ok=True)
 
 
-def _up(state_dir: Path) -> int:
+def _up(state_dir: Path, nodes: int) -> int:
     state = _read_state(state_dir)
     pid = state.get("supervisor")
     if isinstance(pid, int) and _alive(pid):
@@ -96,7 +97,7 @@ def _up(state_dir: Path) -> int:
     log = state_dir / "supervisor.log"
     child = os.posix_spawn(
         sys.executable,
-        [sys.executable, "-m", _MARKER, "serve", "--state-dir", str(state_dir)],
+        [sys.executable, "-m", _MARKER, "serve", "--state-dir", str(state_dir), f"--nodes={nodes}"],
         os.environ,
         file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -148,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("up", "down", "serve"):
         command = commands.add_parser(name)
         command.add_argument("--state-dir", type=Path, default=cache_dir() / "node" / "state")
+        if name != "down":
+            command.add_argument("--nodes", type=int, default=2, help="nodes to run (2)")
     args = parser.parse_args(argv)
     try:
         if args.command == "images":
@@ -161,10 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         state_dir = args.state_dir.expanduser().absolute()
         if args.command == "up":
-            return _up(state_dir)
+            return _up(state_dir, args.nodes)
         if args.command == "down":
             return _down(state_dir)
-        return _serve(state_dir)
+        return _serve(state_dir, args.nodes)
     except NodeError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -2,14 +2,19 @@
 
 - `install_operator`: ``kubectl apply -k crds/`` then ``kubectl apply -k`` of an overlay of
   ``deploy/`` whose only change is the image (the locally built one); the node's admission
-  policies do the rest (hostNetwork, imagePullPolicy, the API server's address).
+  policies do the rest (hostNetwork, imagePullPolicy, the API server's address). It moves the
+  operator's ports only when the shipped ones are taken on this host (the hostNetwork pods of
+  every cluster on one machine share its ports).
+- `leader_pod`: the operator pod that holds the election Lease (its holder is
+  ``<pod name>_<uuid>``) and says so on its ``/healthz``.
 - `uninstall_operator`: StateStores first (kopf's finalizer needs the running operator), then
   the overlay.
 - `workload_pod_manifest`: ``deploy/samples/workload/pod.yaml`` with the local image, optionally
   without the binding mount (``connect_store`` then reads the binding through the API) or with
   ``restartPolicy: Never``.
-- `container_pid`: the host pid of a pod's container (to kill it from outside: SIGKILL sent from
-  inside a container to its own PID 1 is ignored by the kernel).
+- `container_pid`: the host pid of a pod's container, from the containerd of the pod's node (to
+  kill it from outside: SIGKILL sent from inside a container to its own PID 1 is ignored by
+  the kernel).
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import ssl
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +33,62 @@ import yaml
 
 from lockyard_dev.node.images import OPERATOR_REF, WORKLOAD_REF
 from lockyard_dev.node.node import Node, NodeError
+from lockyard_dev.servers.process import free_port
 
 OPERATOR_NAMESPACE = "lockyard-system"
 OPERATOR_SELECTOR = "app.kubernetes.io/name=lockyard-operator"
+ELECTION_LEASE = "lockyard-operator"
+#: deploy/deployment.yaml's metrics and health ports.
+SHIPPED_PORTS = (8080, 8081)
 RELEASED_OPERATOR_IMAGE = "ghcr.io/lockyard-dev/lockyard-operator"
 RELEASED_WORKLOAD_IMAGE = "ghcr.io/lockyard-dev/lockyard-workload:0.1.0"
 WORKLOAD_SAMPLE = Path("deploy/samples/workload/pod.yaml")
 
 
-def write_overlay(source: Path, into: Path) -> Path:
-    """A kustomization over ``deploy/`` that only swaps the image for the local build."""
+def ports_in_use(addresses: list[str], ports: tuple[int, ...]) -> bool:
+    """Whether something on this host already listens on one of ``ports`` at one of
+    ``addresses`` (or on every interface): another node's operator, a parallel test run's."""
+    for address in addresses:
+        for port in ports:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((address, port))
+                except OSError:
+                    return True
+    return False
+
+
+def _port_patches(source: Path, metrics: int, health: int) -> list[dict[str, Any]]:
+    """JSON patches that move the Deployment's metrics and health ports (args, ports, the
+    scrape annotation), found by name in ``deploy/deployment.yaml``."""
+    deployment = yaml.safe_load((source / "deploy" / "deployment.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    base = "/spec/template/spec/containers/0"
+    wanted = {"metrics": metrics, "health": health}
+    patches: list[dict[str, Any]] = [
+        {"op": "replace", "path": "/spec/template/metadata/annotations/prometheus.io~1port",
+         "value": str(metrics)},
+    ]  # fmt: skip
+    for index, arg in enumerate(container["args"]):
+        flag = arg.partition("=")[0]
+        for name, port in wanted.items():
+            if flag == f"--{name}-port":
+                patches.append(
+                    {"op": "replace", "path": f"{base}/args/{index}", "value": f"{flag}={port}"}
+                )
+    for index, declared in enumerate(container["ports"]):
+        patches.append(
+            {"op": "replace", "path": f"{base}/ports/{index}/containerPort",
+             "value": wanted[declared["name"]]}
+        )  # fmt: skip
+    return patches
+
+
+def write_overlay(source: Path, into: Path, ports: tuple[int, int] | None = None) -> Path:
+    """A kustomization over ``deploy/`` that only swaps the image for the local build, and, given
+    ``ports`` (metrics, health), moves the operator's ports (only when the shipped ones are
+    taken on this host: pods on hostNetwork share its ports with every other run)."""
     into.mkdir(parents=True, exist_ok=True)
     name, _, tag = OPERATOR_REF.rpartition(":")
     # kustomize refuses absolute paths to a base: make it relative to the overlay.
@@ -46,31 +99,98 @@ def write_overlay(source: Path, into: Path) -> Path:
         "resources": [base],
         "images": [{"name": RELEASED_OPERATOR_IMAGE, "newName": name, "newTag": tag}],
     }
+    if ports is not None:
+        overlay["patches"] = [
+            {
+                "target": {"kind": "Deployment", "name": "lockyard-operator"},
+                "patch": json.dumps(_port_patches(source, *ports)),
+            }
+        ]
     (into / "kustomization.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
     return into
 
 
-def install_operator(node: Node, source: Path, overlay_dir: Path, timeout: float = 120.0) -> float:
-    """Apply CRDs and the operator; wait until one operator pod is Ready. Seconds it took."""
+def install_operator(
+    node: Node, source: Path, overlay_dir: Path, timeout: float = 120.0, ready: int | None = None
+) -> float:
+    """Apply CRDs and the operator; wait until ``ready`` operator pods (default: one per node,
+    at most the Deployment's two) are Ready and one of them leads. Seconds it took.
+
+    The shipped ports (8080, 8081) unless something on this host holds them already (another
+    cluster's operator, from a parallel test run say): then two free ones, said through
+    ``node.say``."""
     started = time.monotonic()
+    wanted = min(node.node_count, 2) if ready is None else ready
+    ports = None
+    if ports_in_use(node.names, SHIPPED_PORTS):
+        ports = (free_port(), free_port())
+        node.say(f"ports {SHIPPED_PORTS} are taken on this host: the operator uses {ports}")
     node.kubectl("apply", "-k", str(source / "crds"))
-    node.kubectl("apply", "-k", str(write_overlay(source, overlay_dir)))
+    node.kubectl("apply", "-k", str(write_overlay(source, overlay_dir, ports)))
     wait_for(
-        lambda: len(ready_pods(node, OPERATOR_NAMESPACE, OPERATOR_SELECTOR)) >= 1,
+        lambda: len(ready_pods(node, OPERATOR_NAMESPACE, OPERATOR_SELECTOR)) >= wanted,
         timeout,
-        "an operator pod to be Ready",
+        f"{wanted} operator pod(s) to be Ready",
     )
+    wait_for(lambda: leader_pod(node) is not None, timeout, "an operator pod to lead")
     return time.monotonic() - started
 
 
-def uninstall_operator(node: Node, overlay_dir: Path) -> None:
-    node.kubectl(
-        "delete", "statestores.lockyard.dev", "--all", "--all-namespaces", "--wait=true",
-        "--timeout=60s", check=False,
+def election_holder(node: Node) -> str | None:
+    """The election Lease's holderIdentity, or None (no Lease yet, or released)."""
+    got = node.kubectl(
+        "get", "lease", ELECTION_LEASE, "-n", OPERATOR_NAMESPACE,
+        "-o", "jsonpath={.spec.holderIdentity}", check=False,
     )  # fmt: skip
+    return (got.stdout.strip() or None) if got.returncode == 0 else None
+
+
+def leader_pod(node: Node) -> dict[str, Any] | None:
+    """The operator pod that leads: the Lease names its identity and its own health endpoint
+    says so (a container restarted after a kill keeps the pod's name but is a new identity, a
+    standby, until the old term expires), or None."""
+    holder = election_holder(node)
+    if holder is None:
+        return None
+    for pod in pods(node, OPERATOR_NAMESPACE, OPERATOR_SELECTOR):
+        if pod["metadata"]["name"] == holder.rpartition("_")[0]:
+            health = operator_health(pod)
+            if health is not None and health.get("identity") == holder and health.get("leading"):
+                return pod
+    return None
+
+
+def operator_health(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """What an operator pod's ``/healthz`` answers (on its pod IP), or None if nothing does."""
+    address = pod.get("status", {}).get("podIP")
+    ports = pod["spec"]["containers"][0].get("ports", [])
+    port = next((p["containerPort"] for p in ports if p.get("name") == "health"), None)
+    if not address or port is None:
+        return None
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"http://{address}:{port}/healthz", timeout=5) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    return answer
+
+
+def uninstall_operator(node: Node, overlay_dir: Path) -> None:
+    """StateStores first (their finalizer needs a leading operator), then the overlay. A store
+    still there after 60 s (no replica leads, say) has its finalizer removed, so deleting the
+    CRD with the overlay cannot hang on it."""
+    deleted = node.kubectl(
+        "delete", "statestores.lockyard.dev", "--all", "--all-namespaces", "--wait=true",
+        "--timeout=60s", check=False, timeout=90,
+    )  # fmt: skip
+    if deleted.returncode != 0 and "doesn't have a resource type" not in deleted.stderr:
+        node.say(f"StateStores not finalized within 60 s ({deleted.stderr.strip()[:200]}): "
+                 "removing their finalizers")  # fmt: skip
+        node.strip_finalizers("statestores.lockyard.dev")
     node.kubectl(
         "delete", "-k", str(overlay_dir), "--wait=true", "--timeout=120s", "--ignore-not-found",
-        check=False,
+        check=False, timeout=150,
     )  # fmt: skip
 
 
@@ -152,14 +272,15 @@ def workload_pod_manifest(
     return yaml.safe_dump_all(documents, sort_keys=False)
 
 
-def kubelet_get(node: Node, path: str) -> str:
-    """GET ``path`` from the first node's kubelet (its HTTPS port) as the API server's kubelet
-    client (``system:masters``). The API server's node proxy refuses loopback addresses, so
-    tests ask the kubelet directly, e.g. ``/metrics/probes``."""
-    layout = node.layout
+def kubelet_get(node: Node, path: str, on: str | None = None) -> str:
+    """GET ``path`` from the kubelet of node ``on`` (default the first) on its HTTPS port, as the
+    API server's kubelet client (``system:masters``). The API server's node proxy refuses
+    loopback addresses, so tests ask the kubelet directly, e.g. ``/metrics/probes``."""
+    member = next((m for m in node.members if m.ip == (on or node.name)), None)
     plane = node.plane
-    if layout is None or plane is None:
-        raise NodeError("the node is not started")
+    if member is None or plane is None:
+        raise NodeError(f"node {on or node.name} is not running")
+    layout = member.layout
     pki = plane.workdir / "pki"
     context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
     context.load_cert_chain(
@@ -182,7 +303,8 @@ def kubelet_get(node: Node, path: str) -> str:
 def probe_counts(node: Node, namespace: str, pod: str) -> dict[tuple[str, str], float]:
     """``prober_probe_total`` of ``pod`` from its kubelet: (probe type, result) -> count."""
     counts: dict[tuple[str, str], float] = {}
-    for line in kubelet_get(node, "/metrics/probes").splitlines():
+    on = get_pod(node, namespace, pod)["spec"]["nodeName"]
+    for line in kubelet_get(node, "/metrics/probes", on).splitlines():
         if not line.startswith("prober_probe_total{"):
             continue
         labels_text, _, value = line[len("prober_probe_total{") :].rpartition("} ")
@@ -197,10 +319,10 @@ def probe_counts(node: Node, namespace: str, pod: str) -> dict[tuple[str, str], 
 
 
 def container_pid(node: Node, namespace: str, pod_name: str) -> int:
-    """The host pid of the (first) container of ``pod_name``, from containerd's task list."""
+    """The host pid of the (first) container of ``pod_name``, from its node's task list."""
     pod = get_pod(node, namespace, pod_name)
     container_id = pod["status"]["containerStatuses"][0]["containerID"].partition("://")[2]
-    for line in node.ctr("tasks", "ls").stdout.splitlines()[1:]:
+    for line in node.ctr("tasks", "ls", node=pod["spec"]["nodeName"]).stdout.splitlines()[1:]:
         fields = line.split()
         if fields and fields[0] == container_id:
             return int(fields[1])

@@ -20,6 +20,7 @@ Contract:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -345,6 +346,12 @@ class Node:
         plane = self._plane()
         kubelet_started = time.monotonic()
         for member in self.members:
+            # The kubelet's ports are picked now, not with the layout: the image import in
+            # between can take minutes on a busy machine, long enough for a port picked then
+            # to be taken (as a client's ephemeral port, say) before the kubelet binds it.
+            member.layout = dataclasses.replace(
+                member.layout, kubelet_port=free_port(), healthz_port=free_port()
+            )
             layout = member.layout
             serving = plane.kubelet_serving(member.ip)
             write_kubelet_config(
@@ -516,7 +523,7 @@ class Node:
             "--wait=true", "--timeout=30s", check=False,
         )  # fmt: skip
         if result.returncode != 0 and "doesn't have a resource type" not in result.stderr:
-            self._strip_finalizers("statestores.lockyard.dev")
+            self.strip_finalizers("statestores.lockyard.dev")
         if any(m.kubelet is not None and m.kubelet.running for m in self.members):
             self.kubectl(
                 "delete", "deployments,replicasets,statefulsets,daemonsets,jobs,pods",
@@ -524,7 +531,8 @@ class Node:
                 check=False,
             )  # fmt: skip
 
-    def _strip_finalizers(self, resource: str) -> None:
+    def strip_finalizers(self, resource: str) -> None:
+        """Remove the finalizers of every ``resource`` (when no operator is left to run them)."""
         listed = self.kubectl("get", resource, "-A", "-o", "json", check=False)
         if listed.returncode != 0:
             return

@@ -1,6 +1,6 @@
 """The node part of ``make demo``: a node with the operator installed as pods, and workload pods.
 
-    with operator_on_node(workdir, say) as node:          # node up, operator applied, Ready
+    with operator_on_node(workdir, say) as node:          # 2 nodes, operator's 2 replicas Ready
         start_workload(node, "lockyard-demo", "orders", ["invoice-1", "invoice-2"])
         ...  # node.kubectl("get", "pods,statestores,leases", "-A"), `lockyard locks -A`
     # Ctrl-C or not: StateStores, operator, pods, kubelet, containerd, control plane all gone
@@ -34,14 +34,15 @@ def node_problems() -> str | None:
 
 
 @contextlib.contextmanager
-def operator_on_node(workdir: Path, say: Say = quiet) -> Iterator[Node]:
-    """A started node in ``workdir``, the operator installed the user's way; torn down on exit."""
-    node = Node(workdir / "node", say=say)
+def operator_on_node(workdir: Path, say: Say = quiet, nodes: int = 2) -> Iterator[Node]:
+    """``nodes`` started nodes in ``workdir`` (two: one per operator replica), the operator
+    installed the user's way; torn down on exit."""
+    node = Node(workdir / "node", nodes=nodes, say=say)
     overlay = workdir / "overlay"
     node.start()
     try:
         seconds = install_operator(node, node.source, overlay)
-        say(f"operator running as a pod ({seconds:.1f}s after kubectl apply -k deploy/)")
+        say(f"operator running as pods ({seconds:.1f}s after kubectl apply -k deploy/)")
         yield node
     finally:
         say("removing StateStores and the operator, then stopping the node")

@@ -20,6 +20,7 @@ from lockyard.cli._output import (
     use_color,
 )
 from lockyard.identity import ELECTION_LOCK_PREFIX
+from lockyard.mirror.lease_names import LOCK_KIND, PERMIT_KINDS, permit_key
 from lockyard.mirror.leases import MirroredLease, format_micro_time
 
 HEADERS = ("STORE", "KIND", "LOCK", "HOLDER", "FENCING", "ACQUIRED", "RENEWED", "EXPIRES IN")
@@ -48,11 +49,23 @@ class Row:
     pod: str
     verified: str | None = None
     note: str = ""
+    #: ``semaphore``, ``rwlock-read`` or ``rwlock-write`` for a permit; ``""``: a lock's or an
+    #: election's, told apart by the lock name (see :attr:`kind`).
+    permit_kind: str = ""
 
     @property
     def kind(self) -> str:
-        """``election`` for an election's lock (``lockyard.elections``), else ``lock``."""
-        return "election" if self.lock.startswith(ELECTION_LOCK_PREFIX) else "lock"
+        """The permit's kind; ``election`` for an election's lock (``lockyard.elections``);
+        else ``lock``."""
+        if self.permit_kind:
+            return self.permit_kind
+        return "election" if self.lock.startswith(ELECTION_LOCK_PREFIX) else LOCK_KIND
+
+    @property
+    def key(self) -> str:
+        """The lock's name, or the permit's key (its space, name and fencing token)."""
+        space = PERMIT_KINDS.get(self.permit_kind)
+        return self.lock if space is None else permit_key(space, self.lock, self.fencing or 0)
 
     def as_dict(self, now: float) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -99,10 +112,16 @@ def lease_rows(objects: Iterable[dict[str, Any]], store: str | None) -> list[Row
                 backend=lease.backend,
                 transitions=lease.transitions,
                 pod=lease.holder_pod,
+                permit_kind=lease.kind if lease.permit_space else "",
             )
         )
-    rows.sort(key=lambda r: (r.namespace, r.store, r.lock, r.fencing or 0))
+    rows.sort(key=sort_key)
     return rows
+
+
+def sort_key(row: Row) -> tuple[str, str, str, str, int]:
+    """Rows by namespace, store, lock name, kind and fencing token."""
+    return (row.namespace, row.store, row.lock, row.kind, row.fencing or 0)
 
 
 def table_cells(

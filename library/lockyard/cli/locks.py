@@ -1,25 +1,29 @@
 """``lockyard locks``: every held lock in the cluster, from the Leases that mirror them.
 
     lockyard locks [-A | -n NS] [--store NAME] [-o table|wide|json|yaml] [--watch] [--verify]
-    lockyard locks break LOCK --store NAME [-n NS] [--yes]
+    lockyard locks break LOCK --store NAME [-n NS] [--kind K] [--fencing TOKEN | --all] [--yes]
 
 Listing costs one LIST request whatever the scope (``-A`` is one cluster-wide LIST with the
 ``app.kubernetes.io/managed-by=lockyard`` label selector), so a thousand locks print in well
-under two seconds. Columns: NAMESPACE (with ``-A``, as kubectl), STORE, KIND (``lock``, or
-``election`` for the lock ``election/N`` a leader of ``ly.elections`` holds), LOCK (the exact name,
-from the ``lockyard.dev/lock`` annotation), HOLDER (pod or host, and the acquisition's owner
-token prefix), FENCING, ACQUIRED and RENEWED (ages), EXPIRES IN. ``-o wide`` adds the Lease
-name, backend, lease transitions and holder pod.
+under two seconds. Columns: NAMESPACE (with ``-A``, as kubectl), STORE, KIND (``lock``;
+``election`` for the lock ``election/N`` a leader of ``ly.elections`` holds; ``semaphore``,
+``rwlock-read`` or ``rwlock-write`` for one semaphore permit or read-write lock holder, each its
+own Lease), LOCK (the exact name, from the ``lockyard.dev/lock`` annotation), HOLDER (pod or
+host, and the acquisition's owner token prefix), FENCING, ACQUIRED and RENEWED (ages), EXPIRES
+IN. ``-o wide`` adds the Lease name, backend, lease transitions and holder pod.
 
 ``--verify`` opens each store in scope through its binding Secret and asks the backend
-(``list_held``) about every lock: VERIFIED is ``held`` (the backend holds it under this
-fencing token), ``stale`` (it does not: the holder died or the lock was broken, and the reaper
-has not removed the Lease yet) or ``missing`` (a lock the backend holds with no Lease: mirroring
-is off for that holder, or its mirror cannot reach the API server).
+(``list_held`` of its locks, semaphores and read-write locks) about every lock and permit: VERIFIED
+is ``held`` (the backend holds it under this fencing token), ``stale`` (it does not: the holder
+died or the lock was broken, and the reaper has not removed the Lease yet) or ``missing`` (a lock
+the backend holds with no Lease: mirroring is off for that holder, or its mirror cannot reach the
+API server).
 
 ``break`` force-releases a lock on the backend (the next holder gets a higher fencing token, so
-a protected resource can reject the old holder) and deletes its Lease. It asks first on a
-terminal; without one it needs ``--yes``.
+a protected resource can reject the old holder) and deletes its Lease. A semaphore permit or a
+read-write lock holder is broken the same way, one holder at a time (``--kind``, ``--fencing``)
+or ``--all``: its ``hold()`` learns it lost at its next renewal, and its fenced writes are
+refused from the break on. It asks first on a terminal; without one it needs ``--yes``.
 """
 
 from __future__ import annotations
@@ -83,9 +87,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     commands = parser.add_subparsers(dest="locks_command", metavar="COMMAND")
     breaker = commands.add_parser(
         "break",
-        help="force-release a lock on its backend",
+        help="force-release a lock (or a semaphore permit, a read-write holder) on its backend",
         description="Force-release LOCK on the backend of StateStore --store, whoever holds "
-        "it. The next holder gets a higher fencing token. The lock's Lease is deleted.",
+        "it. The next holder gets a higher fencing token. The lock's Lease is deleted. "
+        "For a semaphore or a read-write lock of that name, break one holder (--fencing) or "
+        "--all; the holder's hold() learns it lost at its next renewal.",
         epilog="Exit codes: 0 broken, 1 error (including: not held), 2 usage (including: "
         "no terminal to confirm on and no --yes).",
     )
@@ -94,6 +100,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     # SUPPRESS: an option given before `break` (``locks -n ns break x``) must not be reset.
     breaker.add_argument(
         "-n", "--namespace", metavar="NS", default=argparse.SUPPRESS, help="the store's namespace"
+    )
+    breaker.add_argument(
+        "--kind",
+        choices=("lock", "election", "semaphore", "rwlock", "rwlock-read", "rwlock-write"),
+        help="what LOCK is, when a lock, a semaphore or a read-write lock share its name",
+    )
+    breaker.add_argument(
+        "--fencing",
+        type=int,
+        metavar="TOKEN",
+        help="the holder to break, when several hold LOCK (semaphore permits, readers)",
+    )
+    breaker.add_argument(
+        "--all", action="store_true", help="break every holder that matches, not just one"
     )
     breaker.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     breaker.add_argument("--kubeconfig", metavar="PATH", default=argparse.SUPPRESS)

@@ -1,7 +1,9 @@
 """The pacing worker of the Lease mirror: every lock a handle holds, mirrored into a Lease,
 without ever being in the way of a lock operation.
 
-:class:`LeaseMirror` is a :class:`~lockyard.locks.LockObserver`. Its callbacks run inside
+:class:`LeaseMirror` is a :class:`~lockyard.locks.LockObserver` and a
+:class:`~lockyard.permits.PermitObserver` (one Lease per semaphore permit or read-write lock
+holder, keyed by :func:`~lockyard.mirror.lease_names.permit_key`). Its callbacks run inside
 ``acquire``/``extend``/``release`` and only record the lock's latest state (a dict entry) and
 set an event: no await, no I/O. One asyncio task takes those states in rounds, paces them
 (coalescing per lock, rewriting an existing Lease at most every ``rewrite_interval``, a token
@@ -27,7 +29,15 @@ from lockyard.kube.api import KubeApi
 from lockyard.kube.errors import KubeApiError
 from lockyard.locks import LockGuard
 from lockyard.mirror.holder import Holder
-from lockyard.mirror.lease_writer import LeaseState, LeaseWriter, Step, Superseded
+from lockyard.mirror.lease_names import permit_key
+from lockyard.mirror.lease_writer import (
+    LeaseState,
+    LeaseWriter,
+    MirroredGuard,
+    Step,
+    Superseded,
+)
+from lockyard.permits import PermitGuard
 
 log = logging.getLogger("lockyard.mirror")
 
@@ -72,7 +82,7 @@ class MirrorMetrics:
 class _Slot(LeaseState):
     """One lock's latest known state here (and, inherited, what the writer knows of its Lease)."""
 
-    guard: LockGuard | None = None
+    guard: MirroredGuard | None = None
     #: Newest fencing token seen for this lock in this process.
     fencing: int = 0
     acquired_at: float = 0.0
@@ -124,7 +134,7 @@ class LeaseMirror(AsyncResource):
         self._clock = clock
         #: Lock events not yet seen by the worker: name -> (guard, held, acquired_at or None).
         #: The observer callbacks touch nothing else, so they stay a few dict operations.
-        self._pending: dict[str, tuple[LockGuard, bool, float | None]] = {}
+        self._pending: dict[str, tuple[MirroredGuard, bool, float | None]] = {}
         self._pending_limit = max_locks
         self._coalesced = 0
         self._dropped = 0
@@ -150,11 +160,29 @@ class LeaseMirror(AsyncResource):
     def __repr__(self) -> str:
         return f"<LeaseMirror store={self.store!r} namespace={self.namespace!r}>"
 
-    # -- LockObserver: synchronous, a few dict operations, never touches the network ---------
+    # -- LockObserver and PermitObserver: synchronous, a few dict operations, no network ----
     # Kept flat on purpose: they run inside every acquire, extend and release.
     def lock_acquired(self, guard: LockGuard) -> None:
+        self._acquired(guard.name, guard)
+
+    def lock_extended(self, guard: LockGuard) -> None:
+        self._extended(guard.name, guard)
+
+    def lock_released(self, guard: LockGuard) -> None:
+        self._released(guard.name, guard)
+
+    def permit_acquired(self, guard: PermitGuard) -> None:
+        self._acquired(permit_key(guard.space, guard.name, guard.fencing_token), guard)
+
+    def permit_extended(self, guard: PermitGuard) -> None:
+        self._extended(permit_key(guard.space, guard.name, guard.fencing_token), guard)
+
+    def permit_released(self, guard: PermitGuard) -> None:
+        self._released(permit_key(guard.space, guard.name, guard.fencing_token), guard)
+
+    def _acquired(self, key: str, guard: MirroredGuard) -> None:
         pending = self._pending
-        previous = pending.get(guard.name)
+        previous = pending.get(key)
         if previous is not None:
             if previous[0].fencing_token > guard.fencing_token:
                 return  # late news of an older acquisition
@@ -162,27 +190,27 @@ class LeaseMirror(AsyncResource):
         elif len(pending) >= self._pending_limit:
             self._dropped += 1
             return
-        pending[guard.name] = (guard, True, guard.renewed_at)
+        pending[key] = (guard, True, guard.renewed_at)
         self._wake.set()
 
-    def lock_extended(self, guard: LockGuard) -> None:
+    def _extended(self, key: str, guard: MirroredGuard) -> None:
         pending = self._pending
-        previous = pending.get(guard.name)
+        previous = pending.get(key)
         if previous is not None:
             if previous[0].fencing_token > guard.fencing_token:
                 return
             self._coalesced += 1
-            pending[guard.name] = (guard, True, previous[2] if previous[0] is guard else None)
+            pending[key] = (guard, True, previous[2] if previous[0] is guard else None)
         elif len(pending) >= self._pending_limit:
             self._dropped += 1
             return
         else:
-            pending[guard.name] = (guard, True, None)
+            pending[key] = (guard, True, None)
         self._wake.set()
 
-    def lock_released(self, guard: LockGuard) -> None:
+    def _released(self, key: str, guard: MirroredGuard) -> None:
         pending = self._pending
-        previous = pending.get(guard.name)
+        previous = pending.get(key)
         if previous is not None:
             if previous[0].fencing_token > guard.fencing_token:
                 return
@@ -190,7 +218,7 @@ class LeaseMirror(AsyncResource):
         elif len(pending) >= self._pending_limit:
             self._dropped += 1
             return
-        pending[guard.name] = (guard, False, None)
+        pending[key] = (guard, False, None)
         self._wake.set()
 
     # -- public ----------------------------------------------------------------------------
@@ -386,7 +414,7 @@ class LeaseMirror(AsyncResource):
             spacing = min(spacing, slot.guard.lease_ms / 3000)  # never skip a renewal
         return self._loop.time() - slot.written_at < spacing
 
-    def _desired(self, slot: _Slot, now: float) -> LockGuard | None:
+    def _desired(self, slot: _Slot, now: float) -> MirroredGuard | None:
         """The guard whose Lease should exist now, or ``None`` for no Lease."""
         guard = slot.guard
         if (

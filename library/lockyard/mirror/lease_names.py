@@ -20,6 +20,12 @@ A 48-bit hash makes a collision between two live locks of one namespace improbab
 a Lease whose ``lockyard.dev/store``/``lockyard.dev/lock`` annotations name another lock, and
 instead probes ``lease_name(store, lock, probe=1)``, ``probe=2``, ... (a different hash each).
 Readers (the CLI, the reaper) identify a lock by its annotations, never by parsing the name.
+
+A semaphore permit or a read-write lock holder has a Lease of its own: its *key*
+(:func:`permit_key`: space, name and fencing token, which the name's counter never hands out
+twice) takes the lock's place in the name and the hash, so ``lockyard-orders-semaphore-jobs-7-
+<hash>``; its annotations hold the exact name and the fencing token, and its
+``lockyard.dev/kind`` label says what it is (:data:`PERMIT_KINDS`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import unicodedata
 from lockyard.identity import MANAGED_BY_LABEL as MANAGED_BY_LABEL
 from lockyard.identity import MANAGED_BY_VALUE as MANAGED_BY_VALUE
 from lockyard.identity import STORE_LABEL as STORE_LABEL
+from lockyard.kube.leader_record import KIND_LABEL as KIND_LABEL
 from lockyard.kube.names import store_label_value
 
 #: Annotations: the exact names and the acquisition the Lease stands for.
@@ -43,6 +50,21 @@ BACKEND_ANNOTATION = "lockyard.dev/backend"
 OWNER_ANNOTATION = "lockyard.dev/owner"
 LEASE_MS_ANNOTATION = "lockyard.dev/lease-ms"
 HOLDER_POD_ANNOTATION = "lockyard.dev/holder-pod"
+
+#: ``lockyard.dev/kind`` label values. Lock Leases carry no kind label (they predate it; a Lease
+#: without one is a lock), elections carry ``election`` (``lockyard.kube.leader_record``).
+LOCK_KIND = "lock"
+SEMAPHORE_KIND = "semaphore"
+RWLOCK_READ_KIND = "rwlock-read"
+RWLOCK_WRITE_KIND = "rwlock-write"
+#: The kinds of permit Leases, each with the permit space it lives in.
+PERMIT_KINDS = {
+    SEMAPHORE_KIND: "semaphore",
+    RWLOCK_READ_KIND: "rwlock",
+    RWLOCK_WRITE_KIND: "rwlock",
+}
+#: Annotation on a semaphore permit's Lease: the semaphore's limit.
+LIMIT_ANNOTATION = "lockyard.dev/limit"
 
 PREFIX = "lockyard-"
 MAX_NAME_LENGTH = 63
@@ -87,6 +109,13 @@ def lease_name(store: str, lock: str, probe: int = 0) -> str:
     if len(store_part) + len(lock_part) > room:  # only when the lock part fell back to "lock"
         store_part = store_part[: room - len(lock_part)].rstrip("-") or "s"
     return f"{PREFIX}{store_part}-{lock_part}-{digest}"
+
+
+def permit_key(space: str, name: str, fencing_token: int) -> str:
+    """What stands for one permit where a lock's name would (Lease names, the mirror's slots,
+    the reaper's lookups). NUL never occurs in a lock name, so no lock has this key; it
+    sanitizes to ``<space>-<name>-<token>`` in the Lease's name."""
+    return f"{space}\x00{name}\x00{fencing_token}"
 
 
 def is_dns_label(name: str) -> bool:

@@ -1,4 +1,5 @@
-"""The Lease write protocol: create, update and delete the Lease that mirrors one lock.
+"""The Lease write protocol: create, update and delete the Lease that mirrors one lock (or one
+semaphore permit or read-write lock holder: a :data:`MirroredGuard`).
 
 No pacing, no queue, no thread of its own: every method is one API request (or a few, in
 :meth:`LeaseWriter.write_held`/:meth:`~LeaseWriter.write_absent`, each step one request), and
@@ -35,6 +36,7 @@ from lockyard.mirror.lease_names import (
     FENCING_ANNOTATION,
     HOLDER_POD_ANNOTATION,
     LEASE_MS_ANNOTATION,
+    LIMIT_ANNOTATION,
     LOCK_ANNOTATION,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
@@ -47,6 +49,10 @@ from lockyard.mirror.lease_names import (
     store_selector,
 )
 from lockyard.mirror.leases import MirroredLease, format_micro_time
+from lockyard.permits import PermitGuard
+
+#: What a Lease can stand for: a lock's (or election's) acquisition, or one permit.
+MirroredGuard = LockGuard | PermitGuard
 
 #: Probes after a name collision before giving a lock up (each probe is another 48-bit hash).
 MAX_PROBES = 8
@@ -75,6 +81,7 @@ class Superseded(Exception):
 class LeaseState:
     """What a writer knows of one lock's Lease."""
 
+    #: The lock's name, or a permit's :func:`~lockyard.mirror.lease_names.permit_key`.
     lock: str
     #: Collision probe of the Lease name (0: the lock's own name).
     probe: int = 0
@@ -150,7 +157,7 @@ class LeaseWriter:
         return await self.api.delete(path, resource_version=resource_version)
 
     # -- the protocol for one lock -----------------------------------------------------------
-    async def write_held(self, lease: LeaseState, guard: LockGuard, acquired_at: float) -> Step:
+    async def write_held(self, lease: LeaseState, guard: MirroredGuard, acquired_at: float) -> Step:
         """One step towards a Lease saying ``guard`` holds the lock (since ``acquired_at``)."""
         if lease.rv is not None:
             transitions = lease.transitions + (lease.remote_fencing != guard.fencing_token)
@@ -303,14 +310,14 @@ class LeaseWriter:
     def body(
         self,
         lease: LeaseState,
-        guard: LockGuard,
+        guard: MirroredGuard,
         acquired_at: float,
         transitions: int,
         resource_version: str | None,
     ) -> dict[str, Any]:
         """The Lease object saying ``guard`` holds ``lease.lock`` (see docs/leases.md)."""
         annotations = {
-            LOCK_ANNOTATION: lease.lock,
+            LOCK_ANNOTATION: guard.name if isinstance(guard, PermitGuard) else lease.lock,
             STORE_ANNOTATION: self.store,
             FENCING_ANNOTATION: str(guard.fencing_token),
             BACKEND_ANNOTATION: self.backend,
@@ -322,7 +329,13 @@ class LeaseWriter:
             annotations[HOLDER_POD_ANNOTATION] = pod
         labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, STORE_LABEL: self._store_label}
         holder_identity = self.holder.identity(guard.owner)
-        if lease.lock.startswith(ELECTION_LOCK_PREFIX):
+        if isinstance(guard, PermitGuard):
+            # One Lease per permit; the label says what it is (lockyard locks' KIND column).
+            labels[KIND_LABEL] = guard.kind
+            limit = getattr(guard, "limit", None)
+            if limit is not None:
+                annotations[LIMIT_ANNOTATION] = str(limit)
+        elif lease.lock.startswith(ELECTION_LOCK_PREFIX):
             # An election reads like client-go's: the leader's identity, and the kind label.
             labels[KIND_LABEL] = ELECTION_KIND
             holder_identity = identity_of(guard.owner)
@@ -335,8 +348,9 @@ class LeaseWriter:
         if resource_version is not None:
             metadata["resourceVersion"] = resource_version
         # No owner for an election's Lease: it outlives each term (client-go's does too), so the
-        # pod's garbage collection must not take its history with it.
-        owner = None if KIND_LABEL in labels else self.holder.owner_reference(self.namespace)
+        # pod's garbage collection must not take its history with it. A permit's dies with it.
+        election = labels.get(KIND_LABEL) == ELECTION_KIND
+        owner = None if election else self.holder.owner_reference(self.namespace)
         if owner is not None:
             metadata["ownerReferences"] = [owner]
         return {
@@ -370,7 +384,7 @@ class LeaseWriter:
 
     @staticmethod
     def _wrote(
-        lease: LeaseState, guard: LockGuard, written: Mapping[str, Any], transitions: int
+        lease: LeaseState, guard: MirroredGuard, written: Mapping[str, Any], transitions: int
     ) -> None:
         lease.rv = (written.get("metadata") or {}).get("resourceVersion")
         lease.remote_fencing = guard.fencing_token

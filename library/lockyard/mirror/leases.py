@@ -1,7 +1,8 @@
 """Reading mirrored Leases back: one :class:`MirroredLease` per Lease object (CLI and reaper).
 
 A Lease is matched to its lock by its annotations (exact store and lock names, fencing token),
-never by parsing its name (see :mod:`lockyard.mirror.lease_names`).
+never by parsing its name (see :mod:`lockyard.mirror.lease_names`); a permit's Lease by those
+and its ``lockyard.dev/kind`` label (:attr:`MirroredLease.key`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,15 @@ from lockyard.mirror.lease_names import (
     BACKEND_ANNOTATION,
     FENCING_ANNOTATION,
     HOLDER_POD_ANNOTATION,
+    KIND_LABEL,
     LEASE_MS_ANNOTATION,
+    LIMIT_ANNOTATION,
     LOCK_ANNOTATION,
+    LOCK_KIND,
     OWNER_ANNOTATION,
+    PERMIT_KINDS,
     STORE_ANNOTATION,
+    permit_key,
 )
 
 
@@ -74,6 +80,10 @@ class MirroredLease:
     transitions: int
     resource_version: str | None
     created: float | None
+    #: The ``lockyard.dev/kind`` label (``""`` on a lock's Lease, which has none).
+    kind_label: str = ""
+    #: A semaphore permit's Lease: the semaphore's limit.
+    limit: int | None = None
 
     @classmethod
     def from_object(cls, lease: Mapping[str, Any]) -> MirroredLease:
@@ -99,6 +109,8 @@ class MirroredLease:
             transitions=_int(spec.get("leaseTransitions")) or 0,
             resource_version=metadata.get("resourceVersion"),
             created=parse_time(metadata.get("creationTimestamp")),
+            kind_label=str(labels.get(KIND_LABEL) or ""),
+            limit=_int(annotations.get(LIMIT_ANNOTATION)),
         )
 
     @property
@@ -108,12 +120,31 @@ class MirroredLease:
 
     @property
     def kind(self) -> str:
-        """``election`` for an election's lock (``lockyard.elections``), else ``lock``."""
-        return "election" if self.lock.startswith(ELECTION_LOCK_PREFIX) else "lock"
+        """``semaphore``, ``rwlock-read`` or ``rwlock-write`` for a permit (its label);
+        ``election`` for an election's lock (``lockyard.elections``); else ``lock``."""
+        if self.kind_label in PERMIT_KINDS:
+            return self.kind_label
+        return "election" if self.lock.startswith(ELECTION_LOCK_PREFIX) else LOCK_KIND
 
-    def is_mirror_of(self, store: str, lock: str) -> bool:
-        """Whether this Lease stands for lock ``lock`` of store ``store`` (annotations agree)."""
-        return self.store == store and self.lock == lock
+    @property
+    def permit_space(self) -> str | None:
+        """The permit table a permit's Lease belongs to (``semaphore``, ``rwlock``), or
+        ``None`` for a lock's or an election's."""
+        return PERMIT_KINDS.get(self.kind_label)
+
+    @property
+    def key(self) -> str:
+        """What this Lease stands for: the lock name, or a permit's
+        :func:`~lockyard.mirror.lease_names.permit_key`."""
+        space = self.permit_space
+        if space is None:
+            return self.lock
+        return permit_key(space, self.lock, self.fencing_token or 0)
+
+    def is_mirror_of(self, store: str, key: str) -> bool:
+        """Whether this Lease stands for ``key`` (a lock name or a permit key) of store
+        ``store`` (its annotations and kind label agree)."""
+        return self.store == store and self.key == key
 
     @property
     def expires_at(self) -> float | None:
@@ -140,6 +171,7 @@ class MirroredLease:
         return {
             "namespace": self.namespace,
             "store": self.store,
+            "kind": self.kind,
             "lock": self.lock,
             "holder": self.holder,
             "fencingToken": self.fencing_token,

@@ -1,4 +1,5 @@
-"""Turning mirroring on for a handle, at most once: one :class:`LeaseMirror` per connection."""
+"""Turning mirroring on for a handle, at most once: one :class:`LeaseMirror` per connection,
+observing its locks, semaphores and read-write locks."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from lockyard.mirror.lease_mirror import (
     DEFAULT_REWRITE_INTERVAL_S,
     LeaseMirror,
 )
+from lockyard.permits import PermitTable
 
 log = logging.getLogger("lockyard.mirror")
 
@@ -72,9 +74,23 @@ def enable_lease_mirroring(
         rewrite_interval=rewrite_interval,
     )
     connection.locks.add_observer(mirror)
+    for table in permit_tables(connection):
+        table.add_observer(mirror)  # one Lease per semaphore permit and read-write holder
     connection.on_close(mirror.close)
     _MIRRORS[connection] = mirror
     return mirror
+
+
+def permit_tables(connection: Connection) -> list[PermitTable]:
+    """The semaphore and read-write lock tables of ``connection`` (those its backend offers:
+    a third-party backend may have neither)."""
+    tables = []
+    for feature in ("semaphores", "rwlocks"):
+        try:
+            tables.append(getattr(connection, feature).table)
+        except ConfigError:
+            continue
+    return tables
 
 
 def mirror_of(connection: Connection) -> LeaseMirror | None:

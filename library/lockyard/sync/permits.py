@@ -37,6 +37,17 @@ class _PermitGuard(LeaseGuard[Any]):
         weight: int = self._guard.weight
         return weight
 
+    @property
+    def kind(self) -> str:
+        """``semaphore``, ``rwlock-read`` or ``rwlock-write`` (its Lease's kind label)."""
+        kind: str = self._guard.kind
+        return kind
+
+    @property
+    def space(self) -> str:
+        space: str = self._guard.space
+        return space
+
 
 class Permit(_PermitGuard):
     """One semaphore permit, blocking: ``extend``, ``release``, ``is_held``; ``with permit:``."""

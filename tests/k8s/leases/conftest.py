@@ -6,7 +6,7 @@ memory backend lives in one process); everything else uses memory handles.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -16,13 +16,6 @@ from lease_support import STORE, Cluster
 import lockyard
 from lockyard.kube import KubeApi, KubeClient
 from lockyard.mirror import Holder, LeaseMirror, enable_lease_mirroring
-from lockyard_dev.servers.redis import RedisServer
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -1,9 +1,15 @@
 """`make demo` end to end: its own control plane, Redis, the operator, a workload; bounded by
---seconds, and stopped cleanly by Ctrl-C."""
+--seconds, and stopped cleanly by Ctrl-C.
+
+Host processes (``--host-processes``): the fallback a machine without root or cgroups runs, which
+needs only the control plane; the demo with the operator and the workload as pods on a node is
+tests/node/test_node_demo.py."""
 
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 import signal
 import sys
 
@@ -11,7 +17,7 @@ import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-DEMO = [sys.executable, "-m", "lockyard_dev.demo"]
+DEMO = [sys.executable, "-m", "lockyard_dev.demo", "--host-processes"]
 
 
 async def run_demo(*args: str) -> asyncio.subprocess.Process:
@@ -46,12 +52,31 @@ async def test_demo_runs_end_to_end_for_a_bounded_time() -> None:
     assert "lockyard-orders-invoice-" in text  # Leases shown by kubectl
     assert "lockyard-demo   orders   lock   invoice-" in text  # and by lockyard locks -A
     assert "'failed': 0" in text  # the mirror's counters
+    assert_telemetry_shown(text)
+
+
+def assert_telemetry_shown(text: str) -> None:
+    """The telemetry view's tables: the workload's OpenTelemetry metrics and the operator's
+    gauges for the store (devtools/lockyard_dev/demo/telemetry_view.py)."""
+    assert "telemetry at the end: Lockyard's OpenTelemetry metrics" in text, text
+    acquisitions = re.findall(r"^  lockyard\.lock\.acquisitions +(\d+)$", text, re.M)
+    assert acquisitions, text
+    assert int(acquisitions[-1]) > 0, text
+    assert re.search(r"^  lockyard\.lock\.wait\.duration p50 +[\d.]+ ms \(n=\d+\)$", text, re.M)
+    assert re.search(r"^  lockyard\.operation\.duration p50 +acquire [\d.]+ ms", text, re.M)
+    store = '{namespace="lockyard-demo",name="orders"}'
+    assert re.search(rf"^  lockyard_operator_locks_held{re.escape(store)} \d+$", text, re.M)
+    lags = re.findall(
+        rf"^  lockyard_operator_lease_mirror_lag_seconds{re.escape(store)} (\S+)$", text, re.M
+    )
+    assert lags, text
+    assert all(math.isfinite(float(lag)) and float(lag) >= 0 for lag in lags), lags
 
 
 async def test_ctrl_c_stops_everything_it_started() -> None:
     demo = await run_demo("--show-every", "30")
     assert demo.stdout is not None
-    seen = []
+    seen: list[str] = []
     try:
         async with asyncio.timeout(300):
             while True:

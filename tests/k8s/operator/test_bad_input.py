@@ -10,6 +10,9 @@ spin, and each gets an answer that says what is wrong.
   operator uses a fraction of a core.
 - Malformed Secrets (missing, without the key, empty, not UTF-8, control characters, a file
   that is not PEM): each store's condition names the key of the Secret at fault.
+
+Host process, not a pod: hypothesis drives hundreds of specs through one operator whose CPU
+is read from its pid; it needs only the control plane.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """Deleting a StateStore: its mirrored Leases go, its data goes only with deletionPolicy Delete
-(and only its own prefix), its binding Secret and Role go by garbage collection."""
+(and only its own prefix), its binding Secret and Role go by garbage collection.
+
+Host process, not a pod: it needs only the control plane (no root, no kubelet); deletion with
+both policies by the operator as a pod is in tests/node/test_node_operator_e2e.py.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,9 @@ backend makes it Ready again within one probe interval, with a Normal Event.
 The operator runs as its own process under its ServiceAccount; every backend is a real server.
 DynamoDB runs on moto with its IAM checks switched on (``/moto-api/reset-auth``), so moto
 refuses unknown access keys, wrong signatures and actions no policy allows, as AWS does.
+
+Host process, not a pod: credentials change on five real backends (moto's IAM included) at
+chosen moments, which needs only the control plane, no node.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ network. "No two replicas act within one term" is proved from the API server's a
 (``term_audit``): every write the operator made lands inside its writer's own term.
 
 Short timings through the flags: a 4 s lease, a 3 s renew deadline, a try every 0.5 s.
+
+Host processes, not pods: each replica gets its own short timings, is SIGSTOPped and continued
+at chosen moments, and the API server is restarted under it; the election of the Deployment's
+pods (both replicas, failover on delete and on SIGKILL) is in tests/node.
 """
 
 from __future__ import annotations

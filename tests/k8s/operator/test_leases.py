@@ -1,5 +1,9 @@
 """With ``leaseMirroring``, the operator's reaper deletes mirrored Leases whose lock is gone (a
-holder that died cannot), and leaves those of held locks alone."""
+holder that died cannot), and leaves those of held locks alone.
+
+Host process, not a pod: the reaper needs only the control plane; workload pods whose Leases
+are reaped are in tests/node/test_node_workload.py.
+"""
 
 from __future__ import annotations
 

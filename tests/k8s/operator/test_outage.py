@@ -1,5 +1,9 @@
 """The periodic probe: a backend that goes away turns BackendReachable False within a probe
-interval, with an Event; when it comes back the store is Ready again on its own."""
+interval, with an Event; when it comes back the store is Ready again on its own.
+
+Host process, not a pod: backends go away and come back at chosen moments, which needs only the
+control plane, no node.
+"""
 
 from __future__ import annotations
 

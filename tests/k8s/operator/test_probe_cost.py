@@ -5,6 +5,9 @@ backend's open connections, and the new connections (fresh logins) it accepts pe
 Bounds checked: every store stays Ready; the backend never holds more than the kept connection
 plus one probe connection per store; nearly every store logs in afresh once per interval. The
 figures are printed (``-s``) for docs/operator.md.
+
+Host process, not a pod: its CPU and memory are read from its pid, with no container
+accounting in between.
 """
 
 from __future__ import annotations

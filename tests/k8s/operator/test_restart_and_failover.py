@@ -1,5 +1,9 @@
 """Operator processes die: a SIGKILL mid-work loses and duplicates nothing after a restart, and
-with leader election a standby takes over from a killed leader within lease + retry."""
+with leader election a standby takes over from a killed leader within lease + retry.
+
+Host processes, not pods: a SIGKILL at a chosen point mid-work and a restart at once, with no
+crash-loop back-off; the same with the operator's pods is in tests/node/test_node_operator*.py.
+"""
 
 from __future__ import annotations
 

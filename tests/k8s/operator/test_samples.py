@@ -1,5 +1,9 @@
 """Every sample in deploy/samples reaches Ready=True against a real backend, under the operator's
-own ServiceAccount; the binding Secret, the workload Role and the metrics come with it."""
+own ServiceAccount; the binding Secret, the workload Role and the metrics come with it.
+
+Host process, not a pod: every backend's sample needs only the control plane and its server;
+the operator pod's Ready store is in tests/node/test_node_operator.py.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """Bad input never crashes the operator: each problem gets its own reason, and the store heals
-when the cause goes away (missing Secret created, Secret fixed, rotated)."""
+when the cause goes away (missing Secret created, Secret fixed, rotated).
+
+Host process, not a pod: each failure is caused and healed at chosen moments, which needs only
+the control plane; Secret rotation seen by a pod is in tests/node/test_node_operator_e2e.py.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,9 @@ a leak is found in any form it could take: raw, URL-encoded, JSON-escaped, cut s
 the base64 of a Secret's data. The search is proved to work on the binding Secret, which must
 hold the current password (a workload needs it), so a clean result means no leak, not a blind
 search.
+
+Host process, not a pod: its whole log is searched from its file, and TLS files come from the
+host; it needs only the control plane.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """A workload opens its store with ``lockyard.connect_store(name)`` under nothing but the Role the
-operator made for that store (bound to its ServiceAccount by one RoleBinding)."""
+operator made for that store (bound to its ServiceAccount by one RoleBinding).
+
+A host process with the workload's token, not a pod: it needs only the control plane; the
+workload as a pod (binding mounted, Leases owned by the pod) is in tests/node/test_node_workload.py.
+"""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import random
 import time
+from dataclasses import fields
 from typing import cast
 
 import asyncpg
@@ -25,8 +26,8 @@ from .migrations import SETUP_TIMEOUT_S, migrate_connection, require_schema
 from .permits import PostgresPermits, permit_managers
 from .pool import StatementPool, close_pool, create_pool
 from .signals import ReleaseListener, release_channel
-from .sql.fenced import render_fenced
-from .sql.permits import render_permits
+from .sql.fenced import FencedStatements, render_fenced
+from .sql.permits import PermitStatements, render_permits
 from .store import PostgresStateStore
 from .tls import connect, connect_kwargs
 
@@ -69,12 +70,13 @@ class PostgresBackend:
             release_channel(config.schema_name, config.prefix),
         )
         self.locks = PostgresLocks(self._run, self.db, statements, config.prefix, self.listener)
+        permit_statements = render_permits(config.schema_name)
         self.semaphores, self.rwlocks = permit_managers(
-            self._run, self.db, render_permits(config.schema_name), config.prefix, self.listener
+            self._run, self.db, permit_statements, config.prefix, self.listener
         )
-        self.store.fenced_writes = PostgresFencedWrites(
-            self.db, render_fenced(config.schema_name), config.prefix
-        )
+        fenced = render_fenced(config.schema_name)
+        self.store.fenced_writes = PostgresFencedWrites(self.db, fenced, config.prefix)
+        self.db.name_statements(_statement_names(statements, permit_statements, fenced))
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="lockyard-pg-sweep")
 
     async def _sweep_forever(self) -> None:
@@ -102,6 +104,16 @@ class PostgresBackend:
             await self._sweeper
         await self.listener.close()
         await close_pool(self.pool, self.config.operation_timeout)
+
+
+def _statement_names(
+    statements: sql.Statements, permits: PermitStatements, fenced: FencedStatements
+) -> dict[str, str]:
+    """Each statement's text and the operation it serves (for error messages)."""
+    names = {getattr(statements, f.name): f.name.rstrip("_") for f in fields(statements)}
+    names |= {getattr(permits, f.name): f"permit_{f.name}" for f in fields(permits)}
+    names |= {text: f"fenced {operation}" for (_, operation), text in fenced.by_kind.items()}
+    return names
 
 
 async def open_backend(config: PostgresConfig) -> PostgresBackend:

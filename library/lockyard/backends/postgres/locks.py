@@ -13,6 +13,7 @@ import asyncpg
 from lockyard.locks import AcquireAttempt, DistributedLock, LockInfo
 from lockyard.operations import OperationRunner
 
+from . import rows as r
 from .pool import StatementPool
 from .signals import ReleaseListener
 from .sql import Statements
@@ -39,17 +40,19 @@ class PostgresLocks(DistributedLock):
     async def _try_acquire(
         self, name: str, owner: str, ttl_ms: int, wait_ms: int | None = None
     ) -> AcquireAttempt:
-        row = await self._db.fetchrow(
+        reply = await self._db.fetchrow(
             self._q.acquire, self._prefix, name, owner, ttl_ms, wait_ms, self._client_id
         )
-        fencing = row[0]
-        return AcquireAttempt(fencing, row[1], queued=fencing is None and wait_ms is not None)
+        row = r.row("acquire", reply, 2, "(fencing bigint, retry_after_ms bigint)")
+        fencing = r.integer_or_none("acquire", row[0], "a fencing token or NULL")
+        retry_after = r.integer_or_none("acquire", row[1], "a delay in ms or NULL")
+        return AcquireAttempt(fencing, retry_after, queued=fencing is None and wait_ms is not None)
 
     async def _extend(self, name: str, owner: str, ttl_ms: int) -> bool:
         held = await self._db.fetchval(self._q.extend, self._prefix, name, owner, ttl_ms)
-        return held is not None
+        return r.true_or_none("extend", held)
 
-    async def _hand_over(self, name: str, query: str, *args: object) -> bool:
+    async def _hand_over(self, operation: str, name: str, query: str, *args: object) -> bool:
         """Run a release/break statement; wake the next owner here if it waits in this process.
 
         The wake comes before the connection goes back to the pool: asyncpg's release takes
@@ -58,44 +61,64 @@ class PostgresLocks(DistributedLock):
         """
 
         async def release_and_wake(connection: asyncpg.Connection) -> bool:
-            released, next_owner = await connection.fetchrow(query, *args)
+            released, next_owner = r.handed_over(operation, await connection.fetchrow(query, *args))
             if next_owner:
                 self._listener.wake(name, next_owner)
-            return bool(released > 0)
+            return released > 0
 
-        return await self._db.run(release_and_wake)
+        return await self._db.run(release_and_wake, query)
 
     async def _release(self, name: str, owner: str) -> bool:
         channel, client = self._listener.channel, self._client_id
         return await self._hand_over(
-            name, self._q.release, self._prefix, name, owner, channel, client
+            "release", name, self._q.release, self._prefix, name, owner, channel, client
         )
 
     async def _is_held(self, name: str, owner: str) -> bool:
-        held: bool = await self._db.fetchval(self._q.is_held, self._prefix, name, owner)
-        return held
+        held = await self._db.fetchval(self._q.is_held, self._prefix, name, owner)
+        return r.boolean("is_held", held)
 
     async def _break(self, name: str) -> bool:
         channel, client = self._listener.channel, self._client_id
-        return await self._hand_over(name, self._q.break_, self._prefix, name, channel, client)
+        return await self._hand_over(
+            "break_lock", name, self._q.break_, self._prefix, name, channel, client
+        )
 
     async def _leave_queue(self, name: str, owner: str) -> None:
         channel, client = self._listener.channel, self._client_id
-        head = await self._db.fetchval(
+        reply = await self._db.fetchval(
             self._q.leave_queue, self._prefix, name, owner, channel, client
         )
+        head = r.text_or_none("leave_queue", reply, "an owner")
         if head:
             self._listener.wake(name, head)
 
     async def sweep_waiters(self) -> int:
         """Delete queue entries (of every prefix in the schema) whose waiter lease passed."""
         status = await self._run("sweep_waiters", self._db.execute(self._q.sweep_waiters))
-        return int(status.rsplit(" ", 1)[-1])
+        return r.deleted("sweep_waiters", status)
 
     async def _holder(self, name: str) -> LockInfo | None:
-        row = await self._db.fetchrow(self._q.holder, self._prefix, name)
-        return None if row is None else LockInfo(name, row[0], row[1], row[2])
+        reply = await self._db.fetchrow(self._q.holder, self._prefix, name)
+        expected = "(owner text, fencing bigint, expires_in_ms bigint)"
+        row = r.row_or_none("holder", reply, 3, expected)
+        return None if row is None else _lock_info("holder", name, *row)
 
     async def _list_held(self) -> list[LockInfo]:
-        rows = await self._db.fetch(self._q.list_held, self._prefix)
-        return [LockInfo(row[0], row[1], row[2], row[3]) for row in rows]
+        found = await self._db.fetch(self._q.list_held, self._prefix)
+        expected = "(name text, owner text, fencing bigint, expires_in_ms bigint)"
+        return [
+            _lock_info("list_held", *r.row("list_held", row, 4, expected))
+            for row in r.rows("list_held", found)
+        ]
+
+
+def _lock_info(
+    operation: str, name: object, owner: object, fencing: object, left: object
+) -> LockInfo:
+    return LockInfo(
+        r.text(operation, name, "a lock name"),
+        r.text(operation, owner, "an owner"),
+        r.integer(operation, fencing, "a fencing token"),
+        r.integer(operation, left, "the ms left"),
+    )

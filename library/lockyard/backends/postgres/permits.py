@@ -15,6 +15,7 @@ from lockyard.permits import HolderInfo, PermitAttempt, PermitTable
 from lockyard.rwlocks import ReadWriteLocks
 from lockyard.semaphores import Semaphores
 
+from . import rows as r
 from .pool import StatementPool
 from .signals import ReleaseListener
 from .sql.permits import PermitStatements
@@ -48,7 +49,7 @@ class PostgresPermits(PermitTable):
         wait_ms: int | None,
         count_queue: bool,
     ) -> PermitAttempt:
-        fencing, retry_after, conflict = await self._db.fetchrow(
+        reply = await self._db.fetchrow(
             self._q.acquire,
             self._prefix,
             self.space,
@@ -61,6 +62,11 @@ class PostgresPermits(PermitTable):
             count_queue,
             self._client_id,
         )
+        expected = "(fencing bigint, retry_after_ms bigint, limit_conflict bigint)"
+        fencing, retry_after, conflict = (
+            r.integer_or_none("permit_acquire", value)
+            for value in r.row("permit_acquire", reply, 3, expected)
+        )
         if conflict is not None:
             return PermitAttempt(None, limit_conflict=conflict)
         if fencing is not None:
@@ -71,14 +77,14 @@ class PostgresPermits(PermitTable):
         held = await self._db.fetchval(
             self._q.extend, self._prefix, self.space, name, owner, ttl_ms
         )
-        return held is not None
+        return r.true_or_none("permit_extend", held)
 
     async def _is_held(self, name: str, owner: str) -> bool:
-        held: bool = await self._db.fetchval(self._q.is_held, self._prefix, self.space, name, owner)
-        return held
+        held = await self._db.fetchval(self._q.is_held, self._prefix, self.space, name, owner)
+        return r.boolean("permit_is_held", held)
 
-    def _wake(self, name: str, owners: Sequence[str] | None) -> None:
-        for owner in owners or ():
+    def _wake(self, name: str, owners: Sequence[str]) -> None:
+        for owner in owners:
             self._listener.wake(self.signal_name(name), owner)
 
     def _signal_args(self, name: str, owner: str) -> tuple[str, ...]:
@@ -94,23 +100,36 @@ class PostgresPermits(PermitTable):
         )
 
     async def _release(self, name: str, owner: str) -> bool:
-        released, wake = await self._db.fetchrow(self._q.release, *self._signal_args(name, owner))
-        self._wake(name, wake)
-        return bool(released)
+        reply = await self._db.fetchrow(self._q.release, *self._signal_args(name, owner))
+        released, wake = r.row("permit_release", reply, 2, "(released boolean, wake text[])")
+        self._wake(name, r.texts_or_none("permit_release", wake))
+        return r.boolean("permit_release", released)
 
     async def _leave_queue(self, name: str, owner: str) -> None:
-        self._wake(
-            name, await self._db.fetchval(self._q.leave_queue, *self._signal_args(name, owner))
-        )
+        reply = await self._db.fetchval(self._q.leave_queue, *self._signal_args(name, owner))
+        self._wake(name, r.texts_or_none("permit_leave_queue", reply))
 
     async def _list_held(self) -> list[HolderInfo]:
-        rows = await self._db.fetch(self._q.list_held, self._prefix, self.space)
-        return [HolderInfo(*row) for row in rows]
+        found = await self._db.fetch(self._q.list_held, self._prefix, self.space)
+        return [_holder(row) for row in r.rows("list_held", found)]
 
     async def sweep(self) -> int:
         """Delete expired holders and waiters (of every prefix); the background sweep's job."""
         status = await self._run("sweep_permits", self._db.execute(self._q.sweep))
-        return int(status.rsplit(" ", 1)[-1])
+        return r.deleted("sweep_permits", status)
+
+
+def _holder(record: object) -> HolderInfo:
+    expected = "(name, owner, fencing, expires_in_ms, weight, limit)"
+    name, owner, fencing, left, weight, limit = r.row("list_held", record, 6, expected)
+    return HolderInfo(
+        r.text("list_held", name, "a name"),
+        r.text("list_held", owner, "an owner"),
+        r.integer("list_held", fencing, "a fencing token"),
+        r.integer("list_held", left, "the ms left"),
+        r.integer("list_held", weight, "a weight"),
+        r.integer("list_held", limit, "a limit"),
+    )
 
 
 def permit_managers(

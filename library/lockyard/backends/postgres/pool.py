@@ -16,12 +16,19 @@ import asyncpg
 from asyncpg import exceptions as pg_errors
 
 from lockyard.config import PostgresConfig
+from lockyard.errors import UnexpectedReplyError
 
 from .errors import is_connection_error
 from .lean_pool import LeanPool
 from .tls import connect, connect_kwargs
 
 T = TypeVar("T")
+
+#: What asyncpg raises when a reply does not fit the statement's row description (a row with
+#: another number of columns, a field of another size or encoding): its own ProtocolError, and
+#: the errors its Cython decoders let escape (``BufferError`` for trailing bytes, an
+#: ``AssertionError`` for missing ones, ``UnicodeDecodeError`` for text that is not UTF-8).
+UNDECODABLE_REPLY = (pg_errors.ProtocolError, BufferError, AssertionError, UnicodeDecodeError)
 
 
 def create_pool(config: PostgresConfig) -> LeanPool:
@@ -55,6 +62,9 @@ class StatementPool:
       asyncpg would otherwise send the server a cancel request and keep the caller waiting until
       the server acknowledged it: unbounded when the server hangs. The server stops the
       statement by itself (``statement_timeout``), and the pool opens a fresh connection.
+    - A reply asyncpg cannot decode (:data:`UNDECODABLE_REPLY`) also drops its connection (the
+      rest of its stream cannot be trusted) and raises ``UnexpectedReplyError`` naming the
+      statement's operation (:meth:`name_statements`).
     - Once a connection is found dead, the pool hands out no connection opened before it
       (``Pool.expire_connections()``): after a crash they are all dead, but a socket whose end
       the event loop has not processed yet still looks open, and each would fail one more
@@ -67,9 +77,17 @@ class StatementPool:
         #: Bumped with every ``expire_connections()``. A connection acquired in an older epoch
         #: is expired already: its death says nothing about the connections opened since.
         self._epoch = 0
+        #: Operation names by statement text, for the messages of undecodable replies.
+        self._names: dict[str, str] = {}
 
-    async def run(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """``call`` on a pooled connection; the connection goes back to the pool afterwards."""
+    def name_statements(self, names: dict[str, str]) -> None:
+        """Name statements (text to operation) for the errors of replies that cannot be read."""
+        self._names.update(names)
+
+    async def run(self, call: Callable[[asyncpg.Connection], Awaitable[T]], query: str = "") -> T:
+        """``call`` on a pooled connection; the connection goes back to the pool afterwards.
+
+        ``query`` is the statement ``call`` runs (it names the operation in errors)."""
         pool = self.pool
         epoch = self._epoch
         try:
@@ -86,6 +104,13 @@ class StatementPool:
         except asyncio.CancelledError:
             _drop(connection)
             raise
+        except UNDECODABLE_REPLY as exc:
+            _drop(connection)
+            operation = self._names.get(query, "statement")
+            raise UnexpectedReplyError(
+                f"postgresql {operation}: expected rows as the statement describes them, "
+                f"received a reply that cannot be decoded ({type(exc).__name__}: {exc})"
+            ) from exc
         except BaseException as exc:
             if is_connection_error(exc):
                 _drop(connection)
@@ -100,15 +125,13 @@ class StatementPool:
             self.pool.expire_connections()
 
     async def fetchval(self, query: str, *args: object) -> Any:
-        return await self.run(lambda connection: connection.fetchval(query, *args))
+        return await self.run(lambda connection: connection.fetchval(query, *args), query)
 
     async def fetchrow(self, query: str, *args: object) -> Any:
-        return await self.run(lambda connection: connection.fetchrow(query, *args))
+        return await self.run(lambda connection: connection.fetchrow(query, *args), query)
 
-    async def fetch(self, query: str, *args: object) -> list[Any]:
-        rows: list[Any] = await self.run(lambda connection: connection.fetch(query, *args))
-        return rows
+    async def fetch(self, query: str, *args: object) -> Any:
+        return await self.run(lambda connection: connection.fetch(query, *args), query)
 
-    async def execute(self, query: str, *args: object) -> str:
-        status: str = await self.run(lambda connection: connection.execute(query, *args))
-        return status
+    async def execute(self, query: str, *args: object) -> Any:
+        return await self.run(lambda connection: connection.execute(query, *args), query)

@@ -10,6 +10,7 @@ from lockyard.errors import SerializationError
 from lockyard.operations import OperationRunner
 from lockyard.store import COUNTER_RULE, CasResult, StateStore
 
+from . import rows as r
 from .pool import StatementPool
 from .sql import Statements
 
@@ -45,26 +46,31 @@ class PostgresStateStore(StateStore):
 
     async def _check_and_set(self, key: str, value: str, ttl_ms: int | None) -> bool:
         created = await self._db.fetchval(self._q.check_and_set, self._prefix, key, value, ttl_ms)
-        return created is not None
+        return r.true_or_none("check_and_set", created)
 
     async def _get(self, key: str) -> str | None:
-        value: str | None = await self._db.fetchval(self._q.get, self._prefix, key)
-        return value
+        value = await self._db.fetchval(self._q.get, self._prefix, key)
+        return r.text_or_none("get", value, "a value")
 
     async def _get_versioned(self, key: str) -> tuple[str, int] | None:
         row = await self._db.fetchrow(self._q.get_versioned, self._prefix, key)
-        return None if row is None else (row[0], row[1])
+        return r.versioned("get_versioned", row)
 
     async def _set(self, key: str, value: str, ttl_ms: int | None) -> None:
-        await self._db.execute(self._q.set, self._prefix, key, value, ttl_ms)
+        status = await self._db.execute(self._q.set, self._prefix, key, value, ttl_ms)
+        r.status("set", status, "INSERT 0 ")
 
     async def _delete(self, key: str) -> bool:
         live = await self._db.fetchval(self._q.delete, self._prefix, key)
-        return live is True
+        if live is None:
+            return False
+        return r.boolean("delete", live)
 
     async def _increment(self, key: str, delta: int, ttl_ms: int | None) -> int:
-        result: int | None = await self._db.fetchval(
-            self._q.increment, self._prefix, key, delta, ttl_ms
+        result = r.integer_or_none(
+            "increment",
+            await self._db.fetchval(self._q.increment, self._prefix, key, delta, ttl_ms),
+            "a counter or no row",
         )
         if result is None:
             raise SerializationError(
@@ -81,31 +87,33 @@ class PostgresStateStore(StateStore):
         )
         if row is None:
             return CasResult(ok=False, current_value=None, current_version=0)
-        return CasResult(ok=row[0], current_value=row[1], current_version=row[2])
+        ok, value, version = r.swapped("compare_and_swap", row)
+        return CasResult(ok=ok, current_value=value, current_version=version)
 
     async def _scan_keys(self, key_prefix: str, kind: str) -> list[tuple[str, str]]:
-        rows = await self._db.fetch(
+        found = await self._db.fetch(
             self._q.scan_keys, self._prefix, key_prefix, prefix_successor(key_prefix)
         )
-        return [(row[0], row[1]) for row in rows]
+        return r.pairs("scan_keys", found)
 
     async def _scan_keys_by_kind(self, kind: str) -> list[tuple[str, str]]:
-        rows = await self._db.fetch(self._q.scan_keys_by_kind, self._prefix, kind)
-        return [(row[0], row[1]) for row in rows]
+        found = await self._db.fetch(self._q.scan_keys_by_kind, self._prefix, kind)
+        return r.pairs("scan_keys_by_kind", found)
 
     async def _index_add(self, index: str, key: str, at_ms: int) -> None:
-        await self._db.execute(self._q.index_add, self._prefix, index, key, at_ms)
+        status = await self._db.execute(self._q.index_add, self._prefix, index, key, at_ms)
+        r.status("index_add", status, "INSERT 0 ")
 
     async def _index_remove(self, index: str, key: str) -> None:
-        await self._db.execute(self._q.index_remove, self._prefix, index, key)
+        status = await self._db.execute(self._q.index_remove, self._prefix, index, key)
+        r.status("index_remove", status, "DELETE ")
 
     async def _index_due(self, index: str, now_ms: int) -> list[str]:
-        rows = await self._db.fetch(self._q.index_due, self._prefix, index, now_ms)
-        return [row[0] for row in rows]
+        found = await self._db.fetch(self._q.index_due, self._prefix, index, now_ms)
+        return r.keys("index_due", found)
 
     async def _purge(self) -> int:
-        count: int = await self._db.fetchval(self._q.purge, self._prefix)
-        return count
+        return r.integer("purge", await self._db.fetchval(self._q.purge, self._prefix), "a count")
 
     async def sweep_expired(self) -> int:
         """Delete expired entries (of every prefix in the schema) in batches; returns how many.
@@ -118,7 +126,7 @@ class PostgresStateStore(StateStore):
             status = await self._run(
                 "sweep_expired", self._db.execute(self._q.sweep_expired, SWEEP_BATCH)
             )
-            deleted = int(status.rsplit(" ", 1)[-1])
+            deleted = r.deleted("sweep_expired", status)
             total += deleted
             if deleted < SWEEP_BATCH:
                 break

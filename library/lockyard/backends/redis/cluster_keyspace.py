@@ -20,6 +20,7 @@ from typing import Any, cast
 from redis.asyncio.cluster import ClusterNode
 
 from .cluster import ClusterClient
+from .replies import count
 from .slots import key_slot
 
 #: Most passes one scan makes while slots keep moving (then it gives what it found).
@@ -106,7 +107,7 @@ class ClusterKeyspace:
             *(self._client.execute_command("UNLINK", *keys) for keys in counted_groups),
             *(self._client.execute_command("UNLINK", *keys) for keys in _by_slot(uncounted)),
         )
-        return sum(int(reply) for reply in replies[: len(counted_groups)])
+        return sum(count("purge", reply) for reply in replies[: len(counted_groups)])
 
     async def evals(self, script: str, calls: Sequence[Sequence[str]]) -> list[Any]:
         return list(

@@ -17,6 +17,7 @@ from lockyard.errors import (
     BackendError,
     OperationTimeoutError,
     StateError,
+    UnexpectedReplyError,
 )
 
 #: Error codes (the first word of a Redis error reply) that mean "not now", not "no".
@@ -55,6 +56,10 @@ def translate(exc: BaseException) -> StateError | None:
         # "cannot be connected" carries the last seed's error: refused credentials say more.
         cause = translate(exc.__cause__) if exc.__cause__ is not None else None
         return cause or BackendConnectionError(f"redis cluster: {exc}")
+    if isinstance(exc, rx.InvalidResponse):  # a reply the RESP parser refused
+        return UnexpectedReplyError(
+            f"redis: expected a RESP reply, received bytes that are none: {exc}"
+        )
     if isinstance(exc, rx.ConnectionError):
         return BackendConnectionError(f"redis: {exc}")
     if isinstance(exc, rx.ResponseError) and _error_code(exc) in UNAVAILABLE_CODES:

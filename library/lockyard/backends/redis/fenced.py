@@ -19,12 +19,13 @@ from lockyard.errors import FenceSlotError
 from lockyard.fenced_writes import Fence, FencedWrites, fence_lost
 from lockyard.store import CasResult
 
+from . import replies
 from .fenced_scripts import FENCE_ERROR, FENCED_SCRIPTS
 from .keys import KeyLayout
 from .permits import PermitKeys
 from .scripts import LuaScript
 from .slots import key_slot
-from .store import _increment_error, _ttl_arg
+from .store import _ttl_arg, cas_result, counter_result
 
 
 class RedisFencedWrites(FencedWrites):
@@ -64,42 +65,41 @@ class RedisFencedWrites(FencedWrites):
         created = await self._call(
             fence, "check_and_set", key, keys, (key, value, _ttl_arg(ttl_ms))
         )
-        return bool(created)
+        return replies.flag("check_and_set", created)
 
     async def set(self, fence: Fence, key: str, value: str, ttl_ms: int | None) -> None:
-        await self._call(
+        reply = await self._call(
             fence, "set", key, self._layout.for_key(key), (key, value, _ttl_arg(ttl_ms))
         )
+        replies.new_version("set", reply)
 
     async def delete(self, fence: Fence, key: str) -> bool:
-        return bool(await self._call(fence, "delete", key, self._layout.for_key(key), (key,)))
+        reply = await self._call(fence, "delete", key, self._layout.for_key(key), (key,))
+        return replies.flag("delete", reply)
 
     async def increment(self, fence: Fence, key: str, delta: int, ttl_ms: int | None) -> int:
         keys = self._layout.for_key(key)
         result = await self._call(fence, "increment", key, keys, (key, delta, _ttl_arg(ttl_ms)))
-        if isinstance(result, list):
-            raise _increment_error(key, str(result[0]), delta)
-        return int(result)
+        return counter_result(result, key, delta)
 
     async def compare_and_swap(
         self, fence: Fence, key: str, expected_version: int, new_value: str, ttl_ms: int | None
     ) -> CasResult:
         keys = self._layout.for_key(key)
         args = (key, expected_version, new_value, _ttl_arg(ttl_ms))
-        result = await self._call(fence, "compare_and_swap", key, keys, args)
-        if not result:
-            return CasResult(ok=False, current_value=None, current_version=0)
-        if result[0] == 1:
-            return CasResult(ok=True, current_value=new_value, current_version=int(result[1]))
-        return CasResult(ok=False, current_value=result[1], current_version=int(result[2]))
+        return cas_result(await self._call(fence, "compare_and_swap", key, keys, args), new_value)
 
     async def index_add(self, fence: Fence, index: str, key: str, at_ms: int) -> None:
         index_key = self._layout.time_index(index, key)
-        await self._call(fence, "index_add", key, (index_key,), (key, at_ms))
+        replies.count(
+            "index_add", await self._call(fence, "index_add", key, (index_key,), (key, at_ms))
+        )
 
     async def index_remove(self, fence: Fence, index: str, key: str) -> None:
         index_key = self._layout.time_index(index, key)
-        await self._call(fence, "index_remove", key, (index_key,), (key,))
+        replies.count(
+            "index_remove", await self._call(fence, "index_remove", key, (index_key,), (key,))
+        )
 
 
 def _check_one_slot(fence: Fence, key: str, keys: Sequence[str]) -> None:

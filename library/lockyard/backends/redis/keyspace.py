@@ -14,6 +14,8 @@ from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
 
+from . import replies
+
 
 class Keyspace(Protocol):
     """What the store and the locks need beyond single-slot commands."""
@@ -61,7 +63,7 @@ class ServerKeyspace:
             if uncounted:
                 pipe.unlink(*uncounted)
             results = await pipe.execute()
-        return int(results[0]) if counted else 0
+        return replies.count("purge", results[0]) if counted else 0
 
     async def evals(self, script: str, calls: Sequence[Sequence[str]]) -> list[Any]:
         if not calls:

@@ -22,6 +22,7 @@ from lockyard.locks import AcquireAttempt, DistributedLock, LockInfo
 from lockyard.operations import OperationRunner
 from lockyard.signals import ReleaseSignals
 
+from . import replies
 from . import scripts as lua
 from .keys import KeyLayout
 from .keyspace import Keyspace, ServerKeyspace
@@ -120,62 +121,66 @@ class RedisLocks(DistributedLock):
     async def _confirm_replicas(
         self, connection: AbstractConnection, name: str, owner: str
     ) -> None:
-        acked = int(await command(connection, "WAIT", self._wait_replicas, self._wait_timeout_ms))
+        reply = await command(connection, "WAIT", self._wait_replicas, self._wait_timeout_ms)
+        acked = replies.count("acquire (WAIT)", reply)
         if acked >= self._wait_replicas:
             return
         release = self._scripts.release
         lease, _, queue, waiters = self._layout.lock_keys(name)
         channel = self._layout.release_channel
         args = (lease, queue, waiters, owner, channel, name, self._client_id)
-        await command(connection, "EVALSHA", release.sha, 3, *args)
+        replies.handed_over("release", await command(connection, "EVALSHA", release.sha, 3, *args))
         raise BackendError(
             f"lock {name!r}: only {acked} of {self._wait_replicas} replicas confirmed the "
             f"acquisition within {self._wait_timeout_ms} ms; it was released again"
         )
 
     async def _extend(self, name: str, owner: str, ttl_ms: int) -> bool:
-        return bool(await self._scripts.extend((self._layout.lease(name),), (owner, ttl_ms)))
+        reply = await self._scripts.extend((self._layout.lease(name),), (owner, ttl_ms))
+        return replies.flag("extend", reply)
 
     def _queue_keys(self, name: str) -> tuple[str, str, str]:
         lease, _, queue, waiters = self._layout.lock_keys(name)
         return lease, queue, waiters
 
-    def _handed_over(self, name: str, result: Any) -> bool:
-        """Parse a release/break reply; wake the next owner here if it waits in this process."""
-        if not isinstance(result, list):
+    def _handed_over(self, operation: str, name: str, result: object) -> bool:
+        """Read a release/break reply; wake the next owner here if it waits in this process."""
+        next_owner = replies.handed_over(operation, result)
+        if next_owner is None:
             return False
-        if result[1]:
-            self._signals.wake(name, result[1])
+        if next_owner:
+            self._signals.wake(name, next_owner)
         return True
 
     async def _release(self, name: str, owner: str) -> bool:
         args = (owner, self._layout.release_channel, name, self._client_id)
         result = await self._scripts.release(self._queue_keys(name), args)
-        return self._handed_over(name, result)
+        return self._handed_over("release", name, result)
 
     async def _is_held(self, name: str, owner: str) -> bool:
-        return bool(await self._client.get(self._layout.lease(name)) == owner)
+        holder = replies.value("is_held", await self._client.get(self._layout.lease(name)))
+        return holder == owner
 
     async def _break(self, name: str) -> bool:
         args = (self._layout.release_channel, name, self._client_id)
         result = await self._scripts.breaks(self._queue_keys(name), args)
-        return self._handed_over(name, result)
+        return self._handed_over("break_lock", name, result)
 
     async def _leave_queue(self, name: str, owner: str) -> None:
         args = (owner, self._layout.release_channel, name, self._client_id)
-        head = await self._scripts.leave_queue(self._queue_keys(name), args)
+        reply = await self._scripts.leave_queue(self._queue_keys(name), args)
+        head = replies.text("leave_queue", reply, "the next owner")
         if head:
             self._signals.wake(name, head)
 
     async def _holder(self, name: str) -> LockInfo | None:
         layout = self._layout
-        info = await self._lock_info((layout.lease(name), layout.fence(name)), ())
-        if not info:
+        reply = await self._lock_info((layout.lease(name), layout.fence(name)), ())
+        info = replies.lock_info("holder", reply)
+        if info is None:
             return None
         owner, remaining, epoch, counter = info
-        return LockInfo(
-            name, owner, int(epoch) << FENCING_EPOCH_SHIFT | int(counter), int(remaining)
-        )
+        return LockInfo(name, owner, epoch << FENCING_EPOCH_SHIFT | counter, remaining)
 
     async def _list_held(self) -> list[LockInfo]:
         layout = self._layout
@@ -197,16 +202,19 @@ class RedisLocks(DistributedLock):
         calls = [(lease, layout.fence(layout.lock_name(lease))) for lease in leases]
         results = await self._keyspace.evals(lua.LOCK_INFO, calls)
         infos = []
-        for lease, info in zip(leases, results, strict=True):
-            if info:
+        for lease, reply in zip(leases, results, strict=True):
+            info = replies.lock_info("list_held", reply)
+            if info is not None:
                 owner, remaining, epoch, counter = info
-                token = int(epoch) << FENCING_EPOCH_SHIFT | int(counter)
-                infos.append(LockInfo(layout.lock_name(lease), owner, token, int(remaining)))
+                token = epoch << FENCING_EPOCH_SHIFT | counter
+                infos.append(LockInfo(layout.lock_name(lease), owner, token, remaining))
         return infos
 
 
-def _attempt(result: Any, wait_ms: int | None) -> AcquireAttempt:
+def _attempt(result: object, wait_ms: int | None) -> AcquireAttempt:
     """The acquire script's reply: ``[epoch, counter]`` when taken, else the retry delay."""
-    if not isinstance(result, list):
-        return AcquireAttempt(None, max(int(result), 0), queued=wait_ms is not None)
-    return AcquireAttempt(int(result[0]) << FENCING_EPOCH_SHIFT | int(result[1]))
+    reply = replies.acquired("acquire", result)
+    if isinstance(reply, int):
+        return AcquireAttempt(None, max(reply, 0), queued=wait_ms is not None)
+    epoch, counter = reply
+    return AcquireAttempt(epoch << FENCING_EPOCH_SHIFT | counter)

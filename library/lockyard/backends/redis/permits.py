@@ -23,6 +23,7 @@ from lockyard.rwlocks import ReadWriteLocks
 from lockyard.semaphores import Semaphores
 from lockyard.signals import ReleaseSignals
 
+from . import replies
 from .keys import KeyLayout, glob_escape
 from .keyspace import Keyspace, ServerKeyspace
 from .locks import FENCING_EPOCH_SHIFT
@@ -94,8 +95,8 @@ async def eval_with_epoch(
         await pool.release(connection)
 
 
-def _token(epoch: Any, counter: Any) -> int:
-    return int(epoch) << FENCING_EPOCH_SHIFT | int(counter)
+def _token(epoch: int, counter: int) -> int:
+    return epoch << FENCING_EPOCH_SHIFT | counter
 
 
 class RedisPermits(PermitTable):
@@ -148,20 +149,23 @@ class RedisPermits(PermitTable):
             self._client_id,
         )
         script = self._scripts["permit_acquire"]
-        result = await eval_with_epoch(self._client, script, self._keys.of(name), args)
-        if isinstance(result, list):
-            if result[0] == "limit":
-                return PermitAttempt(None, limit_conflict=int(result[1]))
-            return PermitAttempt(_token(result[0], result[1]))
-        return PermitAttempt(None, int(result), queued=wait_ms is not None)
+        reply = await eval_with_epoch(self._client, script, self._keys.of(name), args)
+        result = replies.permit_attempt("permit_acquire", reply)
+        if isinstance(result, replies.LimitConflict):
+            return PermitAttempt(None, limit_conflict=result.limit)
+        if isinstance(result, tuple):
+            return PermitAttempt(_token(*result))
+        return PermitAttempt(None, result, queued=wait_ms is not None)
 
     async def _extend(self, name: str, owner: str, ttl_ms: int) -> bool:
         script = self._scripts["permit_extend"]
-        return bool(await script((self._keys.holders(name),), (owner, ttl_ms)))
+        return replies.flag(
+            "permit_extend", await script((self._keys.holders(name),), (owner, ttl_ms))
+        )
 
     async def _is_held(self, name: str, owner: str) -> bool:
         script = self._scripts["permit_is_held"]
-        return bool(await script((self._keys.holders(name),), (owner,)))
+        return replies.flag("permit_is_held", await script((self._keys.holders(name),), (owner,)))
 
     def _wake(self, name: str, owners: Sequence[str]) -> None:
         for owner in owners:
@@ -169,15 +173,17 @@ class RedisPermits(PermitTable):
 
     async def _release(self, name: str, owner: str) -> bool:
         args = (owner, self._channel, self.signal_name(name), self._client_id)
-        result = await self._scripts["permit_release"](self._keys.of(name), args)
-        if not isinstance(result, list):
+        reply = await self._scripts["permit_release"](self._keys.of(name), args)
+        owners = replies.permit_released("permit_release", reply)
+        if owners is None:
             return False
-        self._wake(name, result[1])
+        self._wake(name, owners)
         return True
 
     async def _leave_queue(self, name: str, owner: str) -> None:
         args = (owner, self._channel, self.signal_name(name), self._client_id)
-        self._wake(name, await self._scripts["permit_leave_queue"](self._keys.of(name), args))
+        reply = await self._scripts["permit_leave_queue"](self._keys.of(name), args)
+        self._wake(name, replies.texts("permit_leave_queue", reply))
 
     async def _list_held(self) -> list[HolderInfo]:
         held: list[HolderInfo] = []
@@ -196,12 +202,9 @@ class RedisPermits(PermitTable):
         calls = [self._keys.of(name)[:3] for name in names]
         infos: list[HolderInfo] = []
         for name, reply in zip(names, await self._keyspace.evals(PERMIT_LIST, calls), strict=True):
-            limit = int(reply[0])
-            for i in range(1, len(reply), 5):
-                owner, left, weight, epoch, counter = reply[i : i + 5]
-                infos.append(
-                    HolderInfo(name, owner, _token(epoch, counter), int(left), int(weight), limit)
-                )
+            limit, holders = replies.permit_holders("list_held", reply)
+            for owner, left, weight, epoch, counter in holders:
+                infos.append(HolderInfo(name, owner, _token(epoch, counter), left, weight, limit))
         return infos
 
 

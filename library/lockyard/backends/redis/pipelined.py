@@ -282,8 +282,14 @@ class PipelinedConnection(asyncio.Protocol):
                 else:
                     future.set_result(reply)
         except (rx.InvalidResponse, IndexError) as exc:
-            # A protocol error, or a reply nobody asked for: the stream cannot be trusted.
-            self._die(rx.ConnectionError(f"redis: unreadable reply stream: {exc!r}"), report=True)
+            # A protocol error, or a reply nobody asked for: the stream cannot be trusted. The
+            # reply that failed to parse is the oldest outstanding one's: that caller learns
+            # its reply was unreadable (UnexpectedReplyError); the others lost the connection.
+            if isinstance(exc, rx.InvalidResponse) and pending:
+                head = pending.popleft()
+                if not head.done():
+                    head.set_exception(rx.InvalidResponse(f"unreadable reply: {exc}"))
+            self._die(rx.ConnectionError(f"unreadable reply stream: {exc!r}"), report=True)
             self._close_transport()
             return
         if answered:

@@ -8,7 +8,6 @@ the :class:`~.keyspace.Keyspace`, which reaches every master of a cluster."""
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 
 from redis.asyncio import Redis
 
@@ -16,6 +15,7 @@ from lockyard.errors import SerializationError
 from lockyard.operations import OperationRunner
 from lockyard.store import COUNTER_RULE, CasResult, StateStore, checked_sum, parse_counter
 
+from . import replies
 from .keys import KeyLayout
 from .keyspace import Keyspace, ServerKeyspace
 from .scripts import Scripts
@@ -50,29 +50,27 @@ class RedisStateStore(StateStore):
         created = await self._scripts.check_and_set(
             self._layout.for_key(key), (key, value, _ttl_arg(ttl_ms))
         )
-        return bool(created)
+        return replies.flag("check_and_set", created)
 
     async def _get(self, key: str) -> str | None:
-        return cast("str | None", await self._client.hget(self._layout.data(key), "v"))
+        return replies.value("get", await self._client.hget(self._layout.data(key), "v"))
 
     async def _get_versioned(self, key: str) -> tuple[str, int] | None:
         reply = await self._client.hmget(self._layout.data(key), ("v", "n"))
-        value, version = cast("list[str | None]", reply)
-        return None if value is None or version is None else (value, int(version))
+        return replies.versioned("get_versioned", reply)
 
     async def _set(self, key: str, value: str, ttl_ms: int | None) -> None:
-        await self._scripts.set(self._layout.for_key(key), (key, value, _ttl_arg(ttl_ms)))
+        reply = await self._scripts.set(self._layout.for_key(key), (key, value, _ttl_arg(ttl_ms)))
+        replies.new_version("set", reply)
 
     async def _delete(self, key: str) -> bool:
-        return bool(await self._scripts.delete(self._layout.for_key(key), (key,)))
+        return replies.flag("delete", await self._scripts.delete(self._layout.for_key(key), (key,)))
 
     async def _increment(self, key: str, delta: int, ttl_ms: int | None) -> int:
         result = await self._scripts.increment(
             self._layout.for_key(key), (key, delta, _ttl_arg(ttl_ms))
         )
-        if isinstance(result, list):
-            raise _increment_error(key, str(result[0]), delta)
-        return int(result)
+        return counter_result(result, key, delta)
 
     async def _compare_and_swap(
         self, key: str, expected_version: int, new_value: str, ttl_ms: int | None
@@ -80,11 +78,7 @@ class RedisStateStore(StateStore):
         result = await self._scripts.compare_and_swap(
             self._layout.for_key(key), (key, expected_version, new_value, _ttl_arg(ttl_ms))
         )
-        if not result:
-            return CasResult(ok=False, current_value=None, current_version=0)
-        if result[0] == 1:
-            return CasResult(ok=True, current_value=new_value, current_version=int(result[1]))
-        return CasResult(ok=False, current_value=result[1], current_version=int(result[2]))
+        return cas_result(result, new_value)
 
     async def _scan_keys(self, key_prefix: str, kind: str) -> list[tuple[str, str]]:
         return await self._scan(kind, key_prefix)
@@ -97,27 +91,31 @@ class RedisStateStore(StateStore):
         scan = self._scripts.scan
         if len(buckets) == 1:
             data_prefix, index, expiries = buckets[0]
-            flats = [await scan((index, expiries), (data_prefix, key_prefix))]
-        else:
-            flats = await asyncio.gather(
-                *(scan((index, expiries), (data, key_prefix)) for data, index, expiries in buckets)
+            return replies.pairs(
+                "scan_keys", await scan((index, expiries), (data_prefix, key_prefix))
             )
-        return [pair for flat in flats for pair in zip(flat[::2], flat[1::2], strict=True)]
+        flats = await asyncio.gather(
+            *(scan((index, expiries), (data, key_prefix)) for data, index, expiries in buckets)
+        )
+        return [pair for flat in flats for pair in replies.pairs("scan_keys", flat)]
 
     async def _index_add(self, index: str, key: str, at_ms: int) -> None:
-        await self._client.zadd(self._layout.time_index(index, key), {key: at_ms})
+        reply = await self._client.zadd(self._layout.time_index(index, key), {key: at_ms})
+        replies.count("index_add", reply)
 
     async def _index_remove(self, index: str, key: str) -> None:
-        await self._client.zrem(self._layout.time_index(index, key), key)
+        reply = await self._client.zrem(self._layout.time_index(index, key), key)
+        replies.count("index_remove", reply)
 
     async def _index_due(self, index: str, now_ms: int) -> list[str]:
         indexes = self._layout.time_indexes(index)
         if len(indexes) == 1:
-            return cast("list[str]", await self._client.zrangebyscore(indexes[0], "-inf", now_ms))
-        due = await asyncio.gather(
+            due = await self._client.zrangebyscore(indexes[0], "-inf", now_ms)
+            return replies.texts("index_due", due)
+        dues = await asyncio.gather(
             *(self._client.zrangebyscore(bucket, "-inf", now_ms) for bucket in indexes)
         )
-        return [key for keys in due for key in cast("list[str]", keys)]
+        return [key for keys in dues for key in replies.texts("index_due", keys)]
 
     async def _purge(self) -> int:
         removed = 0
@@ -146,15 +144,28 @@ class RedisStateStore(StateStore):
             base = expiry_key[: -len(":x")]
             while True:
                 async with asyncio.timeout(timeout):
-                    count = int(
-                        await self._scripts.sweep(
-                            (base + ":i", expiry_key), (base + ":d:", SWEEP_BATCH)
-                        )
+                    reply = await self._scripts.sweep(
+                        (base + ":i", expiry_key), (base + ":d:", SWEEP_BATCH)
                     )
+                count = replies.count("sweep", reply)
                 examined += count
                 if count < SWEEP_BATCH:
                     break
         return examined
+
+
+def counter_result(reply: object, key: str, delta: int) -> int:
+    """``increment``'s reply (plain or fenced): the new value, or why Redis refused."""
+    value, refused = replies.counter("increment", reply)
+    if value is None:
+        raise _increment_error(key, refused, delta)
+    return value
+
+
+def cas_result(reply: object, new_value: str) -> CasResult:
+    """``compare_and_swap``'s reply (plain or fenced)."""
+    ok, current, version = replies.swapped("compare_and_swap", reply)
+    return CasResult(ok=ok, current_value=new_value if ok else current, current_version=version)
 
 
 def _increment_error(key: str, current: str, delta: int) -> SerializationError:
