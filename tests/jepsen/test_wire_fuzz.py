@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 import lockyard
 from lockyard import CasResult, LockGuard, StateError
-from lockyard.errors import UnexpectedReplyError
+from lockyard.errors import OperationTimeoutError, UnexpectedReplyError
 from lockyard_dev.jepsen.wirefuzz import MUTATIONS, FuzzProxy, Mutation
 from lockyard_dev.servers.postgres import PostgresServer
 from lockyard_dev.servers.redis import RedisServer
@@ -148,7 +148,7 @@ class Harness:
                         raise
                     await asyncio.sleep(0.2)
 
-    async def example(self, mutation: Mutation, name: str) -> None:
+    async def example(self, mutation: Mutation, name: str) -> object:
         operation, valid = _operations(self.tenant)[name]
         self.proxy.fired.clear()
         self.proxy.arm(mutation)
@@ -170,9 +170,14 @@ class Harness:
         if mutation.kind in MUST_RAISE:
             assert isinstance(outcome, StateError), f"{name} under {mutation}: returned {outcome!r}"
         if mutation.kind in SHAPES and isinstance(outcome, StateError):
-            assert isinstance(outcome, UnexpectedReplyError), (
-                f"{name} under {mutation}: {outcome!r}"
+            # 32 MiB through the fuzzing proxy can outlast the 1 s operation timeout on a loaded
+            # machine; the timeout is then the clean answer (the test asks that most were not).
+            expected = (
+                (UnexpectedReplyError, OperationTimeoutError)
+                if mutation.kind == "oversized"
+                else UnexpectedReplyError
             )
+            assert isinstance(outcome, expected), f"{name} under {mutation}: {outcome!r}"
         elif not isinstance(outcome, StateError):
             assert valid(outcome), f"{name} under {mutation}: returned {outcome!r}"
         if isinstance(outcome, LockGuard):
@@ -182,6 +187,7 @@ class Harness:
         await self.verify()
         await asyncio.sleep(0)
         assert not self.loop_errors, f"unhandled on the event loop: {self.loop_errors}"
+        return outcome
 
 
 def _url(backend: str, server: RedisServer | PostgresServer, port: int, prefix: str) -> str:
@@ -283,9 +289,13 @@ def test_every_damage_once_on_a_read(harness: Harness, kind: str) -> None:
 def test_replies_of_the_wrong_shape_raise_state_errors(harness: Harness, kind: str) -> None:
     """Every operation against every wrong shape (or the 32 MiB reply): each raises
     ``UnexpectedReplyError`` or, where the shape happens to be a valid reply, returns a value
-    of its own type; and the pool goes on serving every other operation correctly."""
+    of its own type; and the pool goes on serving every other operation correctly. Reading the
+    32 MiB reply may instead time out on a loaded machine, but not for most operations."""
     variants = range(8) if kind == "wrong-shape" else range(1)
+    outcomes = []
     for name in sorted(_operations(harness.tenant)):
         for variant in variants:
             mutation = Mutation(kind, 0.5, bytes([variant]), delay_s=1.5 * OPERATION_TIMEOUT_S)
-            harness.run(harness.example(mutation, name))
+            outcomes.append(harness.run(harness.example(mutation, name)))
+    timeouts = sum(isinstance(outcome, OperationTimeoutError) for outcome in outcomes)
+    assert timeouts <= len(outcomes) // 2, f"{timeouts} of {len(outcomes)} operations timed out"

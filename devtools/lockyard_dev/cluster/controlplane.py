@@ -51,7 +51,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -64,7 +63,12 @@ from pathlib import Path
 from types import FrameType
 
 from lockyard_dev.repository import RepositoryNotFound, repository_root
-from lockyard_dev.servers.process import ServerHarness, ServerStartError, refuse_without_servers
+from lockyard_dev.servers.process import (
+    ServerHarness,
+    ServerStartError,
+    free_port,
+    refuse_without_servers,
+)
 from lockyard_dev.servers.tls import KeyPair, make_ca, make_certificate, run_openssl
 
 __all__ = [
@@ -184,17 +188,6 @@ def find_binaries() -> Path:
             "Run `make controlplane` to build them (10-30 minutes the first time)."
         )
     return bin_dir
-
-
-def _free_ports(count: int) -> list[int]:
-    # Hold every socket until all are bound, so the ports differ from each other.
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
 
 
 def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
@@ -469,7 +462,7 @@ class ControlPlane(ServerHarness):
         self._admin = admin
         self._ca = pki.ca.cert_file
 
-        etcd_client, etcd_peer, apiserver_port = _free_ports(3)
+        etcd_client, etcd_peer, apiserver_port = (free_port() for _ in range(3))
         self._apiserver_port = apiserver_port
         self.kubeconfig.write_text(_kubeconfig(self.server, pki.ca.cert_file, admin, ADMIN_USER))
         controller_manager_kubeconfig = workdir / "controller-manager.kubeconfig"

@@ -31,6 +31,8 @@ class OperatorProcess:
         self.metrics_port = free_port()
         self.args = [
             *args,
+            # Loopback only, as the suite's servers: the host's other addresses are not ours.
+            "--bind-address=127.0.0.1",
             f"--health-port={self.health_port}",
             f"--metrics-port={self.metrics_port}",
         ]

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,12 +39,56 @@ def refuse_without_servers(name: str) -> None:
         )
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+#: ``free_port`` hands out ports below the kernel's ephemeral range (32768-60999 by default),
+#: each process group of the suite from its own slice. A port the kernel picked (``bind`` to 0)
+#: was free a moment ago, but by the time a server binds it another pytest-xdist worker may have
+#: been handed the same one, or an outgoing connection taken it: in CI an operator died on
+#: EADDRINUSE that way. Slice 0 is for processes outside pytest-xdist, slice N+1 for worker gwN
+#: (and the processes it starts, which inherit $PYTEST_XDIST_WORKER); within a slice each
+#: process starts at an offset of its own and moves on, never reusing a port soon.
+PORT_SLICE_BASE = 10_000
+PORT_SLICE_SIZE = 2_400
+PORT_SLICES = 9
+_port_lock = threading.Lock()
+_port_cursor: int | None = None
+
+
+def _forget_port_cursor() -> None:
+    global _port_cursor
+    _port_cursor = None  # a forked child starts at its own offset, not its parent's
+
+
+os.register_at_fork(after_in_child=_forget_port_cursor)
+
+
+def _port_slice() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        return 0
+    return 1 + int(worker[2:]) % (PORT_SLICES - 1)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1, free now and handed to no other caller of this suite soon."""
+    global _port_cursor
+    first = PORT_SLICE_BASE + _port_slice() * PORT_SLICE_SIZE
+    with _port_lock:
+        if _port_cursor is None:
+            _port_cursor = (os.getpid() * 97) % PORT_SLICE_SIZE
+        for _ in range(PORT_SLICE_SIZE):
+            _port_cursor = (_port_cursor + 1) % PORT_SLICE_SIZE
+            if _bindable(first + _port_cursor):
+                return first + _port_cursor
+    raise ServerStartError(f"no free port in {first}-{first + PORT_SLICE_SIZE - 1}")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO
 
 import lockyard
-from lockyard.errors import LockLostError, StateError
+from lockyard.errors import BackendConnectionError, LockLostError, StateError
 from lockyard.permits import PermitGuard
 
 #: Injects faults while the contenders run (it is given their processes and returns when done).
@@ -273,9 +273,22 @@ async def _fenced_holder(args: argparse.Namespace) -> None:
 
 
 # -- the worker process -------------------------------------------------------------------------
+async def _connected(url: str, give_up_at: float) -> lockyard.Connection:
+    """Connect, asking again while the backend is down or recovering, as a restarted worker
+    would: a contender still starting (or stopped) when the faults restart the server must not
+    fail the run."""
+    while True:
+        try:
+            return await lockyard.connect(url)
+        except BackendConnectionError:
+            if time.monotonic() > give_up_at:
+                raise
+            await asyncio.sleep(RETRY_PAUSE_S)
+
+
 async def _work(args: argparse.Namespace, out: IO[str]) -> None:
-    async with lockyard.connect(args.url) as ly:
-        stop_at = time.monotonic() + args.duration
+    stop_at = time.monotonic() + args.duration
+    async with await _connected(args.url, stop_at) as ly:
 
         def record(**fields: object) -> None:
             # Written and flushed at once: a SIGKILL must not lose what was already held.
