@@ -11,12 +11,12 @@ import os
 import signal
 import time
 import urllib.request
-from typing import Any
 
 from lockyard_dev.node import Node
 from lockyard_dev.node.deploy import (
     OPERATOR_NAMESPACE,
     OPERATOR_SELECTOR,
+    both_replicas_ready,
     container_pid,
     election_holder,
     get_pod,
@@ -25,21 +25,10 @@ from lockyard_dev.node.deploy import (
     pods,
     probe_counts,
     wait_for,
+    wait_for_leader,
 )
 
 NS = OPERATOR_NAMESPACE
-
-
-def _active(node: Node) -> dict[str, Any]:
-    wait_for(lambda: leader_pod(node) is not None, 60, "an operator pod to lead")
-    pod = leader_pod(node)
-    assert pod is not None
-    return pod
-
-
-def _both_ready(node: Node) -> bool:
-    current = pods(node, NS, OPERATOR_SELECTOR)
-    return len(current) == 2 and all(is_ready(p) for p in current)
 
 
 def _http_get(url: str) -> tuple[int, str]:
@@ -49,7 +38,7 @@ def _http_get(url: str) -> tuple[int, str]:
 
 
 def test_operator_pod_runs_non_root_on_a_read_only_root(operator: Node) -> None:
-    pod = _active(operator)
+    pod = wait_for_leader(operator, 60)
     name = pod["metadata"]["name"]
     assert pod["spec"]["hostNetwork"] is True  # set by the node's admission policy
     assert pod["spec"]["nodeName"] in operator.names
@@ -64,7 +53,7 @@ def test_operator_pod_runs_non_root_on_a_read_only_root(operator: Node) -> None:
 
 
 def test_kubelet_calls_the_probes(operator: Node) -> None:
-    pod = _active(operator)
+    pod = wait_for_leader(operator, 60)
     name = pod["metadata"]["name"]
     status = pod["status"]["containerStatuses"][0]
     assert status["ready"] is True
@@ -88,7 +77,7 @@ def test_kubelet_calls_the_probes(operator: Node) -> None:
 
 
 def test_each_replica_serves_metrics_and_health_on_its_node_address(operator: Node) -> None:
-    wait_for(lambda: _both_ready(operator), 120, "both operator replicas to be Ready")
+    wait_for(lambda: both_replicas_ready(operator), 120, "both operator replicas to be Ready")
     replicas = pods(operator, NS, OPERATOR_SELECTOR)
     # One per node; with hostNetwork the pod IP is the node's address.
     assert sorted((p["spec"]["nodeName"], p["status"]["podIP"]) for p in replicas) == [
@@ -108,7 +97,7 @@ def test_each_replica_serves_metrics_and_health_on_its_node_address(operator: No
 
 
 def test_both_replicas_run_and_exactly_one_leads(operator: Node) -> None:
-    wait_for(lambda: _both_ready(operator), 120, "both operator replicas to be Ready")
+    wait_for(lambda: both_replicas_ready(operator), 120, "both operator replicas to be Ready")
     holder = election_holder(operator)
     assert holder is not None
     replicas = pods(operator, NS, OPERATOR_SELECTOR)
@@ -129,7 +118,7 @@ def test_both_replicas_run_and_exactly_one_leads(operator: Node) -> None:
 
 
 def test_killed_operator_container_is_restarted_by_the_kubelet(operator: Node) -> None:
-    pod = _active(operator)
+    pod = wait_for_leader(operator, 60)
     name = pod["metadata"]["name"]
     restarts = pod["status"]["containerStatuses"][0]["restartCount"]
     pid = container_pid(operator, NS, name)
@@ -149,9 +138,9 @@ def test_killed_operator_container_is_restarted_by_the_kubelet(operator: Node) -
 def test_killing_the_leader_container_hands_over_to_the_standby(operator: Node) -> None:
     """SIGKILL releases nothing: the standby takes the Lease once it expires (lease duration
     plus a retry period), or the restarted container does, as a new candidate."""
-    wait_for(lambda: _both_ready(operator), 120, "both operator replicas to be Ready")
+    wait_for(lambda: both_replicas_ready(operator), 120, "both operator replicas to be Ready")
     old_holder = election_holder(operator)
-    leader = _active(operator)
+    leader = wait_for_leader(operator, 60)
     started = time.monotonic()
     os.kill(container_pid(operator, NS, leader["metadata"]["name"]), signal.SIGKILL)
     wait_for(
@@ -162,7 +151,7 @@ def test_killing_the_leader_container_hands_over_to_the_standby(operator: Node) 
         "another identity to hold the election Lease",
     )
     handed_over = time.monotonic() - started
-    wait_for(lambda: _both_ready(operator), 120, "both replicas Ready again")
+    wait_for(lambda: both_replicas_ready(operator), 120, "both replicas Ready again")
     print(f"leader SIGKILLed: Lease taken over {handed_over:.1f}s later")
     # The Lease's duration bounds the hand-over from below: nobody took a live term early.
     lease = operator.kubectl(

@@ -28,6 +28,7 @@ from lockyard_dev.node.deploy import (
     ELECTION_LEASE,
     OPERATOR_NAMESPACE,
     OPERATOR_SELECTOR,
+    both_replicas_ready,
     container_pid,
     election_holder,
     get_pod,
@@ -35,6 +36,7 @@ from lockyard_dev.node.deploy import (
     leader_pod,
     pods,
     wait_for,
+    wait_for_leader,
     workload_pod_manifest,
 )
 from lockyard_dev.repository import repository_root
@@ -170,26 +172,14 @@ def _stamp(micro_time: str) -> float:
     return datetime.fromisoformat(micro_time.replace("Z", "+00:00")).timestamp()
 
 
-def _leader(node: Node) -> dict[str, Any]:
-    wait_for(lambda: leader_pod(node) is not None, 120, "an operator pod to lead")
-    pod = leader_pod(node)
-    assert pod is not None
-    return pod
-
-
-def _both_ready(node: Node) -> bool:
-    current = pods(node, OPERATOR_NAMESPACE, OPERATOR_SELECTOR)
-    return len(current) == 2 and all(is_ready(p) for p in current)
-
-
 def test_deleting_the_active_operator_pod_fails_over(
     operator: Node, namespace: str, redis_host: RedisServer
 ) -> None:
     """A deleted pod gets SIGTERM: the leader stops kopf and releases the Lease, so the standby
     (already Running and Ready on the other node) takes over at once, not after the Lease's
     15 s."""
-    wait_for(lambda: _both_ready(operator), 120, "both operator replicas to be Ready")
-    active = _leader(operator)
+    wait_for(lambda: both_replicas_ready(operator), 120, "both operator replicas to be Ready")
+    active = wait_for_leader(operator, 120)
     old = active["metadata"]["name"]
     old_holder = election_holder(operator)
     before = _election_lease(operator)["spec"]
@@ -219,7 +209,7 @@ def test_deleting_the_active_operator_pod_fails_over(
     assert after["leaseTransitions"] > before["leaseTransitions"]
     # The Deployment replaces the deleted pod on the node it freed: two Ready replicas again.
     wait_for(
-        lambda: _both_ready(operator)
+        lambda: both_replicas_ready(operator)
         and old not in [p["metadata"]["name"] for p in pods(operator, OPERATOR_NAMESPACE,
                                                            OPERATOR_SELECTOR)],
         120,
@@ -230,7 +220,7 @@ def test_deleting_the_active_operator_pod_fails_over(
 def test_work_queued_while_the_operator_container_is_killed_is_done(
     operator: Node, namespace: str, redis_host: RedisServer
 ) -> None:
-    name = _leader(operator)["metadata"]["name"]
+    name = wait_for_leader(operator, 120)["metadata"]["name"]
     started = time.monotonic()
     os.kill(container_pid(operator, OPERATOR_NAMESPACE, name), signal.SIGKILL)
     spec = f"  redis: {{host: 127.0.0.1, port: {redis_host.port}}}\n"

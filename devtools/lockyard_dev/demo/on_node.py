@@ -26,14 +26,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
+from lockyard_dev.demo.store import APPLYING, NAMESPACE, STORE, demo_store
 from lockyard_dev.node import Node
 from lockyard_dev.node.deploy import OPERATOR_NAMESPACE, leader_pod, wait_for
 from lockyard_dev.node.progress import Say
 from lockyard_dev.node.session import operator_on_node, start_workload
 from lockyard_dev.servers.redis import RedisServer
 
-NAMESPACE = "lockyard-demo"
-STORE = "orders"
 HELD = ["invoice-1", "invoice-2", "invoice-3"]
 READY_TIMEOUT_S = 120.0
 
@@ -120,17 +119,8 @@ def _show(title: str, result: subprocess.CompletedProcess[str]) -> None:
 
 def _apply_store(node: Node, redis: RedisServer, say: Say) -> None:
     node.kubectl("create", "namespace", NAMESPACE)
-    store = {
-        "apiVersion": "lockyard.dev/v1alpha1",
-        "kind": "StateStore",
-        "metadata": {"name": STORE, "namespace": NAMESPACE},
-        "spec": {
-            "redis": {"host": "127.0.0.1", "port": redis.port},
-            "locks": {"defaultTtlSeconds": 10, "leaseMirroring": True},
-            "probeIntervalSeconds": 5,
-        },
-    }
-    say(f"applying StateStore {NAMESPACE}/{STORE} (Redis, lease mirroring on)")
+    store = demo_store(redis.port)
+    say(APPLYING)
     node.kubectl("apply", "-f", "-", input=json.dumps(store))
 
     def ready() -> bool:

@@ -47,6 +47,7 @@ from lockyard.kube.binding_reader import read_binding_secret
 from lockyard.mirror import LeaseMirror, enable_lease_mirroring, maybe_mirror, mirror_of
 from lockyard_dev.cluster.controlplane import ControlPlane, ControlPlaneError, find_binaries
 from lockyard_dev.demo.on_node import run_on_node
+from lockyard_dev.demo.store import APPLYING, NAMESPACE, STORE, demo_store
 from lockyard_dev.demo.telemetry_view import showing_telemetry
 from lockyard_dev.node.node import NodeError
 from lockyard_dev.node.session import node_problems
@@ -54,8 +55,6 @@ from lockyard_dev.repository import RepositoryNotFound, repository_root
 from lockyard_dev.servers.process import ServerStartError, free_port
 from lockyard_dev.servers.redis import RedisServer
 
-NAMESPACE = "lockyard-demo"
-STORE = "orders"
 LOCKS = [f"invoice-{i}" for i in range(1, 7)]
 READY_TIMEOUT_S = 120.0
 
@@ -201,17 +200,8 @@ class Demo:
                     await process.wait()
 
     async def apply_store(self, redis: RedisServer) -> None:
-        store = {
-            "apiVersion": "lockyard.dev/v1alpha1",
-            "kind": "StateStore",
-            "metadata": {"name": STORE, "namespace": NAMESPACE},
-            "spec": {
-                "redis": {"host": "127.0.0.1", "port": redis.port},
-                "locks": {"defaultTtlSeconds": 10, "leaseMirroring": True},
-                "probeIntervalSeconds": 5,
-            },
-        }
-        say(f"applying StateStore {NAMESPACE}/{STORE} (Redis, lease mirroring on)")
+        store = demo_store(redis.port)
+        say(APPLYING)
         await self.kubectl("apply", "-f", "-", input_text=json.dumps(store))
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:

@@ -160,6 +160,20 @@ def leader_pod(node: Node) -> dict[str, Any] | None:
     return None
 
 
+def wait_for_leader(node: Node, timeout: float) -> dict[str, Any]:
+    """The operator pod that leads, once one does (:func:`leader_pod`)."""
+    wait_for(lambda: leader_pod(node) is not None, timeout, "an operator pod to lead")
+    pod = leader_pod(node)
+    assert pod is not None
+    return pod
+
+
+def both_replicas_ready(node: Node) -> bool:
+    """Both operator replicas exist and are Ready."""
+    current = pods(node, OPERATOR_NAMESPACE, OPERATOR_SELECTOR)
+    return len(current) == 2 and all(is_ready(p) for p in current)
+
+
 def operator_health(pod: dict[str, Any]) -> dict[str, Any] | None:
     """What an operator pod's ``/healthz`` answers (on its pod IP), or None if nothing does."""
     address = pod.get("status", {}).get("podIP")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
@@ -11,8 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lockyard.config import parse_url
 from lockyard.kube import KubeClient
-from lockyard.kube.paths import leases_path
+from lockyard.kube.binding import binding_data
+from lockyard.kube.names import store_object_name
+from lockyard.kube.paths import leases_path, secrets_path
 from lockyard.mirror.lease_names import store_selector
 
 STORE = "orders"
@@ -78,3 +82,15 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
             await asyncio.sleep(interval)
+
+
+async def publish_binding(kube: KubeClient, namespace: str, store: str, url: str) -> None:
+    """The binding Secret the operator would publish for ``store`` (``url``, mirroring on)."""
+    data = binding_data(parse_url(url), files={}, default_ttl_seconds=30, lease_mirroring=True)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": store_object_name(store)},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+    await asyncio.to_thread(kube.create, secrets_path(namespace), secret)

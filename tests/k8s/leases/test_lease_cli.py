@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import base64
 import concurrent.futures
 import json
 import os
@@ -21,16 +20,14 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from lease_support import STORE, Cli, Cluster, run_process
+from lease_support import STORE, Cli, Cluster, publish_binding, run_process
 
 import lockyard
 from lockyard import identity
-from lockyard.config import parse_url
 from lockyard.errors import ConfigError
 from lockyard.kube import KubeClient
-from lockyard.kube.binding import binding_data
 from lockyard.kube.names import store_object_name
-from lockyard.kube.paths import leases_path, secrets_path, stores_path
+from lockyard.kube.paths import leases_path, stores_path
 from lockyard.mirror import Holder, LeaseMirror, enable_lease_mirroring
 from lockyard.mirror.lease_names import (
     FENCING_ANNOTATION,
@@ -58,18 +55,6 @@ def table(text: str) -> list[list[str]]:
     import re
 
     return [re.split(r"\s{3,}", line.strip()) for line in text.splitlines() if line.strip()]
-
-
-async def publish_binding(kube: KubeClient, namespace: str, store: str, url: str) -> None:
-    """The binding Secret the operator would publish for ``store`` (redis URL, mirroring on)."""
-    data = binding_data(parse_url(url), files={}, default_ttl_seconds=30, lease_mirroring=True)
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": store_object_name(store)},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-    await asyncio.to_thread(kube.create, secrets_path(namespace), secret)
 
 
 async def test_locks_table_and_formats(

@@ -5,7 +5,6 @@ ends its term (the leader learns it lost)."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 import secrets
@@ -13,16 +12,12 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from lease_support import STORE, Cli, Cluster
+from lease_support import STORE, Cli, Cluster, publish_binding
 
 import lockyard
-from lockyard.config import parse_url
 from lockyard.identity import MANAGED_BY_LABEL, MANAGED_BY_VALUE, STORE_LABEL
 from lockyard.kube import KubeApi, KubeClient
-from lockyard.kube.binding import binding_data
 from lockyard.kube.leader_record import ELECTION_KIND, KIND_LABEL
-from lockyard.kube.names import store_object_name
-from lockyard.kube.paths import secrets_path
 from lockyard.mirror import Holder, LeaseMirror, enable_lease_mirroring
 from lockyard_dev.servers.redis import RedisServer
 
@@ -142,14 +137,7 @@ async def test_breaking_an_election_from_the_cli_deposes_its_leader(
     kubeconfig: Path,
 ) -> None:
     url = redis_server.url(f"elections-{secrets.token_hex(3)}")
-    data = binding_data(parse_url(url), files={}, default_ttl_seconds=30, lease_mirroring=True)
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": store_object_name(STORE)},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-    await asyncio.to_thread(kube.create, secrets_path(cluster.namespace), secret)
+    await publish_binding(kube, cluster.namespace, STORE, url)
     async with lockyard.connect(url) as ly:
         mirror = enable_lease_mirroring(ly, STORE, cluster.namespace, k8s_api, holder=Holder("app"))
         try:

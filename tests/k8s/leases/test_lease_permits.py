@@ -6,7 +6,6 @@ loses, its fenced writes are refused, its Lease goes)."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import re
@@ -17,15 +16,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from lease_support import STORE, Cli, Cluster
+from lease_support import STORE, Cli, Cluster, publish_binding
 
 import lockyard
-from lockyard.config import parse_url
 from lockyard.errors import LockLostError
 from lockyard.kube import KubeApi, KubeClient
-from lockyard.kube.binding import binding_data
-from lockyard.kube.names import store_object_name
-from lockyard.kube.paths import secrets_path
 from lockyard.mirror import Holder, LeaseMirror, enable_lease_mirroring
 from lockyard.mirror.lease_names import (
     FENCING_ANNOTATION,
@@ -60,18 +55,6 @@ def backend_url(request: pytest.FixtureRequest) -> str:
         return postgres.url(prefix=prefix)
     moto: MotoServer = request.getfixturevalue("moto_server")
     return moto.url("lease-permits", prefix)
-
-
-async def publish_binding(kube: KubeClient, namespace: str, url: str) -> None:
-    """The binding Secret the operator would publish for ``STORE`` (mirroring on)."""
-    data = binding_data(parse_url(url), files={}, default_ttl_seconds=30, lease_mirroring=True)
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": store_object_name(STORE)},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-    await asyncio.to_thread(kube.create, secrets_path(namespace), secret)
 
 
 def table(text: str) -> list[list[str]]:
@@ -149,7 +132,7 @@ async def test_semaphore_permits_are_leases_listed_verified_reaped_and_broken(
     cluster: Cluster,
 ) -> None:
     cli, ns = Cli(kubeconfig), cluster.namespace
-    await publish_binding(kube, ns, backend_url)
+    await publish_binding(kube, ns, STORE, backend_url)
     async with (
         lockyard.connect(backend_url) as app,
         lockyard.connect(backend_url) as dying,
@@ -264,7 +247,7 @@ async def test_rwlock_readers_and_writer_are_leases_and_breakable(
     cluster: Cluster,
 ) -> None:
     cli, ns = Cli(kubeconfig), cluster.namespace
-    await publish_binding(kube, ns, backend_url)
+    await publish_binding(kube, ns, STORE, backend_url)
     async with lockyard.connect(backend_url) as app, holds() as running:
         mirror: LeaseMirror = enable_lease_mirroring(
             app, STORE, ns, k8s_api, holder=Holder("reader")
