@@ -43,9 +43,19 @@ class Run:
     holds: list[Hold] = field(default_factory=list)
     acked: Counter[str] = field(default_factory=Counter)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The most the event loop woke a task late during the run (see :meth:`watch_loop_lag`).
+    loop_lag: float = 0.0
 
     def now(self) -> float:
         return time.monotonic() - self.origin
+
+    async def watch_loop_lag(self, tick: float = 0.02) -> None:
+        """Record how late a short sleep wakes until the run stops. An operation whose timeout
+        fired can finish that much later on a loaded machine: its bound allows for it."""
+        while not self.stop.is_set():
+            asked = time.monotonic()
+            await asyncio.sleep(tick)
+            self.loop_lag = max(self.loop_lag, time.monotonic() - asked - tick)
 
     def errors(self) -> list[Op]:
         return [op for op in self.ops if op.error is not None]

@@ -34,6 +34,8 @@ class ConformanceBase:
     #: A TTL long enough to outlive a few round trips on this backend, and the wait past it.
     short_ttl_s: float = 0.3
     expiry_wait_s: float = 0.5
+    #: The slowest of three round trips measured at the start of the test (0 on virtual time).
+    round_trip_s: float = 0.0
 
     @pytest_asyncio.fixture
     async def ly(self, lockyard_connect: ConnectFactory) -> AsyncIterator[Connection]:
@@ -76,6 +78,7 @@ class ConformanceBase:
         """
         cls = type(self)
         slowest = max([await connection.ping() for _ in range(3)])
+        self.round_trip_s = slowest
         self.timeout_slack_s = max(cls.timeout_slack_s, 2 * slowest)
         self.handover_bound_s = max(cls.handover_bound_s, 0.05 + 2 * slowest)
         self.short_ttl_s = max(cls.short_ttl_s, 15 * slowest)

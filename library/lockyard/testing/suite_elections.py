@@ -239,6 +239,12 @@ class ElectionConformance(ConformanceBase):
         assert await successor.resign()
 
     # -- observing an election ---------------------------------------------------------------
+    @property
+    def _state_lasts_s(self) -> float:
+        """How long each state is kept for an observer polling on another connection: its poll
+        and a read, each request measured at the start of the test (0.2 s at the least)."""
+        return max(0.2, self.observe_poll_s + 4 * self.round_trip_s)
+
     async def _run_terms(self, ly: Connection, name: str) -> list[tuple[str, str, int]]:
         """A, resigned, hands over to B, which lapses; C, broken. The changes, as expected."""
         a = await ly.elections.campaign(name, "a", ttl=30)
@@ -246,12 +252,13 @@ class ElectionConformance(ConformanceBase):
             ly.elections.campaign(name, "b", ttl=self.short_ttl_s, auto_renew=False)
         )
         await asyncio.sleep(self.queue_join_s)
-        await asyncio.sleep(0.2)  # every state lasts longer than an observer's poll
+        await asyncio.sleep(self._state_lasts_s)
         await a.resign()
         b = await b_task
         await self.expire()
+        await asyncio.sleep(self._state_lasts_s - 0.2)  # the lapse, seen before C leads
         c = await ly.elections.campaign(name, "c", ttl=30)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(self._state_lasts_s)
         assert await ly.elections.break_leadership(name)
         await c.resign()
         await b.resign()
@@ -269,14 +276,14 @@ class ElectionConformance(ConformanceBase):
         poll = None if watcher is ly else self.observe_poll_s
         async with watcher.elections.observe(name, poll_interval=poll) as changes:
             collecting = asyncio.ensure_future(collect(changes, 6, timeout=30))
-            await asyncio.sleep(0.05)  # the observer's first read: nobody leads
+            await asyncio.sleep(0.05 + 2 * self.round_trip_s)  # its first read: nobody leads
             expected = await self._run_terms(ly, name)
             got: list[LeadershipChange] = await collecting
         seen = [(change.kind, change.identity, change.term) for change in got]
         if watcher is not ly:
             # Another client cannot tell a break from a resignation.
             seen = [("broken" if k == "resigned" and i == "c" else k, i, t) for k, i, t in seen]
-        assert seen == expected
+        assert seen == expected, f"observed {seen}, expected {expected}"
         assert all(change.name == name for change in got)
 
     async def test_observe_an_election_on_the_same_connection(self, ly: Connection) -> None:
