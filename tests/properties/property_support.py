@@ -66,5 +66,5 @@ class Pair:
         """Run ``operation`` on both sides; the outcomes must be equal. Returns it."""
         model = self.run(outcome(operation, self.model))
         real = self.run(outcome(operation, self.real))
-        assert real == model
+        assert real == model, f"the backend gave {real!r}, the memory model {model!r}"
         return real

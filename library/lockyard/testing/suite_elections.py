@@ -33,9 +33,12 @@ def election_name() -> str:
     return f"election-{uuid.uuid4().hex[:8]}"
 
 
-async def collect(events: Any, count: int, timeout: float) -> list[Any]:
-    """The first ``count`` items of an observation, or fail after ``timeout`` seconds."""
-    got: list[Any] = []
+async def collect(
+    events: Any, count: int, timeout: float, got: list[Any] | None = None
+) -> list[Any]:
+    """The first ``count`` items of an observation (appended to ``got`` as they come), or fail
+    after ``timeout`` seconds."""
+    got = [] if got is None else got
     try:
         async with asyncio.timeout(timeout):
             async for event in events:
@@ -239,26 +242,28 @@ class ElectionConformance(ConformanceBase):
         assert await successor.resign()
 
     # -- observing an election ---------------------------------------------------------------
-    @property
-    def _state_lasts_s(self) -> float:
-        """How long each state is kept for an observer polling on another connection: its poll
-        and a read, each request measured at the start of the test (0.2 s at the least)."""
-        return max(0.2, self.observe_poll_s + 4 * self.round_trip_s)
+    async def _run_terms(
+        self, ly: Connection, name: str, seen: Callable[[int], Awaitable[None]]
+    ) -> list[tuple[str, str, int]]:
+        """A, resigned, hands over to B, which lapses; C, broken. The changes, as expected.
 
-    async def _run_terms(self, ly: Connection, name: str) -> list[tuple[str, str, int]]:
-        """A, resigned, hands over to B, which lapses; C, broken. The changes, as expected."""
+        Each step waits until the observer has reported the one before (``seen(n)``): an
+        observer on another connection only reads now and then, and a state it never read
+        (a lapse followed at once by the next leader) cannot be reported.
+        """
         a = await ly.elections.campaign(name, "a", ttl=30)
         b_task = asyncio.ensure_future(
             ly.elections.campaign(name, "b", ttl=self.short_ttl_s, auto_renew=False)
         )
         await asyncio.sleep(self.queue_join_s)
-        await asyncio.sleep(self._state_lasts_s)
+        await seen(1)  # a elected
         await a.resign()
         b = await b_task
+        await seen(3)  # a resigned, b elected
         await self.expire()
-        await asyncio.sleep(self._state_lasts_s - 0.2)  # the lapse, seen before C leads
+        await seen(4)  # b expired
         c = await ly.elections.campaign(name, "c", ttl=30)
-        await asyncio.sleep(self._state_lasts_s)
+        await seen(5)  # c elected
         assert await ly.elections.break_leadership(name)
         await c.resign()
         await b.resign()
@@ -274,16 +279,27 @@ class ElectionConformance(ConformanceBase):
     async def _observed(self, ly: Connection, watcher: Connection) -> None:
         name = election_name()
         poll = None if watcher is ly else self.observe_poll_s
+        got: list[LeadershipChange] = []
+
+        async def seen(count: int) -> None:
+            started = loop_time()
+            while len(got) < count and not collecting.done():
+                if loop_time() - started > 30:
+                    raise AssertionError(f"the observer reported {len(got)} of {count}: {got}")
+                await asyncio.sleep(0.005)
+
         async with watcher.elections.observe(name, poll_interval=poll) as changes:
-            collecting = asyncio.ensure_future(collect(changes, 6, timeout=30))
+            collecting = asyncio.ensure_future(collect(changes, 6, timeout=60, got=got))
             await asyncio.sleep(0.05 + 2 * self.round_trip_s)  # its first read: nobody leads
-            expected = await self._run_terms(ly, name)
-            got: list[LeadershipChange] = await collecting
-        seen = [(change.kind, change.identity, change.term) for change in got]
+            expected = await self._run_terms(ly, name, seen)
+            await collecting
+        seen_changes = [(change.kind, change.identity, change.term) for change in got]
         if watcher is not ly:
             # Another client cannot tell a break from a resignation.
-            seen = [("broken" if k == "resigned" and i == "c" else k, i, t) for k, i, t in seen]
-        assert seen == expected, f"observed {seen}, expected {expected}"
+            seen_changes = [
+                ("broken" if k == "resigned" and i == "c" else k, i, t) for k, i, t in seen_changes
+            ]
+        assert seen_changes == expected, f"observed {seen_changes}, expected {expected}"
         assert all(change.name == name for change in got)
 
     async def test_observe_an_election_on_the_same_connection(self, ly: Connection) -> None:

@@ -233,6 +233,7 @@ class FencingConformance(ConformanceBase):
         name = beside(ly, k)
         guard = await ly.locks.acquire(name, 30, timeout=1)
         landed = 0
+        first_landed = asyncio.Event()
 
         async def writer() -> None:
             nonlocal landed
@@ -242,10 +243,14 @@ class FencingConformance(ConformanceBase):
                 except FenceLostError:
                     return
                 landed += 1
+                first_landed.set()
                 await asyncio.sleep(0.001)  # the memory backend never yields by itself
 
         tasks = [asyncio.create_task(writer()) for _ in range(4)]
-        await asyncio.sleep(0.05)
+        # The break comes once increments are landing (the first takes a round trip, hundreds
+        # of milliseconds on a loaded machine), so it races them rather than preceding them all.
+        await asyncio.wait_for(first_landed.wait(), 10)
+        await asyncio.sleep(0.02)
         assert await ly.locks.break_lock(name)
         with pytest.raises(FenceLostError):
             await ly.store.increment(k, 1, fence=guard)

@@ -303,6 +303,10 @@ async def test_watch_prints_changes(
 ) -> None:
     first = await memory.locks.acquire("existing", ttl=30, timeout=1)
     await mirrored.flush()
+    # How long the CLI takes to start and list here and now (seconds on a loaded machine).
+    began = time.monotonic()
+    await cli("locks", "-n", cluster.namespace)
+    one_shot_s = time.monotonic() - began
     watch = asyncio.ensure_future(
         cli(
             "locks",
@@ -311,10 +315,10 @@ async def test_watch_prints_changes(
             "-w",
             "--output-watch-events",
             "--request-timeout",
-            "6",
+            f"{6 + 3 * one_shot_s:.0f}",  # the watch ends then, after the changes below
         )
     )
-    await asyncio.sleep(2.5)  # let the CLI list and start watching
+    await asyncio.sleep(1.0 + 2 * one_shot_s)  # let the CLI list and start watching
     second = await memory.locks.acquire("arriving", ttl=30, timeout=1)
     await mirrored.flush()
     await first.release()
