@@ -52,6 +52,22 @@ async def collect(
     return got
 
 
+def reported(got: list[Any], collecting: asyncio.Future[Any]) -> Callable[[int], Awaitable[None]]:
+    """``await seen(n)`` returns once the observation collected into ``got`` has ``n`` items
+    (or ended). A test steps on only then: an observer on another connection reads now and
+    then, and a state it never read (a lapse followed at once by the next holder) cannot be
+    reported, however long the test slept on a quiet machine."""
+
+    async def seen(count: int) -> None:
+        started = loop_time()
+        while len(got) < count and not collecting.done():
+            if loop_time() - started > 30:
+                raise AssertionError(f"the observer reported {len(got)} of {count}: {got}")
+            await asyncio.sleep(0.005)
+
+    return seen
+
+
 @pytest.mark.asyncio
 class ElectionConformance(ConformanceBase):
     #: Time for a candidate's first attempt to reach the backend (as in the lock suite).
@@ -280,18 +296,10 @@ class ElectionConformance(ConformanceBase):
         name = election_name()
         poll = None if watcher is ly else self.observe_poll_s
         got: list[LeadershipChange] = []
-
-        async def seen(count: int) -> None:
-            started = loop_time()
-            while len(got) < count and not collecting.done():
-                if loop_time() - started > 30:
-                    raise AssertionError(f"the observer reported {len(got)} of {count}: {got}")
-                await asyncio.sleep(0.005)
-
         async with watcher.elections.observe(name, poll_interval=poll) as changes:
             collecting = asyncio.ensure_future(collect(changes, 6, timeout=60, got=got))
             await asyncio.sleep(0.05 + 2 * self.round_trip_s)  # its first read: nobody leads
-            expected = await self._run_terms(ly, name, seen)
+            expected = await self._run_terms(ly, name, reported(got, collecting))
             await collecting
         seen_changes = [(change.kind, change.identity, change.term) for change in got]
         if watcher is not ly:
@@ -344,21 +352,25 @@ class ElectionConformance(ConformanceBase):
     async def _lock_changes(self, ly: Connection, watcher: Connection) -> None:
         name = f"lock-{uuid.uuid4().hex[:8]}"
         poll = None if watcher is ly else self.observe_poll_s
+        got: list[LockEvent] = []
         async with watcher.locks.observe(name, poll_interval=poll) as events:
-            collecting = asyncio.ensure_future(collect(events, 7, timeout=30))
-            await asyncio.sleep(0.05)
+            collecting = asyncio.ensure_future(collect(events, 7, timeout=60, got=got))
+            seen = reported(got, collecting)
+            await asyncio.sleep(0.05 + 2 * self.round_trip_s)  # its first read: not held
             first = await ly.locks.acquire(name, 30, timeout=1)
-            await asyncio.sleep(0.2)
+            await seen(1)
             await first.extend(60)
-            await asyncio.sleep(0.2)
+            await seen(2)
             await first.release()
-            await asyncio.sleep(0.2)
+            await seen(3)
             lapsing = await ly.locks.acquire(name, self.short_ttl_s, timeout=1)
+            await seen(4)
             await self.expire()
+            await seen(5)
             broken = await ly.locks.acquire(name, 30, timeout=1)
-            await asyncio.sleep(0.2)
+            await seen(6)
             assert await ly.locks.break_lock(name)
-            got: list[LockEvent] = await collecting
+            await collecting
         end = "broken" if watcher is ly else "released"  # a break elsewhere reads as a release
         expected = [
             ("acquired", first.fencing_token),
@@ -369,7 +381,8 @@ class ElectionConformance(ConformanceBase):
             ("acquired", broken.fencing_token),
             (end, broken.fencing_token),
         ]
-        assert [(event.kind, event.fencing_token) for event in got] == expected
+        observed = [(event.kind, event.fencing_token) for event in got]
+        assert observed == expected, f"observed {observed}, expected {expected}"
         assert {event.owner_prefix for event in got} == {
             g.owner[:8] for g in (first, lapsing, broken)
         }
