@@ -461,8 +461,8 @@ def markdown_report(results: Results, checks: list[GoalCheck], chart: str | None
             "## Lockyard / raw driver at p50",
             "",
             "Each operation against the plainest driver call making the same single round trip"
-            " (see *How it was measured*), measured back to back in the same pass; the ratio is"
-            " taken per pass.",
+            " (see *How it was measured*): sequentially the two take turns call by call, so both"
+            " see the same moments of the machine; the ratio is taken per pass.",
             "",
             markdown_table(ratio),
         ]
@@ -581,7 +581,10 @@ def _method(settings: dict[str, object]) -> list[str]:
         " `compare_and_swap` always passes the current version (every call swaps). Scans and"
         f" `get_expired_timeouts` return {SCAN_MATCHES} entries; on PostgreSQL their baseline"
         " returns the same number of rows, on Redis and DynamoDB it is the one-key call, so"
-        " those ratios include a larger reply.",
+        " those ratios include a larger reply. Sequentially, Lockyard and its raw baseline take"
+        " turns call by call (who goes first alternating), so a busy moment of the machine"
+        " falls on both; concurrent runs go one after the other, the order alternating by"
+        " pass.",
         "- Raw baselines, each driver set up as Lockyard sets up its own (same pool size,"
         " timeouts, no retries; asyncpg without the per-release reset round trip): redis-py"
         " SET for `set`, INCRBY for `increment`, GET for the operations Lockyard runs as one"

@@ -12,7 +12,6 @@ with its exact error and the benchmark goes on with the next measurement.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import traceback
 import uuid
@@ -43,7 +42,7 @@ from lockyard_dev.bench.stats import (
     Op,
     Sample,
     time_concurrent,
-    time_sequential,
+    time_interleaved,
     warm_up,
 )
 from lockyard_dev.bench.store_ops import STORE_OPS, OpContext, StoreOp
@@ -297,37 +296,7 @@ class TargetRun:
                 try:
                     await op.prepare(store, ctx)
                     mine = _store_call(op, connection, ctx)
-                    steps: list[Callable[[], Awaitable[None]]] = [
-                        functools.partial(
-                            self._measure,
-                            scenario.subject,
-                            "store",
-                            op.name,
-                            mode,
-                            pass_no,
-                            mine,
-                            ctx.n,
-                        )
-                    ]
-                    if raw is not None:
-                        call = raw.call_for(op.name)
-                        steps.append(
-                            functools.partial(
-                                self._measure,
-                                f"{raw.driver} {call}",
-                                "raw",
-                                op.name,
-                                mode,
-                                pass_no,
-                                raw.op(call),
-                                ctx.n,
-                                detail=call,
-                            )
-                        )
-                    if pass_no % 2:
-                        steps.reverse()
-                    for step in steps:
-                        await step()
+                    await self._store_op(pass_no, scenario, op.name, mode, mine, raw, ctx.n)
                     await op.cleanup(store, ctx)
                 except Exception as exc:
                     # Noted, and tried again in the next pass: the other passes still count.
@@ -340,45 +309,61 @@ class TargetRun:
         if not _only_state_errors(exc):
             self.progress(traceback.format_exc(limit=4))
 
-    async def _measure(
+    async def _store_op(
+        self,
+        pass_no: int,
+        scenario: Scenario,
+        op_name: str,
+        mode: Mode,
+        mine: Op,
+        raw: RawDriver | None,
+        n: int,
+    ) -> None:
+        """Time one store operation and, when there is one, the raw call it is compared with.
+
+        Sequentially the two take turns call by call (``time_interleaved``): the goal is judged
+        on the ratio of their sequential p50s, which must not depend on which ran first.
+        Concurrent runs are timed one after the other, the order alternating by pass."""
+        subjects: list[tuple[str, Section, Op, str]] = [(scenario.subject, "store", mine, "")]
+        if raw is not None:
+            call = raw.call_for(op_name)
+            subjects.append((f"{raw.driver} {call}", "raw", raw.op(call), call))
+        if mode == "sequential":
+            for _, _, op, _ in subjects:
+                await warm_up(op, self.plan.warmup)
+            ops = [op for _, _, op, _ in subjects]
+            samples = await time_interleaved(ops, n, self.plan.max_seconds)
+        else:
+            if pass_no % 2:
+                subjects.reverse()
+            samples = [await self._concurrent(op, n) for _, _, op, _ in subjects]
+        for (subject, section, _, detail), sample in zip(subjects, samples, strict=True):
+            self._record(subject, section, op_name, mode, pass_no, sample, detail)
+
+    async def _concurrent(self, op: Op, n: int) -> Sample:
+        async def warm(i: int, task: int) -> object:
+            return await op(-1 - i, task)
+
+        plan = self.plan
+        await time_concurrent(warm, plan.concurrency * 2, plan.concurrency, plan.max_seconds)
+        return await time_concurrent(op, n, plan.concurrency, plan.max_seconds)
+
+    def _record(
         self,
         subject: str,
         section: Section,
         op_name: str,
         mode: Mode,
         pass_no: int,
-        op: Op,
-        n: int,
-        detail: str = "",
+        sample: Sample,
+        detail: str,
     ) -> None:
-        plan = self.plan
-        sample: Sample
-        if mode == "sequential":
-            await warm_up(op, plan.warmup)
-            sample = await time_sequential(op, n, plan.max_seconds)
-        else:
-
-            async def warm(i: int, task: int) -> object:
-                return await op(-1 - i, task)
-
-            await time_concurrent(warm, plan.concurrency * 2, plan.concurrency, plan.max_seconds)
-            sample = await time_concurrent(op, n, plan.concurrency, plan.max_seconds)
         figures = sample.figures()
         self._rates[mode] = max(self._rates.get(mode, 0.0), figures[OPS_PER_S])
         self.results.add(
-            Record(
-                self.backend,
-                section,
-                subject,
-                op_name,
-                mode,
-                pass_no,
-                figures,
-                detail,
-            )
+            Record(self.backend, section, subject, op_name, mode, pass_no, figures, detail)
         )
 
-    # -- lock cycles -----------------------------------------------------------------------
     def _contended_plan(self) -> ContendedPlan:
         plan = self.plan
         return ContendedPlan(

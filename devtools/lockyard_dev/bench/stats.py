@@ -112,6 +112,30 @@ async def time_sequential(op: Op, n: int, max_seconds: float) -> Sample:
     return Sample(len(latencies), now_ns() - started, latencies)
 
 
+async def time_interleaved(ops: Sequence[Op], n: int, max_seconds: float) -> list[Sample]:
+    """Each of ``ops`` ``n`` times on one task, taking turns call by call.
+
+    Two runs timed one after the other see different moments of the machine (a timer tick, a
+    neighbour's burst, the CPU's clock): on a 2-core machine their p50s moved by up to 30 %
+    between passes while the work did not change. Taking turns gives every op the same moments,
+    so a ratio of their p50s measures the ops and not the order they ran in. Who goes first
+    alternates, so neither always follows the other. Each sample's wall time is the sum of its
+    own calls.
+    """
+    latencies: list[list[int]] = [[] for _ in ops]
+    settle_gc()
+    deadline = now_ns() + int(max_seconds * 1e9)
+    order = list(enumerate(ops))
+    for i in range(n):
+        for slot, op in order if i % 2 == 0 else reversed(order):
+            t0 = now_ns()
+            await op(i, 0)
+            latencies[slot].append(now_ns() - t0)
+        if now_ns() > deadline:
+            break
+    return [Sample(len(own), sum(own), own) for own in latencies]
+
+
 async def time_concurrent(op: Op, n: int, tasks: int, max_seconds: float) -> Sample:
     """``n`` operations shared by ``tasks`` concurrent tasks on the event loop."""
     counter = itertools.count()
