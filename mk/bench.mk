@@ -15,10 +15,14 @@ $(VENV)/.bench-installed: pyproject.toml devtools/pyproject.toml constraints.txt
 	touch $@
 
 # Lease mirroring is measured against a throwaway control plane that `run` starts and stops.
+# Then what telemetry costs on Redis (hooks absent / no SDK / SDK on; goal: no SDK >= 0.97x), on
+# a redis-server of its own, into telemetry.md beside the report (not when URL= names a target).
 bench: controlplane $(VENV)/.bench-installed  ## Benchmark every backend vs raw drivers and peers, mirroring on/off (URL=..., BENCH_ARGS=...)
 	$(PY) -m lockyard_dev.cluster.controlplane run -- \
 		$(PY) -m lockyard_dev.bench $(if $(URL),--url '$(URL)',) --scenarios $(BENCH_SCENARIOS) \
 		--out $(BENCH_OUT) $(BENCH_ARGS)
+	$(if $(URL),,$(PY) -m lockyard_dev.bench.telemetry_cost --json $(BENCH_OUT)/telemetry.json \
+		> $(BENCH_OUT)/telemetry.md && cat $(BENCH_OUT)/telemetry.md)
 
 bench-smoke: $(VENV)/.installed  ## Run the benchmark's end-to-end smoke test (memory://, tiny iteration counts)
 	$(PY) -m pytest tests/bench -q

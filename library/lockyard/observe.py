@@ -104,7 +104,9 @@ class _Tracker:
         """A read of ``name`` that began at ``started`` (its answer may be ``error`` s old)."""
         state = self.held.get(name)
         if info is None:
-            return [] if state is None else [self._end(name, started)]
+            # Found free at some moment of the read, as late as its answer: a read that began
+            # before the lease end and was answered after it (a slow round trip) saw it expire.
+            return [] if state is None else [self._end(name, started + error)]
         deadline = started + info.expires_in_ms / 1000
         if state is not None:
             if info.fencing_token < state.info.fencing_token:

@@ -56,6 +56,16 @@ def test_a_free_lock_ends_the_term_as_released_or_expired() -> None:
     assert tracker.seen("lock", None, started=13.0, error=0.001) == []
 
 
+def test_a_slow_read_answered_after_the_lease_end_sees_it_expire() -> None:
+    tracker = _Tracker()
+    tracker.seen("lock", info(1, left_ms=1000), started=10.0, error=0.001)
+    # Began 0.3 s before the lease end, answered 0.1 s after it: the lease may have expired.
+    assert kinds(tracker.seen("lock", None, started=10.7, error=0.4)) == [("expired", 1)]
+    tracker.seen("lock", info(2, left_ms=1000), started=20.0, error=0.001)
+    # Answered before the (early) estimate of the lease end: it was released.
+    assert kinds(tracker.seen("lock", None, started=20.5, error=0.4)) == [("released", 2)]
+
+
 def test_an_extension_is_a_lease_end_moved_beyond_the_reads_errors() -> None:
     tracker = _Tracker()
     tracker.seen("lock", info(1, left_ms=1000), started=10.0, error=0.030)

@@ -34,7 +34,8 @@ RELEASED_TTL_S = 2.0
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    with PostgresServer() as started:
+    # Prepared transactions: a row lock that outlives its session (see the shutdown test).
+    with PostgresServer(settings={"max_prepared_transactions": "4"}) as started:
         yield started
 
 
@@ -253,15 +254,20 @@ async def test_a_connection_found_dead_retires_every_connection_opened_before_it
 
 
 async def test_an_operation_in_flight_during_shutdown_fails_fast(running: PostgresServer) -> None:
+    # The write waits on a row lock held by a *prepared* transaction: a lock held by a session
+    # is released when the shutdown ends that session, and if that happened before the
+    # waiting backend was told to stop (the postmaster signals them one by one), the write
+    # went through and nothing was in flight. A prepared transaction survives the shutdown.
+    gid = f"lockyard-test-{uuid.uuid4().hex[:8]}"
     async with lockyard.connect(url(running)) as ly:
         await ly.store.set("ns:t:state:blocked", "a")
         blocker = await asyncpg.connect(running.dsn())
         try:
-            transaction = blocker.transaction()
-            await transaction.start()
+            await blocker.execute("BEGIN")
             await blocker.execute(
                 f"SELECT FROM {SCHEMA}.entries WHERE key = 'ns:t:state:blocked' FOR UPDATE"
             )
+            await blocker.execute(f"PREPARE TRANSACTION '{gid}'")
             blocked = asyncio.create_task(ly.store.set("ns:t:state:blocked", "b"))
             await asyncio.sleep(0.2)
             assert not blocked.done()
@@ -272,7 +278,17 @@ async def test_an_operation_in_flight_during_shutdown_fails_fast(running: Postgr
             assert time.monotonic() - started < OPERATION_TIMEOUT_S
         finally:
             blocker.terminate()
-        running.start()
+            if not running.running:
+                running.start()
+            admin = await asyncpg.connect(running.dsn())
+            try:
+                prepared = await admin.fetchval(
+                    "SELECT 1 FROM pg_prepared_xacts WHERE gid = $1", gid
+                )
+                if prepared:
+                    await admin.execute(f"ROLLBACK PREPARED '{gid}'")
+            finally:
+                await admin.close()
         assert await ly.store.get_versioned("ns:t:state:blocked") == ("a", 1)
         await ly.store.purge()
 

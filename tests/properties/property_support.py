@@ -27,6 +27,10 @@ def normalise(result: object) -> object:
         return ("cas", result.ok, result.current_value, result.current_version)
     if isinstance(result, LockGuard):
         return "guard"
+    if isinstance(result, tuple):
+        # Several reads returned together: each normalised (a due list inside one too, since
+        # the contract leaves its order open and a planner may pick another index under load).
+        return tuple(normalise(item) for item in result)
     return result
 
 

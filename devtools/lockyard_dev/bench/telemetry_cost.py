@@ -163,7 +163,28 @@ def summary(rates: Rates) -> str:
                 f"| {workload} | {name} | {rate:,.0f} | {statistics.median(ratios):.3f}x "
                 f"({quartiles[0]:.3f}-{quartiles[-1]:.3f}) | {cpu:.1f} | {estimate:.3f}x |"
             )
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *goals(rates)])
+
+
+#: Issue 19, item 4: with no SDK configured, at least this fraction of the hooks-absent rate.
+FREE_WHEN_UNUSED = 0.97
+
+
+def goals(rates: Rates) -> list[str]:
+    """One line per workload: the no-SDK rate against the hooks-absent rate, met or MISSED."""
+    lines = []
+    for workload, by_variant in rates.items():
+        ratios = [
+            off / absent
+            for (off, _), (absent, _) in zip(by_variant["off"], by_variant["absent"], strict=True)
+        ]
+        ratio = statistics.median(ratios)
+        status = "met" if ratio >= FREE_WHEN_UNUSED else "MISSED"
+        lines.append(
+            f"- **{status}** — {workload}: no SDK at {ratio:.3f}x the hooks-absent rate"
+            f" (median of {len(ratios)} rounds; goal ≥ {FREE_WHEN_UNUSED}x)."
+        )
+    return lines
 
 
 @contextlib.asynccontextmanager

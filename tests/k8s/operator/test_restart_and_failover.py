@@ -27,6 +27,7 @@ from operator_harness import (
 
 import lockyard
 from lockyard.kube.api import KubeApi, object_path
+from lockyard.kube.errors import KubeApiError
 from lockyard.kube.names import STORE_LABEL
 from lockyard.kube.paths import leases_path
 from lockyard_dev.servers.redis import RedisServer
@@ -160,9 +161,27 @@ async def test_all_namespaces_with_leader_election(
 
     async def no_other_stores() -> bool:
         # Earlier tests' namespaces are still being deleted: let them go first, so this
-        # operator sees only its own test's objects.
+        # operator sees only its own test's objects. A worker runs one test at a time on its
+        # own control plane, so every other namespace belongs to a test that has ended and
+        # whose operator is gone: their StateStores are deleted here, finalizers and all,
+        # rather than left to the namespace controller's backoff (over 120 s on a loaded
+        # machine with a few hundred namespaces terminating).
         everywhere = await kube.get(object_path("lockyard.dev", "v1alpha1", "statestores"))
-        return all(i["metadata"]["namespace"] == namespace for i in everywhere["items"])
+        others = [i for i in everywhere["items"] if i["metadata"]["namespace"] != namespace]
+        for item in others:
+            meta = item["metadata"]
+            path = object_path(
+                "lockyard.dev", "v1alpha1", "statestores", meta["namespace"], meta["name"]
+            )
+            try:
+                if meta.get("finalizers"):
+                    await kube.merge_patch(path, {"metadata": {"finalizers": None}})
+                if "deletionTimestamp" not in meta:
+                    await kube.delete(path)
+            except KubeApiError as exc:
+                if not exc.not_found:
+                    raise
+        return not others
 
     await eventually(no_other_stores, "other tests' StateStores to be gone", timeout=120)
     await operators.start(*election(namespace, "cluster-wide"), scope=["--all-namespaces"])
