@@ -32,13 +32,15 @@ def test_a_campaign_block_leads_and_the_next_candidate_waits_its_turn(
     ly: lockyard.sync.Connection,
 ) -> None:
     name = election()
+    # Leadership here passes by resigning, never by a lapse: a TTL that outlasts any pause a
+    # loaded machine puts between the campaign and the block.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        with ly.elections.campaign(name, "alpha", ttl=1) as alpha:
+        with ly.elections.campaign(name, "alpha", ttl=10) as alpha:
             assert alpha.is_leader
             leader = ly.elections.leader(name)
             assert leader is not None
             assert (leader.identity, leader.term) == ("alpha", alpha.term)
-            waiting = pool.submit(lambda: ly.elections.campaign(name, "beta", ttl=1).wait())
+            waiting = pool.submit(lambda: ly.elections.campaign(name, "beta", ttl=10).wait())
             time.sleep(0.3)
             assert not waiting.done()
             alpha_term = alpha.term
@@ -58,8 +60,10 @@ def test_a_term_renewed_in_the_background_and_then_broken_sets_lost(
     ly: lockyard.sync.Connection,
 ) -> None:
     name = election()
-    leadership = ly.elections.campaign(name, "solo", ttl=0.6).wait()
-    time.sleep(1.5)  # several renewals
+    # Renewed every third of the TTL: each renewal has 0.85 s to land before the loss margin
+    # (10 % of the TTL) is reached, room for the pauses a loaded machine makes.
+    leadership = ly.elections.campaign(name, "solo", ttl=1.5).wait()
+    time.sleep(3.5)  # several renewals
     assert leadership.is_leader
     assert ly.elections.break_leadership(name)
     assert leadership.lost.wait(10)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -84,7 +85,9 @@ def test_a_forked_child_reconnects_and_never_shares_the_parents_sockets(
 def test_a_child_forked_inside_a_hold_block_leaves_the_parents_lock_alone(
     ly: lockyard.sync.Connection,
 ) -> None:
-    with ly.locks.hold("held-across-fork", 0.6) as guard:
+    # Renewed every 0.5 s, each renewal with 0.85 s to land: the parent's connection must
+    # keep renewing after the fork, and the wait below spans two renewals.
+    with ly.locks.hold("held-across-fork", 1.5) as guard:
 
         def child() -> None:
             with ly.locks.hold("in-child", 5):  # the child's own work, on its own connection
@@ -93,6 +96,7 @@ def test_a_child_forked_inside_a_hold_block_leaves_the_parents_lock_alone(
         pid = run_in_child(child)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
+        time.sleep(1.0)
         assert guard.is_held()
     assert not guard.lost.is_set()
 

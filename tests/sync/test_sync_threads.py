@@ -131,8 +131,10 @@ def test_a_signal_in_the_main_thread_cancels_the_call_and_it_leaves_the_queue(
 
 def test_hold_renews_while_a_thread_works(ly: lockyard.sync.Connection) -> None:
     name = lock_name()
-    with ly.locks.hold(name, 0.3) as guard:
-        time.sleep(1.2)
+    # Renewed every 0.5 s while this thread sleeps (each renewal with 0.85 s to land, room
+    # for a loaded machine's pauses): the sleep spans seven renewals.
+    with ly.locks.hold(name, 1.5) as guard:
+        time.sleep(3.5)
         assert guard.is_held()
         assert ly.locks.try_acquire(name, 5) is None
     assert not guard.lost.is_set()
