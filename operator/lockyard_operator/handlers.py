@@ -99,11 +99,30 @@ async def pause(stopped: kopf.DaemonStopped, seconds: float) -> bool:
     return False
 
 
+#: The API server refuses an Event whose message is over 1024 *bytes* (``422``); kopf cuts
+#: messages at 1024 characters, which text from a spec (a host name in another script) can
+#: still exceed, and the Event is then lost. Handler errors get kopf's prefix (the handler's
+#: name and "failed temporarily"), hence the room below the limit.
+EVENT_MESSAGE_BYTES = 1024
+HANDLER_ERROR_BYTES = 800
+
+
+def fit_message(message: str, limit: int = EVENT_MESSAGE_BYTES) -> str:
+    """``message`` within ``limit`` bytes of UTF-8: its head and tail around "...", as kopf
+    shortens by characters (the cause is usually at the start, the detail at the end)."""
+    data = message.encode()
+    if len(data) <= limit:
+        return message
+    infix = "..."
+    half = (limit - len(infix)) // 2
+    return data[:half].decode(errors="ignore") + infix + data[-half:].decode(errors="ignore")
+
+
 def raise_for(outcome: Outcome, delay: float) -> None:
     """Nothing for success; otherwise the kopf exception that makes kopf retry or stop."""
     if outcome.ready or outcome.reason == reasons.PENDING:
         return  # done, or the store is being deleted (the finalizer handles it)
-    message = f"{outcome.reason}: {outcome.message}"
+    message = fit_message(f"{outcome.reason}: {outcome.message}", HANDLER_ERROR_BYTES)
     if outcome.retryable:
         raise kopf.TemporaryError(message, delay=delay)
     raise kopf.PermanentError(message)
@@ -120,7 +139,7 @@ def event_body(ref: StoreRef) -> Any:
 
 def post_event(ref: StoreRef, type_: str, reason: str, message: str) -> None:
     """The reconciler's event sink: kopf queues the Event and posts it in the background."""
-    kopf.event(kopf.Body(event_body(ref)), type=type_, reason=reason, message=message)
+    kopf.event(kopf.Body(event_body(ref)), type=type_, reason=reason, message=fit_message(message))
 
 
 def register(

@@ -307,3 +307,20 @@ async def test_a_large_value_does_not_stall_small_operations(
         await asyncio.gather(*writers)
         for i in range(8):
             assert await store.get(f"ns:acme:state:big{i}") == f"{i}" * (MAX_VALUE_BYTES // 4)
+
+
+async def test_a_handle_holds_one_connection_once_it_has_loaded_its_scripts(
+    redis_server: RedisServer,
+) -> None:
+    """Loading the scripts goes over the handle's own pipelined connection: no second one stays
+    open (the operator keeps a handle per StateStore, so each extra is one per store)."""
+
+    def clients() -> set[int]:
+        with redis_server.admin() as admin:
+            return {int(c["id"]) for c in admin.client_list() if c.get("name") == "lockyard"}
+
+    before = clients()
+    async with lockyard.connect(redis_server.url(unique_prefix())) as ly:
+        await ly.store.set("ns:t:state:k", "v")
+        assert len(clients() - before) == 1
+        await ly.store.purge()

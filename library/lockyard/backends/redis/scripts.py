@@ -19,12 +19,15 @@ a backend opens.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis import exceptions as rx
 from redis.asyncio import Redis
+
+from .autopipeline import AutoPipelinedRedis
 
 # Shared helpers, prepended to the scripts that need them.
 _NOW_MS = """
@@ -445,7 +448,16 @@ class Scripts:
         self.leave_queue = self.by_name["leave_queue"]
 
     async def load(self) -> None:
-        """Load every script in one pipelined round trip, so EVALSHA finds them."""
+        """Load every script in one round trip, so EVALSHA finds them.
+
+        On an auto-pipelined client the loads are issued together and written as one batch on
+        the handle's own connection: a redis-py pipeline would check a second connection out
+        of the pool, and it would then stay open, idle, for the handle's life (the operator,
+        one handle per StateStore, held two connections per store that way)."""
+        if isinstance(self._client, AutoPipelinedRedis):
+            scripts = self.by_name.values()
+            await asyncio.gather(*(self._client.script_load(s.script) for s in scripts))
+            return
         async with self._client.pipeline(transaction=False) as pipe:
             for script in self.by_name.values():
                 pipe.script_load(script.script)
