@@ -60,10 +60,12 @@ class ReadWriteLockConformance(ConformanceBase):
         await asyncio.sleep(self.queue_join_s)
         assert not late_reader.done()
         assert not writer.done()
-        released_at = loop_time()
-        await reader.release()
-        write_guard = await writer
-        assert loop_time() - released_at <= self.handover_bound_s + 0.05
+        async with self.watching_round_trips(ly) as round_trips:
+            released_at = loop_time()
+            await reader.release()
+            write_guard = await writer
+            handed_over = loop_time() - released_at
+        assert handed_over <= self.handover_bound_for(round_trips.slowest) + 0.05
         await asyncio.sleep(self.queue_join_s)
         assert not late_reader.done()
         await write_guard.release()
