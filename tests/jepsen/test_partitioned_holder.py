@@ -26,6 +26,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 TTL_S = 1.0
 OPERATION_TIMEOUT_S = 0.5
+OTHER_TIMEOUT_S = 5.0
+OTHER_TTL_S = 30.0
 #: Redis rounds nothing (milliseconds in, milliseconds out); this covers clock reads.
 EPSILON_S = 0.005
 
@@ -62,10 +64,13 @@ async def test_a_cut_off_holder_gives_up_in_time_and_its_stale_write_is_refused(
     run = uuid.uuid4().hex[:8]
     proxy = toxiproxy.create_proxy(f"cutoff-{run}", redis_server.port)
     query = f"prefix=cut{run}&timeout={OPERATION_TIMEOUT_S:g}"
+    # The other client is never cut off: it gets a timeout and a lease that a loaded machine's
+    # pauses cannot outlast (its release once timed out at 0.5 s beside two CPU hogs).
+    other_query = f"prefix=cut{run}&timeout={OTHER_TIMEOUT_S:g}"
     lock, resource = "cut-off", f"jp:{run}:fence:cut-off"
     async with (
         lockyard.connect(f"redis://127.0.0.1:{proxy.listen_port}/0?{query}") as cut_off,
-        lockyard.connect(f"redis://127.0.0.1:{redis_server.port}/0?{query}") as other,
+        lockyard.connect(f"redis://127.0.0.1:{redis_server.port}/0?{other_query}") as other,
     ):
         lost_at = lease_start = 0.0
         with pytest.raises(LockLostError):
@@ -87,7 +92,7 @@ async def test_a_cut_off_holder_gives_up_in_time_and_its_stale_write_is_refused(
         stale_token = guard.fencing_token
         assert 0 < lost_at - lease_start <= TTL_S
 
-        taker = await other.locks.acquire(lock, TTL_S, timeout=5 * TTL_S)
+        taker = await other.locks.acquire(lock, OTHER_TTL_S, timeout=5 * TTL_S)
         taken_at = time.monotonic()
         assert taken_at >= lease_start + TTL_S - EPSILON_S
         assert taker.fencing_token > stale_token

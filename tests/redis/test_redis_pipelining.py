@@ -25,6 +25,7 @@ from redis_helpers import backend_of
 import lockyard
 from lockyard import BackendConnectionError, OperationTimeoutError
 from lockyard.backends.redis.autopipeline import AutoPipeline
+from lockyard.backends.redis.backend import RedisBackend
 from lockyard.backends.redis.pipelined import LARGE_BYTES, PipelinedConnection
 from lockyard.store import MAX_VALUE_BYTES
 from lockyard.testing.fixtures import unique_prefix
@@ -125,38 +126,45 @@ async def test_error_replies_and_cancelled_callers_leave_the_others_replies_in_o
 _OTHER = {"PING", "SUBSCRIBE"}
 
 
-def _monitored(admin_factory: Callable[[], Any], stop: threading.Event, seen: list[str]) -> None:
+#: The command that ends a MONITOR capture: everything sent before it has been seen once it is.
+_END_OF_CAPTURE = "lockyard-test-end-of-monitor"
+
+
+def _monitored(admin_factory: Callable[[], Any], seen: list[str]) -> None:
     with admin_factory() as admin, admin.monitor() as monitor:
-        while not stop.is_set():
+        while True:
             entry = monitor.next_command()
             # Lua's own calls, and the release-signal subscription (made once, by the first
             # waiter), are not what a handle's operations send.
             command = entry["command"]
+            if command == f"ECHO {_END_OF_CAPTURE}":
+                return
             if entry.get("client_type") != "lua" and command.split(" ", 1)[0] not in _OTHER:
                 seen.append(command)
 
 
 @pytest.fixture
 def monitor(redis_server: RedisServer) -> Iterator[Callable[[], list[str]]]:
-    """MONITOR on a thread; the returned function stops it and gives the commands seen."""
+    """MONITOR on a thread; the returned function stops it and gives the commands seen.
+
+    It stops at a marker command sent last, not at the first line read after being told to:
+    a thread that lags behind the server (a loaded machine) still has lines to read then."""
     seen: list[str] = []
-    stop = threading.Event()
     thread = threading.Thread(
-        target=_monitored, args=(lambda: redis_server.admin(socket_timeout=10), stop, seen)
+        target=_monitored, args=(lambda: redis_server.admin(socket_timeout=10), seen)
     )
     thread.start()
     time.sleep(0.2)  # MONITOR is on before the test issues anything
 
     def stopped() -> list[str]:
-        stop.set()
-        with redis_server.admin() as admin:
-            admin.ping()  # a command MONITOR reports, so its thread wakes up and stops
-        thread.join(10)
+        if thread.is_alive():
+            with redis_server.admin() as admin:
+                admin.echo(_END_OF_CAPTURE)
+            thread.join(10)
         return list(seen)
 
     yield stopped
-    if thread.is_alive():
-        stopped()
+    stopped()
 
 
 # Owner tokens, client ids and the pooled/pipelined difference in key names do not matter:
@@ -165,8 +173,11 @@ _TOKENS = re.compile(r"\b[0-9a-f]{16}(?:[0-9a-f]{16})?\b")
 
 
 async def test_monitor_shows_the_same_commands_as_through_the_pool(
-    redis_server: RedisServer, monitor: Callable[[], list[str]]
+    redis_server: RedisServer, monitor: Callable[[], list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # No background sweep of the prefix in between (on a loaded machine the workload outlasted
+    # the sweep interval, and the sweep's commands landed on one side only).
+    monkeypatch.setattr(RedisBackend, "sweep_interval_s", 3600.0)
     prefix = unique_prefix()
     async with lockyard.connect(redis_server.url(prefix)) as ly:
         client = backend_of(ly).client

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -52,8 +53,16 @@ async def test_rediss_with_the_ca_file_works_end_to_end(redis_tls_server: RedisS
 
 async def test_an_unknown_ca_is_a_connection_error(redis_tls_server: RedisServer) -> None:
     url = f"rediss://127.0.0.1:{redis_tls_server.port}/0?prefix={unique_prefix()}&timeout=2"
-    with pytest.raises(BackendConnectionError):
+    with pytest.raises(BackendConnectionError) as raised:
         await lockyard.connect(url)
+    # The TLS error stays in the chain: the operator reports TLSFailed from it, not an
+    # unreachable server.
+    chain: list[BaseException] = []
+    link: BaseException | None = raised.value
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    assert any(isinstance(link, ssl.SSLError) for link in chain), chain
 
 
 async def test_verification_can_be_turned_off(redis_tls_server: RedisServer) -> None:

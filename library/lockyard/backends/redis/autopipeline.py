@@ -235,6 +235,9 @@ class AutoPipeline:
             raise
         except OSError as exc:
             error = rx.ConnectionError(f"Error {exc.errno} connecting to {where}. {exc.strerror}.")
+            # Kept as the cause (callers get copies that keep it): an ssl.SSLError there is how
+            # the operator tells TLSFailed from an unreachable server.
+            error.__cause__ = exc
             connection.failed(error, server_gone=True)
             return
         except Exception as exc:  # MasterNotFoundError, TLS, ...: the callers get it as it is
