@@ -34,4 +34,7 @@ def test_a_port_in_use_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", first + 101))
         taken.listen()
-        assert free_port() == first + 102
+        port = free_port()
+    # The next port after the taken one, or a later one if the real worker gw1 of this run
+    # holds that too (its servers draw from this slice).
+    assert first + 101 < port < first + PORT_SLICE_SIZE
