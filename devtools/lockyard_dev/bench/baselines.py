@@ -6,9 +6,12 @@ right after it in the same mode, so the ratio Lockyard/raw isolates Lockyard's o
 driver's:
 
 - Redis (redis-py, a client set up like Lockyard's: same blocking pool, timeouts, decoding, no
-  retries): ``set`` -> SET, ``increment`` -> INCRBY, the operations Lockyard runs as one plain
-  command (``get`` = HGET, ``get_versioned`` = HMGET, the index ZADD / ZREM / ZRANGEBYSCORE) ->
-  GET, and every operation Lockyard runs as a Lua script -> EVALSHA of an empty script;
+  retries): ``set`` -> SET, ``increment`` -> INCRBY, ``check_and_set`` -> SET NX PX on a new key
+  (the driver's own set-if-absent: a write, which a replica receives as it receives Lockyard's;
+  on a cluster with replicas that propagation costs the master about 40 µs a write here, which
+  an empty script never pays), the operations Lockyard runs as one plain command (``get`` =
+  HGET, ``get_versioned`` = HMGET, the index ZADD / ZREM / ZRANGEBYSCORE) -> GET, and every
+  other operation Lockyard runs as a Lua script -> EVALSHA of an empty script;
 - Redis Cluster (redis-py's asyncio ``RedisCluster``, no retries): the same calls, each on one
   key so that it is routed to one master as Lockyard's are (the EVALSHA names one key). Scans
   and due reads fan out to every bucket of a kind on a cluster: their ratio against a one-key
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import itertools
 import uuid
 from typing import Any
 
@@ -42,6 +46,7 @@ from lockyard.config import (
 )
 from lockyard.store import MAX_INDEX_TIMESTAMP_MS
 from lockyard_dev.bench.stats import Op
+from lockyard_dev.bench.store_ops import KEY_TTL_S
 
 READ_OPS = frozenset(
     {"get", "get_versioned", "scan_keys", "scan_keys_by_kind", "get_expired_timeouts"}
@@ -74,8 +79,10 @@ class RawDriver(abc.ABC):
 EMPTY_SCRIPT = ""  # no KEYS, no ARGV; returns nil: a pure EVALSHA round trip
 HEALTH_CHECK_INTERVAL_S = 30
 #: Lockyard ops that are one plain command (HGET, HMGET, ZADD, ZREM, ZRANGEBYSCORE) are paired
-#: with GET; ``set``/``increment`` with SET/INCRBY; every Lua-script op with EVALSHA.
+#: with GET; ``set``/``increment`` with SET/INCRBY; ``check_and_set`` with the driver's own
+#: set-if-absent; every other Lua-script op with EVALSHA.
 REDIS_CALLS = {
+    "check_and_set": "SET NX PX",
     "get": "GET",
     "get_versioned": "GET",
     "index_timeout": "GET",
@@ -116,6 +123,7 @@ class RedisRaw(RawDriver):
         self._client = Redis(connection_pool=pool)
         self._prefix = f"lockyard-bench-raw-{uuid.uuid4().hex[:8]}:"
         self._sha = ""
+        self._new_keys = itertools.count()
 
     def call_for(self, op: str) -> str:
         return REDIS_CALLS.get(op, "EVALSHA")
@@ -137,11 +145,18 @@ class RedisRaw(RawDriver):
         async def incrby(i: int, task: int) -> object:
             return await client.incrby(f"{prefix}n{i % RAW_KEYS}", 1)
 
+        async def set_nx(i: int, task: int) -> object:
+            # A new key each call, as Lockyard's check_and_set creates a new entry each call;
+            # it expires as Lockyard's do (nothing to delete afterwards).
+            key = f"{prefix}nx{next(self._new_keys)}"
+            return await client.set(key, "seen", nx=True, px=KEY_TTL_S * 1000)
+
         async def evalsha(i: int, task: int) -> object:
             keys = self._script_keys(i)
             return await client.evalsha(sha, len(keys), *keys)
 
-        return {"GET": get, "SET": set_, "INCRBY": incrby, "EVALSHA": evalsha}[call]
+        calls = {"GET": get, "SET": set_, "INCRBY": incrby, "SET NX PX": set_nx}
+        return calls.get(call, evalsha)
 
     def _script_keys(self, i: int) -> tuple[str, ...]:
         return ()
@@ -186,6 +201,7 @@ class RedisClusterRaw(RedisRaw):
         )
         self._prefix = f"lockyard-bench-raw-{uuid.uuid4().hex[:8]}:"
         self._sha = ""
+        self._new_keys = itertools.count()
 
     async def prepare(self) -> None:
         await self._client.initialize()

@@ -11,6 +11,7 @@ import asyncio
 import math
 import re
 import signal
+import subprocess
 import sys
 
 import pytest
@@ -73,6 +74,27 @@ def assert_telemetry_shown(text: str) -> None:
     assert all(math.isfinite(float(lag)) and float(lag) >= 0 for lag in lags), lags
 
 
+STOP_TIMEOUT_S = 120
+
+
+def descendants(pid: int) -> str:
+    """``ps`` lines of every process below ``pid`` (an exited demo's orphans keep their
+    session, so the session is searched too): what would hold the output pipe open."""
+    table = subprocess.run(
+        ["ps", "-eo", "pid=,ppid=,sid=,etimes=,args="], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    rows = [line.split(None, 4) for line in table if len(line.split(None, 4)) == 5]
+    below, grew = {str(pid)}, True
+    while grew:
+        grew = False
+        for row in rows:
+            if row[0] not in below and (row[1] in below or row[2] == str(pid)):
+                below.add(row[0])
+                grew = True
+    found = [" ".join(row) for row in rows if row[0] in below and row[0] != str(pid)]
+    return "\n".join(found) or "(nothing)"
+
+
 async def test_ctrl_c_stops_everything_it_started() -> None:
     demo = await run_demo("--show-every", "30")
     assert demo.stdout is not None
@@ -86,13 +108,22 @@ async def test_ctrl_c_stops_everything_it_started() -> None:
                 if "Ctrl-C stops" in line:
                     break
         demo.send_signal(signal.SIGINT)
-        async with asyncio.timeout(120):
-            rest, _ = await demo.communicate()
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                while line := (await demo.stdout.readline()).decode():
+                    seen.append(line)
+                await demo.wait()
+        except TimeoutError:
+            pytest.fail(
+                f"the demo did not stop within {STOP_TIMEOUT_S} s of Ctrl-C (exit status"
+                f" {demo.returncode}); what it started and still runs:\n"
+                f"{descendants(demo.pid)}\nwhat it printed:\n" + "".join(seen)
+            )
     finally:
         if demo.returncode is None:
             demo.kill()
             await demo.wait()
-    text = "".join(seen) + rest.decode()
+    text = "".join(seen)
     assert demo.returncode == 130, text
     for line in ["demo: stopping the workload", "demo: stopping the operator",
                  "demo: stopping Redis", "demo: stopping the control plane",
