@@ -11,10 +11,11 @@ exist before the node started is removed, so a host that had its own kubelet kee
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 # Paths the kubelet and containerd 1.6 write whatever their configuration says.
@@ -27,6 +28,10 @@ HARDCODED_PATHS = (
     Path("/opt/cni"),
 )
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: The kubelet's device-plugin registration socket: this path whatever ``--root-dir`` says.
+DEVICE_PLUGIN_SOCKET = Path("/var/lib/kubelet/device-plugins/kubelet.sock")
+#: Held by a harness while one of its kubelets empties that folder and listens there.
+KUBELET_START_LOCK = Path("/run/lock/lockyard-kubelet-start.lock")
 
 
 def mounts_below(folder: Path) -> list[str]:
@@ -133,3 +138,35 @@ def remove_cgroups(roots: Iterable[Path]) -> list[Path]:
         except OSError:
             stuck.append(root)
     return stuck
+
+
+def _socket_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_ino, status.st_ctime_ns
+
+
+@contextlib.contextmanager
+def one_kubelet_starting() -> Iterator[Callable[[], bool]]:
+    """Start one kubelet at a time on this host; yields "has a kubelet listened since?".
+
+    A starting kubelet empties ``/var/lib/kubelet/device-plugins`` and then listens on
+    ``kubelet.sock`` there, and a kubelet that cannot listen exits ("Failed to start
+    ContainerManager ... bind: address already in use"). Two starting together (the two nodes
+    of one harness, a few ms apart, or nodes of parallel test workers) can both empty the
+    folder before either listens: seen beside two CPU hogs. Inside this turn the caller starts
+    its kubelet and waits until the socket is a new one; the next kubelet then replaces it,
+    which leaves the first listening on an unlinked socket: nothing here uses device plugins.
+    The lock is an flock, so a harness killed outright releases it with its process."""
+    KUBELET_START_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with KUBELET_START_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before = _socket_identity(DEVICE_PLUGIN_SOCKET)
+
+        def listened() -> bool:
+            now = _socket_identity(DEVICE_PLUGIN_SOCKET)
+            return now is not None and now != before
+
+        yield listened

@@ -53,11 +53,13 @@ from lockyard_dev.node.configs import (
 from lockyard_dev.node.controlplane import NodeControlPlane
 from lockyard_dev.node.daemon import Daemon, kill_and_wait, pids_mentioning
 from lockyard_dev.node.host import (
+    DEVICE_PLUGIN_SOCKET,
     HARDCODED_PATHS,
     HostPaths,
     cgroup_dirs,
     make_cgroup_root,
     mounts_below,
+    one_kubelet_starting,
     remove_cgroups,
     unmount_below,
 )
@@ -371,7 +373,10 @@ class Node:
                 ],
                 layout.logs / "kubelet.log",
             )
-            member.kubelet.start()
+            with one_kubelet_starting() as listened:
+                member.kubelet.start()
+                self._wait(f"kubelet {member.ip} to listen on {DEVICE_PLUGIN_SOCKET}",
+                           listened, member.kubelet)  # fmt: skip
         self.scheduler = Daemon(
             "kube-scheduler",
             [

@@ -4,10 +4,18 @@ A guard's record starts when ``acquire``/``try_acquire`` hands the guard out and
 first of: its release (``released``), its loss (``lost``: extend or release found it gone, or
 ``hold()`` gave it up), or the guard being garbage-collected unreleased (``dropped``: the lock
 then expires on the backend by itself, unseen).
+
+A dropped guard's record is ended on its event loop just after the collection, never inside
+it: the collector runs finalizers wherever the thread happens to be, perhaps inside ``_LOCK``
+or inside an SDK instrument's lock (both non-reentrant), and ending the record there blocked
+the thread on itself for good (an event loop frozen, Ctrl-C ignored).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import queue
 import threading
 import time
 import weakref
@@ -67,6 +75,27 @@ class GuardRecord:
 
 _LOCK = threading.Lock()
 _RECORDS: weakref.WeakKeyDictionary[LockGuard, GuardRecord] = weakref.WeakKeyDictionary()
+#: Records of guards collected unreleased, not ended yet (SimpleQueue.put is safe in finalizers).
+_DROPPED: queue.SimpleQueue[GuardRecord] = queue.SimpleQueue()
+
+
+def _dropped(record: GuardRecord, loop: asyncio.AbstractEventLoop | None) -> None:
+    """The finalizer of an unreleased guard: queue its record, to be ended outside any lock."""
+    _DROPPED.put(record)
+    if loop is not None:
+        # A closed loop: the next acquisition or release anywhere ends it instead.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(end_dropped)
+
+
+def end_dropped() -> None:
+    """End the records of guards collected unreleased (``dropped``)."""
+    while True:
+        try:
+            record = _DROPPED.get_nowait()
+        except queue.Empty:
+            return
+        record.end("dropped")
 
 
 def start(
@@ -77,6 +106,7 @@ def start(
     started: float,
 ) -> None:
     """Count ``guard`` as held and open its hold span (a child of the caller's context)."""
+    end_dropped()
     span = telemetry.tracer.start_span(
         names.SPAN_HOLD,
         attributes={
@@ -88,7 +118,11 @@ def start(
     )
     record = GuardRecord(telemetry, metric, span, started)
     telemetry.held.add(1, metric)
-    record._finalizer = finalizer = weakref.finalize(guard, record.end, "dropped")
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    record._finalizer = finalizer = weakref.finalize(guard, _dropped, record, loop)
     finalizer.atexit = False  # at exit the SDK may be shut down already: nothing to tell it
     with _LOCK:
         _RECORDS[guard] = record
@@ -103,6 +137,7 @@ def record_of(guard: LockGuard | None) -> GuardRecord | None:
 
 def end(guard: LockGuard, how: str, detected_by: str | None = None) -> None:
     """End ``guard``'s record (``released`` or ``lost``); later calls do nothing."""
+    end_dropped()
     record = record_of(guard)
     if record is not None:
         record.end(how, detected_by)

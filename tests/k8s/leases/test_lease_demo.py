@@ -8,6 +8,7 @@ tests/node/test_node_demo.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import signal
@@ -18,7 +19,8 @@ import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-DEMO = [sys.executable, "-m", "lockyard_dev.demo", "--host-processes"]
+# -X faulthandler: a demo that does not stop is sent SIGABRT and prints where each thread is.
+DEMO = [sys.executable, "-X", "faulthandler", "-m", "lockyard_dev.demo", "--host-processes"]
 
 
 async def run_demo(*args: str) -> asyncio.subprocess.Process:
@@ -114,10 +116,15 @@ async def test_ctrl_c_stops_everything_it_started() -> None:
                     seen.append(line)
                 await demo.wait()
         except TimeoutError:
+            running = descendants(demo.pid)
+            demo.send_signal(signal.SIGABRT)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    seen.append((await demo.stdout.read()).decode(errors="replace"))
             pytest.fail(
-                f"the demo did not stop within {STOP_TIMEOUT_S} s of Ctrl-C (exit status"
-                f" {demo.returncode}); what it started and still runs:\n"
-                f"{descendants(demo.pid)}\nwhat it printed:\n" + "".join(seen)
+                f"the demo did not stop within {STOP_TIMEOUT_S} s of Ctrl-C; what it started "
+                f"and still runs:\n{running}\nwhat it printed (its threads at the end):\n"
+                + "".join(seen)
             )
     finally:
         if demo.returncode is None:
