@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from telemetry_sdk import Sdk
@@ -21,7 +21,7 @@ import lockyard
 from lockyard.telemetry import guards
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def collector_off() -> Iterator[None]:
     """Collections only where the test makes them."""
     gc.disable()
@@ -29,6 +29,13 @@ def collector_off() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+@pytest.fixture
+async def ly(sdk: Sdk) -> AsyncIterator[lockyard.Connection]:
+    """A memory store, opened once the SDK records."""
+    async with lockyard.connect("memory://?prefix=dropped") as connection:
+        yield connection
 
 
 def ends(sdk: Sdk) -> dict[str, int]:
@@ -43,51 +50,47 @@ def held(sdk: Sdk) -> int:
     return int(sum(point.value for point in sdk.points("lockyard.lock.held")))
 
 
-@pytest.mark.usefixtures("collector_off")
 async def test_a_guard_collected_inside_a_telemetry_lock_ends_as_dropped_without_blocking(
-    sdk: Sdk,
+    sdk: Sdk, ly: lockyard.Connection
 ) -> None:
-    async with lockyard.connect("memory://?prefix=dropped") as ly:
-        guard = await ly.locks.acquire("dropped", 30, timeout=1)
-        cycle: list[object] = [guard]
-        cycle.append(cycle)  # only the collector frees it
-        del guard, cycle
-        assert held(sdk) == 1
+    guard = await ly.locks.acquire("dropped", 30, timeout=1)
+    cycle: list[object] = [guard]
+    cycle.append(cycle)  # only the collector frees it
+    del guard, cycle
+    assert held(sdk) == 1
 
-        collected = threading.Event()
+    collected = threading.Event()
 
-        def collect_inside_the_lock() -> None:
-            with guards._LOCK:
-                gc.collect()
-            collected.set()
+    def collect_inside_the_lock() -> None:
+        with guards._LOCK:
+            gc.collect()
+        collected.set()
 
-        # A thread of its own, so a deadlock fails the test instead of hanging the suite.
-        threading.Thread(target=collect_inside_the_lock, daemon=True).start()
-        assert await asyncio.to_thread(collected.wait, 30), "the collecting thread blocked"
+    # A thread of its own, so a deadlock fails the test instead of hanging the suite.
+    threading.Thread(target=collect_inside_the_lock, daemon=True).start()
+    assert await asyncio.to_thread(collected.wait, 30), "the collecting thread blocked"
 
-        for _ in range(100):  # the loop ends the record in its next iterations
-            if ends(sdk).get("dropped"):
-                break
-            await asyncio.sleep(0.01)
-        assert ends(sdk) == {"dropped": 1}
-        assert held(sdk) == 0
-        await ly.locks.break_lock("dropped")
+    for _ in range(100):  # the loop ends the record in its next iterations
+        if ends(sdk).get("dropped"):
+            break
+        await asyncio.sleep(0.01)
+    assert ends(sdk) == {"dropped": 1}
+    assert held(sdk) == 0
+    await ly.locks.break_lock("dropped")
 
 
-@pytest.mark.usefixtures("collector_off")
 async def test_a_guard_dropped_without_a_loop_is_ended_by_the_next_acquisition(
-    sdk: Sdk,
+    sdk: Sdk, ly: lockyard.Connection
 ) -> None:
-    async with lockyard.connect("memory://?prefix=dropped-closed") as ly:
-        guard = await ly.locks.acquire("first", 30, timeout=1)
-        record = guards.record_of(guard)
-        assert record is not None
-        # As if its loop had closed before the collection: only the queue is left to end it.
-        guards._dropped(record, None)
-        assert ends(sdk) == {}
-        second = await ly.locks.acquire("second", 30, timeout=1)
-        assert ends(sdk) == {"dropped": 1}
-        await second.release()
-        await guard.release()  # its record has ended: nothing more is counted
-        assert ends(sdk) == {"dropped": 1, "released": 1}
-        assert held(sdk) == 0
+    guard = await ly.locks.acquire("first", 30, timeout=1)
+    record = guards.record_of(guard)
+    assert record is not None
+    # As if its loop had closed before the collection: only the queue is left to end it.
+    guards._dropped(record, None)
+    assert ends(sdk) == {}
+    second = await ly.locks.acquire("second", 30, timeout=1)
+    assert ends(sdk) == {"dropped": 1}
+    await second.release()
+    await guard.release()  # its record has ended: nothing more is counted
+    assert ends(sdk) == {"dropped": 1, "released": 1}
+    assert held(sdk) == 0

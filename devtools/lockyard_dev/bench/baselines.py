@@ -121,6 +121,10 @@ class RedisRaw(RawDriver):
             decode_responses=True,
         )
         self._client = Redis(connection_pool=pool)
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        """A key prefix of this run's own, the script not loaded yet, new keys from 0."""
         self._prefix = f"lockyard-bench-raw-{uuid.uuid4().hex[:8]}:"
         self._sha = ""
         self._new_keys = itertools.count()
@@ -199,9 +203,7 @@ class RedisClusterRaw(RedisRaw):
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
         )
-        self._prefix = f"lockyard-bench-raw-{uuid.uuid4().hex[:8]}:"
-        self._sha = ""
-        self._new_keys = itertools.count()
+        self._reset_state()
 
     async def prepare(self) -> None:
         await self._client.initialize()

@@ -90,10 +90,10 @@ def _dropped(record: GuardRecord, loop: asyncio.AbstractEventLoop | None) -> Non
 
 def end_dropped() -> None:
     """End the records of guards collected unreleased (``dropped``)."""
-    while True:
+    while not _DROPPED.empty():  # the usual case, on every acquisition and release: no raise
         try:
             record = _DROPPED.get_nowait()
-        except queue.Empty:
+        except queue.Empty:  # another thread took the last one
             return
         record.end("dropped")
 
@@ -118,10 +118,8 @@ def start(
     )
     record = GuardRecord(telemetry, metric, span, started)
     telemetry.held.add(1, metric)
-    try:
-        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
+    # Called by the acquiring coroutine, so on its loop.
+    loop = asyncio.get_running_loop()
     record._finalizer = finalizer = weakref.finalize(guard, _dropped, record, loop)
     finalizer.atexit = False  # at exit the SDK may be shut down already: nothing to tell it
     with _LOCK:
