@@ -36,6 +36,9 @@ class OperatorProcess:
             f"--health-port={self.health_port}",
             f"--metrics-port={self.metrics_port}",
         ]
+        if not any(arg.startswith("--workdir") for arg in args):
+            # Beside its log, not a fresh folder in /tmp: a killed operator cannot remove that.
+            self.args.append(f"--workdir={log.parent / (log.stem + '-workdir')}")
         self.process: subprocess.Popen[bytes] | None = None
         #: ``time.monotonic()`` at the last start.
         self.started_at = 0.0
