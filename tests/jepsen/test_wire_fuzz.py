@@ -293,7 +293,7 @@ def test_replies_of_the_wrong_shape_raise_state_errors(harness: Harness, kind: s
     """Every operation against every wrong shape (or the 32 MiB reply): each raises
     ``UnexpectedReplyError`` or, where the shape happens to be a valid reply, returns a value
     of its own type; and the pool goes on serving every other operation correctly. Reading the
-    32 MiB reply may instead time out on a loaded machine, but not for most operations."""
+    32 MiB reply may instead time out on a loaded machine, but not for every operation."""
     variants = range(8) if kind == "wrong-shape" else range(1)
     outcomes = []
     for name in sorted(_operations(harness.tenant)):
@@ -301,4 +301,9 @@ def test_replies_of_the_wrong_shape_raise_state_errors(harness: Harness, kind: s
             mutation = Mutation(kind, 0.5, bytes([variant]), delay_s=1.5 * OPERATION_TIMEOUT_S)
             outcomes.append(harness.run(harness.example(mutation, name)))
     timeouts = sum(isinstance(outcome, OperationTimeoutError) for outcome in outcomes)
-    assert timeouts <= len(outcomes) // 2, f"{timeouts} of {len(outcomes)} operations timed out"
+    if kind == "oversized":
+        # How many time out depends on the machine's load (7 of 9 beside two CPU hogs): at
+        # least one 32 MiB reply must have been read through and refused.
+        assert timeouts < len(outcomes), f"all {timeouts} operations timed out"
+    else:
+        assert timeouts == 0, f"{timeouts} of {len(outcomes)} operations timed out"

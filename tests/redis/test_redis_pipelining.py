@@ -245,6 +245,35 @@ async def test_the_operation_timeout_holds_and_a_silent_connection_is_retired(
         assert await ly.store.get("ns:acme:state:k") == "after"
 
 
+async def test_a_retired_connection_still_awaiting_a_reply_closes_with_the_handle(
+    own_redis_server: RedisServer,
+) -> None:
+    """A retired connection leaves the list new requests pick from, but not the handle: a paused
+    server never answers, and a socket nobody closes would outlive the handle."""
+    ly = await lockyard.connect(own_redis_server.url(unique_prefix(), timeout="5"))
+    try:
+        await ly.store.get("ns:acme:state:warm")
+        pipeline = pipeline_of(ly)
+        (stalled,) = live(pipeline)
+        with own_redis_server.admin() as admin:
+            admin.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
+            try:
+                write = asyncio.create_task(ly.store.set("ns:acme:state:k", "v"))
+                await until(lambda: stalled.outstanding == 1)
+                stalled.retire()  # as after a death elsewhere: its write is still in flight
+                assert await ly.store.get("ns:acme:state:k") is None  # on a new connection
+                assert stalled not in pipeline.connections
+                assert not stalled.closed
+            finally:
+                await ly.close()
+                admin.execute_command("CLIENT", "UNPAUSE")
+        assert stalled.closed
+        with pytest.raises(BackendConnectionError):
+            await write
+    finally:
+        await ly.close()
+
+
 async def test_a_failed_connection_fails_exactly_the_operations_it_carried(
     own_redis_server: RedisServer,
 ) -> None:

@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,11 @@ class Demo:
         self.kubeconfig: Path | None = args.kubeconfig
         self.kubectl_binary = str(find_binaries() / "kubectl")
         self.env = dict(os.environ)
+        #: Ctrl-C or SIGTERM arrived: main() reports it and exits with 130.
+        self.interrupted = False
+        #: Set by the first signal while the workload runs: it stops as at the end of --seconds.
+        self._stop = asyncio.Event()
+        self._watching = False
 
     # -- helpers ---------------------------------------------------------------------------
     async def kubectl(self, *args: str, input_text: str | None = None) -> str:
@@ -277,8 +283,10 @@ class Demo:
     async def watch_loop(self) -> None:
         seconds = self.args.seconds
         ends = None if not seconds else time.monotonic() + seconds
+        self._watching = True
         say("workload running; " + (f"stopping in {seconds:g}s" if ends else "Ctrl-C stops"))
-        await asyncio.sleep(min(2.0, seconds or 2.0))
+        if await self.stop_requested(within=min(2.0, seconds or 2.0)):
+            return
         while True:
             await self.show_state()
             if ends is not None and time.monotonic() >= ends:
@@ -286,9 +294,43 @@ class Demo:
             pause = self.args.show_every
             if ends is not None:
                 pause = min(pause, max(0.0, ends - time.monotonic()))
-            await asyncio.sleep(pause)
+            if await self.stop_requested(within=pause):
+                return
+
+    async def stop_requested(self, *, within: float) -> bool:
+        """Wait up to ``within`` seconds for Ctrl-C; whether it came."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self._stop.wait()
+        return self._stop.is_set()
+
+    def interrupt(self, main: asyncio.Task[None]) -> None:
+        """Ctrl-C or SIGTERM. While the workload runs, the first one ends it the way --seconds
+        does (no cancellation that a step under way could lose); before that, or the second
+        time, the step under way is cancelled and everything started so far is stopped."""
+        if not self.interrupted and self._watching:
+            say("interrupted: stopping everything it started")
+            self._stop.set()
+        else:
+            say("interrupted: cancelling the step under way and stopping what it started")
+            main.cancel()
+        self.interrupted = True
 
     async def run(self) -> None:
+        # The loop's own handlers, not asyncio.run's: a signal wakes the loop at once (through
+        # its wakeup fd), and the first one stops the workload without a cancellation.
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        assert main is not None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.interrupt, main)
+        try:
+            await self.run_steps()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    async def run_steps(self) -> None:
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self.cluster())
             assert self.kubeconfig is not None
@@ -356,7 +398,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if can_run_a_node(args):
                 run_on_node(Path(folder), say, seconds=args.seconds, show_every=args.show_every)
             else:
-                asyncio.run(Demo(args, Path(folder)).run())
+                demo = Demo(args, Path(folder))
+                try:
+                    asyncio.run(demo.run())
+                except asyncio.CancelledError:
+                    if not demo.interrupted:
+                        raise
+                if demo.interrupted:
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         say("interrupted; everything it started is stopped")
         return 130

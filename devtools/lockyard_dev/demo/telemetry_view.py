@@ -24,6 +24,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 
 from lockyard import telemetry
+from lockyard._tasks import stop_task
 from lockyard.telemetry import names
 
 #: The operator's series shown for the demo's store.
@@ -176,8 +177,6 @@ async def showing_telemetry(
     try:
         yield view
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)  # not suppress(CancelledError): a Ctrl-C meanwhile would be lost
         print("\n" + await view.table("telemetry at the end"), flush=True)
         view.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import re
 import signal
 import subprocess
@@ -79,9 +80,9 @@ def assert_telemetry_shown(text: str) -> None:
 STOP_TIMEOUT_S = 120
 
 
-def descendants(pid: int) -> str:
-    """``ps`` lines of every process below ``pid`` (an exited demo's orphans keep their
-    session, so the session is searched too): what would hold the output pipe open."""
+def descendants(pid: int) -> list[str]:
+    """``ps`` lines (pid first) of every process below ``pid`` (an exited demo's orphans keep
+    their session, so the session is searched too): what would hold the output pipe open."""
     table = subprocess.run(
         ["ps", "-eo", "pid=,ppid=,sid=,etimes=,args="], capture_output=True, text=True, check=False
     ).stdout.splitlines()
@@ -93,8 +94,14 @@ def descendants(pid: int) -> str:
             if row[0] not in below and (row[1] in below or row[2] == str(pid)):
                 below.add(row[0])
                 grew = True
-    found = [" ".join(row) for row in rows if row[0] in below and row[0] != str(pid)]
-    return "\n".join(found) or "(nothing)"
+    return [" ".join(row) for row in rows if row[0] in below and row[0] != str(pid)]
+
+
+def kill_all(lines: list[str]) -> None:
+    """SIGKILL what a failed demo left running, so it cannot disturb the tests after it."""
+    for line in lines:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
 
 
 async def test_ctrl_c_stops_everything_it_started() -> None:
@@ -121,10 +128,11 @@ async def test_ctrl_c_stops_everything_it_started() -> None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(10):
                     seen.append((await demo.stdout.read()).decode(errors="replace"))
+            kill_all(running)
             pytest.fail(
                 f"the demo did not stop within {STOP_TIMEOUT_S} s of Ctrl-C; what it started "
-                f"and still runs:\n{running}\nwhat it printed (its threads at the end):\n"
-                + "".join(seen)
+                f"and still ran:\n{chr(10).join(running) or '(nothing)'}\n"
+                "what it printed (its threads at the end):\n" + "".join(seen)
             )
     finally:
         if demo.returncode is None:

@@ -149,6 +149,9 @@ class AutoPipeline:
         self._stale_after = stale_after
         self._max = max_connections
         self._connections: list[PipelinedConnection] = []
+        #: Retired connections still waiting for replies to requests in flight: they close
+        #: themselves once answered, or with the handle (a paused server never answers).
+        self._draining: set[PipelinedConnection] = set()
         self._openers: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -185,7 +188,10 @@ class AutoPipeline:
                 connection.retire()  # opened before a death, or to a master the pool left
             if not connection.retired:
                 usable.append(connection)
+            elif not connection.closed:
+                self._draining.add(connection)
         self._connections = usable
+        self._draining = {connection for connection in self._draining if not connection.closed}
         for connection in usable:
             if not connection.heavy:
                 return connection
@@ -277,12 +283,26 @@ class AutoPipeline:
             connection.abandon(future)
             raise
 
+    def retire(self) -> None:
+        """Take no new request on any connection (its server left); each closes once answered."""
+        for connection in self._connections:
+            connection.retire()
+            if not connection.closed:
+                self._draining.add(connection)
+        self._connections = []
+
+    @property
+    def drained(self) -> bool:
+        """Every connection closed: nothing is left to close."""
+        return all(connection.closed for connection in (*self._connections, *self._draining))
+
     async def aclose(self) -> None:
         """Close every connection (what is in flight fails) and stop the openers."""
         self._closed = True
         for opener in list(self._openers):
             await stop_task(opener)
-        connections, self._connections = self._connections, []
+        connections, self._connections = [*self._connections, *self._draining], []
+        self._draining = set()
         for connection in connections:
             connection.close()
 

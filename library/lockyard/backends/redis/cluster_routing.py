@@ -113,6 +113,8 @@ class ClusterRouter:
         self._pool_factory = pool_factory
         self._stale_after = stale_after
         self._pipelines: dict[str, AutoPipeline] = {}
+        #: Pipelines of departed nodes with replies still awaited; closed with the client.
+        self._departed: list[AutoPipeline] = []
         self._pools: dict[str, LeanCheckout] = {}
         self._refresh: asyncio.Task[None] | None = None
         self._refreshed_at = -math.inf
@@ -287,15 +289,18 @@ class ClusterRouter:
         """Close the pipelines of nodes that left the map (their pools close with the client)."""
         known = set(self._cluster.nodes_manager.nodes_cache)
         for name in [name for name in self._pipelines if name not in known]:
-            for connection in self._pipelines.pop(name).connections:
-                connection.retire()
+            pipeline = self._pipelines.pop(name)
+            pipeline.retire()
+            self._departed.append(pipeline)
+        self._departed = [pipeline for pipeline in self._departed if not pipeline.drained]
 
     async def aclose(self) -> None:
         refresh, self._refresh = self._refresh, None
         if refresh is not None:
             await stop_task(refresh)
-        pipelines, self._pipelines = self._pipelines, {}
-        for pipeline in pipelines.values():
+        pipelines = [*self._pipelines.values(), *self._departed]
+        self._pipelines, self._departed = {}, []
+        for pipeline in pipelines:
             await pipeline.aclose()
         pools, self._pools = self._pools, {}
         for pool in pools.values():
