@@ -102,6 +102,10 @@ class ConformanceBase:
         """The hand-over bound widened by ``round_trip_s`` as at the start of the test."""
         return max(self.handover_bound_s, 0.05 + 2 * round_trip_s)
 
+    def timeout_slack_for(self, round_trip_s: float) -> float:
+        """How late a timeout may be raised, widened by ``round_trip_s`` as at the start."""
+        return max(self.timeout_slack_s, 2 * round_trip_s)
+
     @contextlib.asynccontextmanager
     async def watching_round_trips(self, connection: Connection) -> AsyncIterator[RoundTripWatch]:
         """Ping ``connection`` one round trip after another while the body runs.

@@ -160,11 +160,12 @@ class LockConformance(ConformanceBase):
         name = lock_name()
         holder = await ly.locks.acquire(name, 30, timeout=1)
         for timeout in (0, 0.3):
-            started = loop_time()
-            with pytest.raises(LockTimeoutError) as raised:
-                await ly.locks.acquire(name, 5, timeout=timeout)
-            elapsed = loop_time() - started
-            assert elapsed <= timeout + self.timeout_slack_s + 0.05
+            async with self.watching_round_trips(ly) as round_trips:
+                started = loop_time()
+                with pytest.raises(LockTimeoutError) as raised:
+                    await ly.locks.acquire(name, 5, timeout=timeout)
+                elapsed = loop_time() - started
+            assert elapsed <= timeout + self.timeout_slack_for(round_trips.slowest) + 0.05
             assert elapsed >= timeout
             assert isinstance(raised.value, TimeoutError)
         await holder.release()
@@ -339,15 +340,17 @@ class LockConformance(ConformanceBase):
         name = lock_name()
         lease_s = 0.5
         holder = await ly.locks.acquire(name, 30, timeout=1)
-        queued_at = loop_time()
-        await queue_ghost(ly, name, lease_s)
-        waiter = asyncio.create_task(ly.locks.acquire(name, 30, timeout=10))
-        await asyncio.sleep(self.queue_join_s)
-        await holder.release()
-        guard = await waiter
+        async with self.watching_round_trips(ly) as round_trips:
+            queued_at = loop_time()
+            await queue_ghost(ly, name, lease_s)
+            waiter = asyncio.create_task(ly.locks.acquire(name, 30, timeout=10))
+            await asyncio.sleep(self.queue_join_s)
+            await holder.release()
+            guard = await waiter
         # The ghost's entry lapses lease_s after it queued; a queued waiter re-attempts at
         # least every poll_cap_s, so it takes the lock within that (plus a hand-over) at most.
-        bound = lease_s + ly.locks.poll_cap_s + self.handover_bound_s + 0.1
+        handover_s = self.handover_bound_for(round_trips.slowest)
+        bound = lease_s + ly.locks.poll_cap_s + handover_s + 0.1
         assert loop_time() - queued_at <= bound
         assert guard.fencing_token > holder.fencing_token
         await guard.release()
