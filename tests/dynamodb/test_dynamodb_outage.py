@@ -114,17 +114,26 @@ async def test_a_frozen_endpoint_times_out_and_the_handle_recovers(server: MotoS
         print(f"\nfrozen endpoint: OperationTimeoutError after {took * 1000:.0f} ms")
 
 
+async def slowest_round_trip(server: MotoServer) -> float:
+    """The slowest of a few requests to ``server`` right now (a fresh handle's first included)."""
+    async with lockyard.connect(server.url("probe", "p")) as ly:
+        return max([await ly.ping() for _ in range(3)])
+
+
 async def test_a_short_outage_does_not_lose_a_held_lock(server: MotoServer) -> None:
     """Renewal retries through a stall shorter than the lease (the lock's data survives a
-    SIGSTOP, unlike a moto restart)."""
-    async with lockyard.connect(server.url("stall", "p", timeout="0.5")) as ly:
-        guard_hold = ly.locks.hold("job", ttl=3)
+    SIGSTOP, unlike a moto restart). Every duration is a multiple of the operation timeout,
+    0.5 s, or more when a request takes longer than a tenth of that right now (a fresh
+    handle's first request once took over 0.5 s beside two CPU hogs)."""
+    timeout = max(0.5, 5 * await slowest_round_trip(server))
+    async with lockyard.connect(server.url("stall", "p", timeout=f"{timeout:.3f}")) as ly:
+        guard_hold = ly.locks.hold("job", ttl=6 * timeout)
         async with guard_hold as guard:
             server.freeze()
             try:
-                await asyncio.sleep(1.2)
+                await asyncio.sleep(2.4 * timeout)
             finally:
                 server.thaw()
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(3 * timeout)
             assert await guard.is_held()
             assert not guard.lost.is_set()

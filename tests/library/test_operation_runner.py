@@ -50,7 +50,9 @@ async def test_a_slow_call_raises_operation_timeout_error_naming_the_operation()
 
 
 async def test_each_concurrent_call_gets_its_own_deadline() -> None:
-    run = runner()
+    # A timeout far above the short calls' sleeps: a loop delayed by load (40 ms beside two CPU
+    # hogs) must not turn a 20 ms call into a timeout against 50 ms.
+    run = OperationRunner("test", 20 * TIMEOUT, default_translate)
 
     async def call(delay: float) -> str:
         try:

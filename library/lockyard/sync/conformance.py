@@ -248,6 +248,11 @@ class _AsyncHold:
         self._thread = concurrent.futures.ThreadPoolExecutor(1, "lockyard-sync-suite-hold")
         self._block: asyncio.Task[Any] | None = None
         self._cancelled_block = False
+        #: A loss while entering (a short lease lapsing under load) cancels the block once it
+        #: has begun, as the async hold() does: not the enter, which would end in a bare
+        #: CancelledError with no exit to turn it into LockLostError.
+        self._entered = False
+        self._lost_while_entering = False
         self._loop: asyncio.AbstractEventLoop | None = None
         # Made now, as the async hold() checks its arguments when called, not when entered.
         self._scope = make(self._lost)
@@ -257,6 +262,9 @@ class _AsyncHold:
             self._loop.call_soon_threadsafe(self._cancel_block)
 
     def _cancel_block(self) -> None:
+        if not self._entered:
+            self._lost_while_entering = True
+            return
         if self._block is not None and not self._block.done():
             self._cancelled_block = True
             self._block.cancel()
@@ -276,6 +284,9 @@ class _AsyncHold:
         except BaseException:
             self._thread.shutdown(wait=False)
             raise
+        self._entered = True
+        if self._lost_while_entering:
+            self._cancel_block()  # the block's first await raises; the exit makes it the loss
         return _AsyncGuard(value, self._workers)
 
     async def __aexit__(

@@ -102,6 +102,13 @@ class ConformanceBase:
         """The hand-over bound widened by ``round_trip_s`` as at the start of the test."""
         return max(self.handover_bound_s, 0.05 + 2 * round_trip_s)
 
+    @property
+    def renewal_ttl_s(self) -> float:
+        """The lease of a hold() that must renew through a few of them: short, with room for
+        the event loop stalling after the round trips were measured (a lease of ``short_ttl_s``
+        lapsed once beside two CPU hogs)."""
+        return max(self.short_ttl_s, 1.0)
+
     def timeout_slack_for(self, round_trip_s: float) -> float:
         """How late a timeout may be raised, widened by ``round_trip_s`` as at the start."""
         return max(self.timeout_slack_s, 2 * round_trip_s)

@@ -392,8 +392,9 @@ class LockConformance(ConformanceBase):
     # -- hold() ----------------------------------------------------------------------------
     async def test_hold_renews_while_the_block_runs(self, ly: Connection) -> None:
         name = lock_name()
-        async with ly.locks.hold(name, self.short_ttl_s) as guard:
-            await asyncio.sleep(self.short_ttl_s * 3)
+        ttl = self.renewal_ttl_s
+        async with ly.locks.hold(name, ttl) as guard:
+            await asyncio.sleep(ttl * 3)
             assert await guard.is_held()
             assert await ly.locks.try_acquire(name, 5) is None
         assert not guard.lost.is_set()

@@ -209,7 +209,8 @@ class ReadWriteLockConformance(ConformanceBase):
                 reached_end = True
         assert not reached_end
         assert guard.lost.is_set()
-        async with ly.rwlocks.hold_read(name, self.short_ttl_s) as reader:
-            await asyncio.sleep(self.short_ttl_s * 3)
+        ttl = self.renewal_ttl_s
+        async with ly.rwlocks.hold_read(name, ttl) as reader:
+            await asyncio.sleep(ttl * 3)
             assert await reader.is_held()
         assert not await reader.is_held()

@@ -246,8 +246,9 @@ class SemaphoreConformance(ConformanceBase):
 
     async def test_hold_renews_while_the_block_runs(self, ly: Connection) -> None:
         name = semaphore_name()
-        async with ly.semaphores.hold(name, 1, self.short_ttl_s) as permit:
-            await asyncio.sleep(self.short_ttl_s * 3)
+        ttl = self.renewal_ttl_s
+        async with ly.semaphores.hold(name, 1, ttl) as permit:
+            await asyncio.sleep(ttl * 3)
             assert await permit.is_held()
             assert await ly.semaphores.try_acquire(name, 1, 5) is None
         assert not permit.lost.is_set()
