@@ -5,9 +5,8 @@ A waiter watches its release signals (:mod:`lockyard.signals`) before its first 
 release between an attempt and the wait is not missed. Each attempt is one round trip that
 either grants the lease or queues (or keeps) the waiter with a waiter lease. A queued waiter
 with a live watch is told when its turn comes, so it polls only to renew its waiter lease; one
-without a live watch backs off (capped, jittered, never shorter than its last round trip). A
-waiter never sleeps past the time the attempt said the lease in its way ends
-(``retry_after_ms``): an expired lease is free.
+without a live watch backs off (capped, jittered). A waiter never sleeps past the time the
+attempt said the lease in its way ends (``retry_after_ms``): an expired lease is free.
 """
 
 from __future__ import annotations
@@ -84,8 +83,7 @@ async def wait_for_turn(
         answer = await attempt()
         if answer.granted:
             return answer, started
-        now = clock.monotonic()
-        took, remaining = now - started, deadline - now
+        remaining = deadline - clock.monotonic()
         if remaining <= 0:
             raise timed_out()
         if answer.queued and watch.live:
@@ -93,10 +91,7 @@ async def wait_for_turn(
             # lease (and covers a lost signal).
             pause = random.uniform(renew_s / 2, renew_s)
         else:
-            # Never faster than the backend answers: 32 waiters polling a slowed endpoint
-            # every 50 ms queued their requests behind each other for over 5 s; paced by
-            # their own round trips, the polling gives way as the backend slows.
-            pause = max(random.uniform(backoff / 2, backoff), took)
+            pause = random.uniform(backoff / 2, backoff)
             if answer.queued:
                 pause = min(pause, renew_s)
             backoff = min(backoff * 2, policy.poll_cap_s)

@@ -6,7 +6,7 @@ import pytest
 
 import lockyard
 from lockyard.testing import Conformance, ConnectFactory
-from lockyard_dev.servers.moto import MotoServer
+from lockyard_dev.servers.moto import SUITE_OPERATION_TIMEOUT_S, MotoServer
 
 pytestmark = pytest.mark.dynamodb
 
@@ -22,6 +22,7 @@ class TestDynamoDBConformance(Conformance):
     @pytest.fixture
     def lockyard_connect(self, moto_server: MotoServer, shared_table: str) -> ConnectFactory:
         async def connect(prefix: str) -> lockyard.Connection:
-            return await lockyard.connect(moto_server.url(shared_table, prefix))
+            url = moto_server.url(shared_table, prefix, timeout=f"{SUITE_OPERATION_TIMEOUT_S}")
+            return await lockyard.connect(url)
 
         return connect

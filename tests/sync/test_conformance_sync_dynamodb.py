@@ -7,7 +7,7 @@ import pytest
 import lockyard.sync
 from lockyard.sync.conformance import sync_connect_factory
 from lockyard.testing import Conformance, ConnectFactory
-from lockyard_dev.servers.moto import MotoServer
+from lockyard_dev.servers.moto import SUITE_OPERATION_TIMEOUT_S, MotoServer
 
 pytestmark = pytest.mark.dynamodb
 
@@ -22,6 +22,8 @@ class TestSyncDynamoDBConformance(Conformance):
     def lockyard_connect(self, moto_server: MotoServer) -> ConnectFactory:
         return sync_connect_factory(
             lambda prefix: lockyard.sync.connect(
-                moto_server.url("lockyard-sync-conformance", prefix)
+                moto_server.url(
+                    "lockyard-sync-conformance", prefix, timeout=f"{SUITE_OPERATION_TIMEOUT_S}"
+                )
             )
         )

@@ -37,6 +37,12 @@ DUMMY_SECRET = "lockyard-test-secret"
 DEFAULT_REGION = "us-east-1"
 
 
+#: The operation timeout of the conformance suites' handles. The suites check semantics, not
+#: this timeout (tests/dynamodb/test_dynamodb_outage.py does): 32 contending waiters polling one
+#: moto that two CPU hogs slow down queue their requests behind each other past the 5 s default.
+SUITE_OPERATION_TIMEOUT_S = 60
+
+
 class MotoServer(ServerHarness):
     """One moto server process; ``stop``/``kill``/``freeze``/``start`` keep the same port."""
 
