@@ -372,13 +372,13 @@ class DistributedLock(abc.ABC):
     async def break_lock(self, name: str) -> bool:
         """Force-release ``name`` whoever holds it; the next holder gets a higher fencing token."""
         name = check_lock_name(name)
-        broken = await self._run("break_lock", self._break(name))
-        if broken:
-            for observer in self._observers:
-                # Optional in LockObserver (the Lease mirror predates it): lockyard.observe.
-                lock_broken = getattr(observer, "lock_broken", None)
-                if lock_broken is not None:
-                    lock_broken(name)
+        # Optional in LockObserver (the Lease mirror predates them): lockyard.observe.
+        self._notify_optional("lock_breaking", name)
+        broken = False
+        try:
+            broken = await self._run("break_lock", self._break(name))
+        finally:
+            self._notify_optional("lock_broken" if broken else "lock_not_broken", name)
         return broken
 
     def add_observer(self, observer: LockObserver) -> None:
@@ -462,6 +462,12 @@ class DistributedLock(abc.ABC):
     def _notify(self, event: str, guard: LockGuard) -> None:
         for observer in self._observers:
             getattr(observer, event)(guard)
+
+    def _notify_optional(self, method: str, name: str) -> None:
+        for observer in self._observers:
+            notify = getattr(observer, method, None)
+            if notify is not None:
+                notify(name)
 
 
 def new_owner_token() -> str:

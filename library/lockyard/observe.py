@@ -44,8 +44,10 @@ DEFAULT_POLL_INTERVAL_S = 0.5
 FOLLOW_UP_S = 0.005
 #: Slack when comparing two estimates of one lease's end (rounding to whole milliseconds).
 DEADLINE_SLACK_S = 0.002
-#: How early a guard's own ``lease_deadline`` may be against the backend's lease (the
-#: acquiring call's round trip): a later read within this is not an extension.
+#: How early a guard's own ``lease_deadline`` may be against the backend's lease, at least: the
+#: guard's call took up to the time from its start to the event (a call that waited 300 ms for
+#: its turn under load began its lease that much after ``lease_deadline`` assumes), and a later
+#: read within that is not an extension.
 GUARD_DEADLINE_ERROR_S = 0.05
 
 E = TypeVar("E", covariant=True)
@@ -88,6 +90,9 @@ class _Tracker:
 
     def __init__(self) -> None:
         self.held: dict[str, _Held] = {}
+        #: Breaks of this connection under way, by lock: a read that finds such a lock free
+        #: may have raced the break, whose result tells a break from a release.
+        self.breaking: dict[str, int] = {}
 
     def _end(self, name: str, now: float, kind: LockEventKind | None = None) -> Change:
         state = self.held.pop(name)
@@ -104,9 +109,11 @@ class _Tracker:
         """A read of ``name`` that began at ``started`` (its answer may be ``error`` s old)."""
         state = self.held.get(name)
         if info is None:
+            if state is None or self.breaking.get(name):
+                return []  # not held, or ended by this connection's break: its result decides
             # Found free at some moment of the read, as late as its answer: a read that began
             # before the lease end and was answered after it (a slow round trip) saw it expire.
-            return [] if state is None else [self._end(name, started + error)]
+            return [self._end(name, started + error)]
         deadline = started + info.expires_in_ms / 1000
         if state is not None:
             if info.fencing_token < state.info.fencing_token:
@@ -133,19 +140,27 @@ class _Tracker:
         state = self.held.get(name)
         if state is not None and guard.fencing_token < state.info.fencing_token:
             return []
+        call_started = guard.lease_deadline - guard.lease_ms / 1000
+        error = max(GUARD_DEADLINE_ERROR_S, now - call_started)
         if kind == "released":
             if state is None:
                 return []  # its end was reported already (or it was never seen)
-            changes = self.seen(name, info, now, GUARD_DEADLINE_ERROR_S)  # a missed term first
+            changes = self.seen(name, info, now, error)  # a missed term first
             return [*changes, self._end(name, now, "released")]
-        changes = self.seen(name, info, now, GUARD_DEADLINE_ERROR_S)
+        changes = self.seen(name, info, now, error)
         if kind == "acquired" and changes and changes[-1][0] == "extended":
             return []
         return changes
 
-    def broken(self, name: str) -> None:
+    def break_ended(self, name: str, broken: bool) -> None:
+        """This connection's break of ``name`` is over (``broken``: it ended a live lease)."""
+        left = self.breaking.get(name, 0) - 1
+        if left > 0:
+            self.breaking[name] = left
+        else:
+            self.breaking.pop(name, None)
         state = self.held.get(name)
-        if state is not None:
+        if broken and state is not None:
             state.broken = True
 
     def next_deadline(self) -> float | None:
@@ -184,8 +199,17 @@ class _Feed:
     def lock_released(self, guard: LockGuard) -> None:
         self._tell(guard.name, ("released", guard))
 
+    def lock_breaking(self, name: str) -> None:
+        # At once, not queued: a read answered from now on may have seen the break.
+        for observer in list(self.observers):
+            if observer.watches(name):
+                observer.breaking(name)
+
     def lock_broken(self, name: str) -> None:
         self._tell(name, ("broken", name))
+
+    def lock_not_broken(self, name: str) -> None:
+        self._tell(name, ("not broken", name))
 
     def _signalled(self, name: str | None) -> None:
         for observer in list(self.observers):
@@ -286,6 +310,10 @@ class Observation(Generic[E]):
         assert self._prefix is not None
         return name.startswith(self._prefix)
 
+    def breaking(self, name: str) -> None:
+        tracker = self._tracker
+        tracker.breaking[name] = tracker.breaking.get(name, 0) + 1
+
     def told(self, event: tuple[str, LockGuard | str]) -> None:
         self._told.append(event)
         self._poke.set()
@@ -303,7 +331,7 @@ class Observation(Generic[E]):
             kind, subject = self._told.popleft()
             now = clock.monotonic()
             if isinstance(subject, str):
-                self._tracker.broken(subject)
+                self._tracker.break_ended(subject, broken=kind == "broken")
                 self._to_read.add(subject if self._prefix is not None else None)
             else:
                 self._emit(self._tracker.guard_event(kind, subject, now))

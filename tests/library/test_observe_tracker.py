@@ -7,7 +7,10 @@ of one lease end within their round trips are not an extension.
 
 from __future__ import annotations
 
-from lockyard.locks import LockInfo
+from types import SimpleNamespace
+from typing import cast
+
+from lockyard.locks import LockGuard, LockInfo
 from lockyard.observe import Change, _Tracker
 
 
@@ -80,5 +83,42 @@ def test_an_extension_is_a_lease_end_moved_beyond_the_reads_errors() -> None:
 def test_a_break_through_this_connection_ends_the_term_as_broken() -> None:
     tracker = _Tracker()
     tracker.seen("lock", info(1), started=10.0, error=0.001)
-    tracker.broken("lock")
+    tracker.breaking["lock"] = 1
+    tracker.break_ended("lock", broken=True)
     assert kinds(tracker.seen("lock", None, started=10.1, error=0.001)) == [("broken", 1)]
+
+
+def test_a_read_that_raced_this_connections_break_waits_for_its_result() -> None:
+    """A read answered while the break was under way found the lock free: a release for all it
+    knows (under load, the ``broken`` event once lost that race)."""
+    tracker = _Tracker()
+    tracker.seen("lock", info(1), started=10.0, error=0.001)
+    tracker.breaking["lock"] = 1
+    assert tracker.seen("lock", None, started=10.1, error=0.001) == []
+    tracker.break_ended("lock", broken=True)
+    assert tracker.breaking == {}
+    assert kinds(tracker.seen("lock", None, started=10.2, error=0.001)) == [("broken", 1)]
+
+
+def test_a_break_that_found_nothing_leaves_the_end_to_the_reads() -> None:
+    tracker = _Tracker()
+    tracker.seen("lock", info(1, left_ms=1000), started=10.0, error=0.001)
+    tracker.breaking["lock"] = 1
+    assert tracker.seen("lock", None, started=10.1, error=0.001) == []
+    tracker.break_ended("lock", broken=False)  # released by its holder before the break
+    assert kinds(tracker.seen("lock", None, started=10.2, error=0.001)) == [("released", 1)]
+
+
+def test_a_read_after_a_slow_extension_is_not_another_extension() -> None:
+    """The guard's own deadline counts from the start of its call: a call that waited 300 ms for
+    its turn (a loaded machine) began its lease that much later, which a read then sees. Once
+    two ``extended`` events were reported for one extension."""
+    tracker = _Tracker()
+    tracker.seen("lock", info(1, left_ms=30_000), started=10.0, error=0.001)
+    extended = SimpleNamespace(
+        name="lock", owner="owner-token-1", fencing_token=1, lease_ms=60_000, lease_deadline=70.0
+    )  # extend(60) called at 10.0, answered, and its event applied at 10.3
+    guard = cast("LockGuard", extended)
+    assert kinds(tracker.guard_event("extended", guard, now=10.3)) == [("extended", 1)]
+    # The backend's lease began at 10.29: a read from 10.3 finds 59.99 s left (ends 70.29).
+    assert tracker.seen("lock", info(1, left_ms=59_990), started=10.3, error=0.005) == []
