@@ -266,16 +266,24 @@ class SemaphoreConformance(ConformanceBase):
     async def test_hold_cancels_the_block_when_the_permit_is_lost(self, ly: Connection) -> None:
         name = semaphore_name()
         reached_end = False
-        thief: Permit | None = None
+        stealing: asyncio.Future[Permit | None] | None = None
+
+        async def break_and_steal(owner: str) -> Permit | None:
+            assert await ly.semaphores.break_permit(name, owner)
+            return await ly.semaphores.try_acquire(name, 1, 30)
+
         with pytest.raises(LockLostError):
             async with ly.semaphores.hold(name, 1, self.short_ttl_s) as permit:
-                assert await ly.semaphores.break_permit(name, permit.owner)
-                thief = await ly.semaphores.try_acquire(name, 1, 30)
-                assert thief is not None
+                # Outside the block's task: a renewal may find the break, and cancel the
+                # block, before the thief's request is answered (a slow backend).
+                stealing = asyncio.ensure_future(break_and_steal(permit.owner))
+                await asyncio.shield(stealing)
                 await asyncio.sleep(self.short_ttl_s * 4)
                 reached_end = True
         assert not reached_end
         assert permit.lost.is_set()
+        assert stealing is not None
+        thief = await stealing
         assert thief is not None
         assert await thief.is_held()
         await thief.release()
