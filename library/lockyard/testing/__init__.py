@@ -16,16 +16,25 @@ Every test is ``async`` and marked for pytest-asyncio, so the suite runs in stri
 Class attributes tune the timing bounds a backend promises (``handover_bound_s``).
 """
 
-from lockyard.testing.fixtures import ConformanceBase, ConnectFactory
-from lockyard.testing.suite_elections import ElectionConformance
-from lockyard.testing.suite_fencing import FencingConformance
-from lockyard.testing.suite_indexes import IndexConformance
-from lockyard.testing.suite_locks import LockConformance
-from lockyard.testing.suite_races import RaceConformance
-from lockyard.testing.suite_rwlocks import ReadWriteLockConformance
-from lockyard.testing.suite_scans import ScanConformance
-from lockyard.testing.suite_semaphores import SemaphoreConformance
-from lockyard.testing.suite_store import StoreConformance
+import pkgutil
+
+import pytest
+
+# The suite's checks are plain ``assert`` statements: have pytest explain a failed one (the
+# values on each side) as it does in test modules. Before the submodules are imported (this
+# package itself is, by now: naming it would only warn).
+pytest.register_assert_rewrite(*(f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__)))
+
+from lockyard.testing.fixtures import ConformanceBase, ConnectFactory  # noqa: E402
+from lockyard.testing.suite_elections import ElectionConformance  # noqa: E402
+from lockyard.testing.suite_fencing import FencingConformance  # noqa: E402
+from lockyard.testing.suite_indexes import IndexConformance  # noqa: E402
+from lockyard.testing.suite_locks import LockConformance  # noqa: E402
+from lockyard.testing.suite_races import RaceConformance  # noqa: E402
+from lockyard.testing.suite_rwlocks import ReadWriteLockConformance  # noqa: E402
+from lockyard.testing.suite_scans import ScanConformance  # noqa: E402
+from lockyard.testing.suite_semaphores import SemaphoreConformance  # noqa: E402
+from lockyard.testing.suite_store import StoreConformance  # noqa: E402
 
 
 class Conformance(

@@ -74,9 +74,6 @@ class ElectionConformance(ConformanceBase):
     queue_join_s: float = 0.15
     #: How often the suite's observers on a second connection read when nothing signals.
     observe_poll_s: float = 0.05
-    #: The lease of the loss tests: its margin (10%) must cover a loaded machine's scheduling
-    #: delay, so it is longer than ``short_ttl_s``.
-    loss_ttl_s: float = 1.0
 
     async def observer_connection(self, ly: Connection, open_store: OpenStore) -> Connection:
         """A second connection to ``ly``'s store (memory: ``ly``, its state is per connection)."""
