@@ -13,12 +13,15 @@ as a violation:
   Secrets, whose audit entries carry no object, by server time, ambiguity counting against it);
 - any write (successful or not) received ``leaseDurationSeconds`` or more after that replica's
   last Lease write was received, i.e. when a standby could already have taken the Lease;
-  except a write received while its replica was SIGSTOPped, when the stop came before the
-  replica's write gate closed (its renew deadline after that last Lease write completed): a
-  stopped process sends nothing, so that write left through an open gate and only its receipt
-  was late (the API server, starved of CPU, read it seconds later). Such writes are counted
-  (``late_receipts``), not flagged: the renew deadline is the last moment the operator can
-  keep, the margin to the lease is what covers the way to the server (docs/operator.md).
+  except a write received while its replica was SIGSTOPped, or just after it was continued,
+  when the stop came before the replica's write gate closed (its renew deadline after that
+  last Lease write completed): a stopped process sends nothing, and a continued one past its
+  deadline sends nothing new (its gate ends it first), so that write left through an open gate
+  and only its receipt was late (the API server, starved of CPU, read it seconds later, or the
+  stop caught a worker thread between its gate and its socket: it finishes the send as it
+  resumes). Such writes are counted (``late_receipts``), not flagged: the renew deadline is the
+  last moment the operator can keep, the margin to the lease is what covers the way to the
+  server (docs/operator.md).
 """
 
 from __future__ import annotations
@@ -183,6 +186,9 @@ class Timings:
     renew_deadline_s: float
     #: identity -> the times that replica was stopped.
     stops: dict[str, list[Stop]] = field(default_factory=dict)
+    #: How long after its SIGCONT a write a stopped replica had in flight may still arrive
+    #: (a resumed thread's send and the server's read, from the machine's measured speed).
+    resume_grace_s: float = 0.0
 
 
 def check_terms(writes: list[Write], namespace: str, lease: str, timings: Timings) -> TermReport:
@@ -259,10 +265,13 @@ def _check_lease_bound(
         return
     gate_closed = last.completed + timings.renew_deadline_s
     for stopped, continued in timings.stops.get(write.identity, []):
-        if stopped <= gate_closed and stopped <= write.received <= continued:
+        if stopped <= gate_closed and stopped <= write.received <= (
+            continued + timings.resume_grace_s
+        ):
             report.late_receipts.append(
                 f"{write} received {after:.3f}s after its replica's last Lease write, "
-                f"{write.received - stopped:.3f}s after the replica was stopped"
+                f"{write.received - stopped:.3f}s after the replica was stopped and "
+                f"{write.received - continued:+.3f}s from its SIGCONT"
             )
             return
     report.violations.append(

@@ -67,6 +67,8 @@ class Replicas:
         self.by_identity: dict[str, OperatorProcess] = {}
         #: When each replica was SIGSTOPped and SIGCONTinued (wall clock, as the audit log).
         self.stops: dict[str, list[Stop]] = {}
+        #: The longest a continued replica's in-flight write may take to arrive (``Timings``).
+        self.resume_grace_s = 0.0
 
     async def start(self, identity: str, kubeconfig: Path | None = None) -> OperatorProcess:
         process = await self.operators.start(
@@ -129,7 +131,8 @@ async def assert_one_writer_per_term(
     """The audit check (see ``term_audit``); its summary."""
     await asyncio.sleep(1.0)  # the last audit entries reach the file
     writes = read_writes(plane.audit_log, replicas.by_identity, namespace)
-    report = check_terms(writes, namespace, LEASE, Timings(LEASE_S, RENEW_S, replicas.stops))
+    timings = Timings(LEASE_S, RENEW_S, replicas.stops, replicas.resume_grace_s)
+    report = check_terms(writes, namespace, LEASE, timings)
     print(report.summary())
     print("\n".join(report.late_receipts))
     assert report.terms, "the audit log shows the election"
@@ -211,6 +214,9 @@ async def test_sigstopped_leader_is_replaced_and_never_acts_again(
     exits: list[float] = []
     for run in range(RUNS):
         slack = slack_s(await api_round_trip(kube, namespace))
+        # A stop can catch a reconciler thread between its gate and its socket: it finishes
+        # that send as it resumes (8.1 s after its last renewal on a loaded run).
+        replicas.resume_grace_s = max(replicas.resume_grace_s, slack)
         leader_id = await wait_holder(kube, namespace, lambda h: h in replicas.alive())
         leader = replicas.by_identity[leader_id]
         burst = [f"run{run}-{i}" for i in range(3)]
