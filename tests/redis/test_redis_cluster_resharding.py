@@ -142,3 +142,44 @@ async def test_live_resharding_surfaces_nothing_and_loses_nothing(
         for handle in handles:
             await handle.store.purge()
             await handle.close()
+
+
+async def test_a_scan_mid_migration_finds_the_records_whose_keys_have_not_moved_yet(
+    own_redis_cluster: RedisClusterSetup,
+) -> None:
+    """A slot moves key by key: here a kind's index has reached the new master while a record's
+    data key is still on the old one. The scan runs on the new master (``ASK``), where that
+    record is not; it must find it where it is, and must not drop it from the index, or every
+    later scan would miss it (as one did in a resharding under load)."""
+    cluster = own_redis_cluster
+    async with lockyard.connect(cluster.url(unique_prefix())) as ly:
+        key = "ns:mig:state:staying"
+        await ly.store.set(key, "v1", ttl=3600)
+        data, index, expiries = _backend(ly).layout.for_key(key)
+        slot = key_slot(data)
+        assert key_slot(index) == key_slot(expiries) == slot  # one bucket, one slot
+        owners, ids = cluster.slot_owners(), cluster.node_ids()
+        source = cluster.server_on(owners[slot])
+        target = next(m for m in cluster.masters() if m.port != source.port)
+        auth = ("AUTH", cluster.password) if cluster.password else ()
+        with source.admin() as old, target.admin() as new:
+
+            def migrate(*keys: str) -> None:
+                for moving in keys:
+                    old.execute_command("MIGRATE", "127.0.0.1", target.port, moving, 0, 5000, *auth)
+
+            new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.port])
+            old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.port])
+            migrate(index, expiries)
+            assert old.exists(data) == 1  # the record itself has not moved yet
+
+            assert await ly.store.scan_keys("ns", "mig", "state") == [(key, "v1")]
+            assert (key, "v1") in await ly.store.scan_keys_by_kind("state")
+
+            # The rest of the slot moves and the move completes: the index still has the key.
+            migrate(*old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000))
+            for master in cluster.masters():
+                with master.admin() as each:
+                    each.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target.port])
+        cluster.wait_healthy()
+        assert await ly.store.scan_keys("ns", "mig", "state") == [(key, "v1")]

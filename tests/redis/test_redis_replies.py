@@ -65,6 +65,12 @@ CASES: list[tuple[str, Reader, list[tuple[object, object]], list[object]]] = [
         [-1, None, ["k"], ["k", 1], [1, "x", [2]], 3.5],
     ),
     (
+        "scan_keys",
+        replies.scanned,
+        [([[], []], ([], [])), ([["k", "v"], ["gone"]], ([("k", "v")], ["gone"]))],
+        [[], None, [["k", "v"]], [["k"], []], [["k", "v"], [1]], [["k", "v"], "gone"], "OK"],
+    ),
+    (
         "try_acquire",
         replies.acquired,
         [(250, 250), ([0, 5], (0, 5)), (["2", "7"], (2, 7))],

@@ -33,6 +33,8 @@ _SlotView = tuple[str, str, tuple[str, ...], tuple[str, ...]]
 class ClusterKeyspace:
     """:class:`~.keyspace.Keyspace` over every master of a :class:`ClusterClient`."""
 
+    slots_move = True
+
     def __init__(self, client: ClusterClient) -> None:
         self._client = client
 

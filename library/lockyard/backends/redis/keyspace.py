@@ -20,6 +20,10 @@ from . import replies
 class Keyspace(Protocol):
     """What the store and the locks need beyond single-slot commands."""
 
+    #: Whether a slot's keys can be on two servers at once (Redis Cluster moves them one by
+    #: one when it reshards): a key missing from one server may then be on the other.
+    slots_move: bool
+
     def scan(
         self, match: str, *, count: int, kind: str | None = None, timeout: float
     ) -> AsyncIterator[str]:
@@ -38,6 +42,8 @@ class Keyspace(Protocol):
 
 class ServerKeyspace:
     """One server: ``SCAN`` pages, and one pipelined round trip for many commands."""
+
+    slots_move = False
 
     def __init__(self, client: Redis) -> None:
         self._client = client

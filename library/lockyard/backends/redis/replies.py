@@ -150,11 +150,18 @@ def swapped(operation: str, reply: object) -> tuple[bool, str | None, int]:
 
 
 def pairs(operation: str, reply: object) -> list[tuple[str, str]]:
-    """``scan``'s flat array: key1, value1, key2, value2, ..."""
+    """A flat array: key1, value1, key2, value2, ..."""
     if type(reply) is list and len(reply) % 2 == 0:
         flat = texts(operation, reply)
         return list(zip(flat[::2], flat[1::2], strict=True))
     raise unexpected(operation, "a flat array of keys and values", reply)
+
+
+def scanned(operation: str, reply: object) -> tuple[list[tuple[str, str]], list[str]]:
+    """``scan``'s ``{found, absent}``: the (key, value) pairs found, the members not found."""
+    if type(reply) is list and len(reply) == 2:
+        return pairs(operation, reply[0]), texts(operation, reply[1])
+    raise unexpected(operation, "[found pairs, absent members]", reply)
 
 
 def acquired(operation: str, reply: object) -> tuple[int, int] | int:

@@ -165,10 +165,13 @@ return {1, version}
 )
 
 # scan_keys / scan_keys_by_kind. KEYS: [1] kind index, [2] kind expiry set. ARGV: [1] data-key
-# prefix of the kind ('lockyard:{P|kind}:d:'), [2] canonical-key prefix ('' = the whole kind).
+# prefix of the kind ('lockyard:{P|kind}:d:'), [2] canonical-key prefix ('' = the whole kind),
+# [3] '1' on a single server, where a member whose data key is not there is gone (expired): it
+# is removed from both sets on the way; '' on Redis Cluster, where it may only be on the other
+# master of a slot in migration (keys move one by one): it is reported, and left in the sets.
 # The prefix is a lexicographic range [p, p..0xFF) of the index: literal, O(log N + M).
-# Members whose data key is gone (expired) are removed from both sets on the way.
-# Returns a flat array: key1, value1, key2, value2, ...
+# Returns {found, absent}: found a flat array key1, value1, key2, value2, ...; absent the
+# members not found here (always empty with ARGV[3] = '1').
 SCAN = """
 local members
 if ARGV[2] == '' then
@@ -176,18 +179,20 @@ if ARGV[2] == '' then
 else
   members = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. ARGV[2], '(' .. ARGV[2] .. '\\255')
 end
-local found = {}
+local found, absent = {}, {}
 for _, member in ipairs(members) do
   local value = redis.call('HGET', ARGV[1] .. member, 'v')
   if value then
     found[#found + 1] = member
     found[#found + 1] = value
-  else
+  elseif ARGV[3] == '1' then
     redis.call('ZREM', KEYS[1], member)
     redis.call('ZREM', KEYS[2], member)
+  else
+    absent[#absent + 1] = member
   end
 end
-return found
+return {found, absent}
 """
 
 # The background sweep of one kind. KEYS: [1] kind index, [2] kind expiry set. ARGV: [1] data-key

@@ -88,16 +88,38 @@ class RedisStateStore(StateStore):
 
     async def _scan(self, kind: str, key_prefix: str) -> list[tuple[str, str]]:
         buckets = self._layout.kind_buckets(kind)
-        scan = self._scripts.scan
+        scan, tidy = self._scripts.scan, "" if self._keyspace.slots_move else "1"
         if len(buckets) == 1:
-            data_prefix, index, expiries = buckets[0]
-            return replies.pairs(
-                "scan_keys", await scan((index, expiries), (data_prefix, key_prefix))
+            data, index, expiries = buckets[0]
+            scans = [await scan((index, expiries), (data, key_prefix, tidy))]
+        else:
+            scans = await asyncio.gather(
+                *(
+                    scan((index, expiries), (data, key_prefix, tidy))
+                    for data, index, expiries in buckets
+                )
             )
-        flats = await asyncio.gather(
-            *(scan((index, expiries), (data, key_prefix)) for data, index, expiries in buckets)
-        )
-        return [pair for flat in flats for pair in replies.pairs("scan_keys", flat)]
+        found: list[tuple[str, str]] = []
+        absent: dict[str, str] = {}  # data key -> key
+        for (data, _, _), reply in zip(buckets, scans, strict=True):
+            pairs, missing = replies.scanned("scan_keys", reply)
+            found.extend(pairs)
+            absent.update((data + key, key) for key in missing)
+        if absent:
+            found.extend(await self._read_absent(absent))
+        return found
+
+    async def _read_absent(self, absent: dict[str, str]) -> list[tuple[str, str]]:
+        """The records a scan found indexed but not beside their index (``absent``: data key ->
+        key). On Redis Cluster these are keys of a slot in migration, read through the router,
+        which follows ``ASK`` to where each is now, and records that expired and wait for the
+        sweep, which stay absent."""
+        values = await asyncio.gather(*(self._client.hget(data, "v") for data in absent))
+        return [
+            (key, value)
+            for key, reply in zip(absent.values(), values, strict=True)
+            if (value := replies.value("scan_keys", reply)) is not None
+        ]
 
     async def _index_add(self, index: str, key: str, at_ms: int) -> None:
         reply = await self._client.zadd(self._layout.time_index(index, key), {key: at_ms})
