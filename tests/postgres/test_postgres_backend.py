@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 import pytest_asyncio
-from postgres_helpers import backend_of
+from postgres_helpers import backend_of, wait_until
 
 import lockyard
 from lockyard.backends import postgres as pg
@@ -22,15 +22,6 @@ from lockyard_dev.servers.process import free_port
 pytestmark = pytest.mark.postgres
 
 SCHEMA = "pgtests"
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    """Poll ``check`` (state in the server or another task, with no event to wait on)."""
-    for _ in range(int(timeout / 0.01)):
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"not true after {timeout}s: {check}")
 
 
 # -- the handle -------------------------------------------------------------------------------

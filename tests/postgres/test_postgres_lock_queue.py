@@ -7,7 +7,7 @@ import re
 
 import asyncpg
 import pytest
-from postgres_helpers import backend_of
+from postgres_helpers import backend_of, wait_until
 
 import lockyard
 from lockyard.backends.postgres import sql
@@ -69,6 +69,79 @@ async def test_a_waiter_is_queued_while_it_waits_and_removed_when_it_gets_the_lo
     assert await waiters(raw, store_prefix, "q") == []
 
 
+async def test_a_free_lock_takes_one_statement_and_only_a_refused_first_attempt_takes_two(
+    postgres_server: PostgresServer, raw: asyncpg.Connection
+) -> None:
+    url = postgres_server.url(prefix=unique_prefix(), schema=SCHEMA, pool_size="1")
+    async with lockyard.connect(url) as ly, lockyard.connect(url) as peer:
+        q = sql.render(SCHEMA)
+        logged: list[str] = []
+        async with backend_of(ly).pool.acquire() as connection:
+            connection.add_query_logger(lambda record: logged.append(record.query))
+
+        def acquisitions() -> list[str]:
+            return [query for query in logged if query in (q.acquire_unqueued, q.acquire)]
+
+        free = await ly.locks.acquire("f", 30, timeout=5)
+        await asyncio.sleep(0)  # asyncpg calls query loggers soon after, not before
+        assert acquisitions() == [q.acquire_unqueued]
+        await free.release()
+
+        holder = await peer.locks.acquire("f", 30, timeout=5)
+        logged.clear()
+        waiter = asyncio.create_task(ly.locks.acquire("f", 30, timeout=10))
+
+        async def retried() -> bool:
+            return len(acquisitions()) >= 3
+
+        await wait_until(retried, timeout=10)
+        # The first attempt finds the lock held and queues; later attempts only renew the entry.
+        assert acquisitions()[:2] == [q.acquire_unqueued, q.acquire]
+        assert q.acquire_unqueued not in acquisitions()[2:]
+        # Someone here waits for the name: it is contended, and a newcomer queues at once.
+        logged.clear()
+        second = asyncio.create_task(ly.locks.acquire("f", 30, timeout=10))
+
+        async def queued_twice() -> bool:
+            return len(await waiters(raw, backend_of(ly).config.prefix, "f")) == 2
+
+        await wait_until(queued_twice, timeout=10)
+        assert acquisitions()[0] == q.acquire
+        logged.clear()
+        await holder.release()
+        guard = await waiter
+        await asyncio.sleep(0)
+        assert acquisitions()  # its turn: ACQUIRE alone
+        assert q.acquire_unqueued not in acquisitions()
+        await guard.release()
+        await (await second).release()
+
+        held = await peer.locks.acquire("f", 30, timeout=5)
+        with pytest.raises(lockyard.LockTimeoutError):
+            await ly.locks.acquire("f", 30, timeout=0.3)
+        await held.release()
+        assert backend_of(ly).locks._queued == {}  # granted and timed-out owners are gone
+
+
+async def test_a_newcomer_to_a_free_lock_waits_behind_a_live_waiter(
+    ly: lockyard.Connection, raw: asyncpg.Connection
+) -> None:
+    store_prefix = backend_of(ly).config.prefix
+    first = await ly.locks.acquire("w", 30, timeout=5)  # the row exists, as under any waiter
+    await first.release()
+    await raw.execute(
+        f"INSERT INTO {SCHEMA}.lock_waiters (prefix, name, owner, client, expires_at) "
+        "VALUES ($1, 'w', 'earlier', 'elsewhere', now() + interval '1 hour')",
+        store_prefix,
+    )
+    with pytest.raises(lockyard.LockTimeoutError):
+        await ly.locks.acquire("w", 30, timeout=0.3)  # its turn comes after 'earlier'
+    guard = await ly.locks.try_acquire("w", 30)  # an attempt that does not queue takes it
+    assert guard is not None
+    await guard.release()
+    await raw.execute(f"DELETE FROM {SCHEMA}.lock_waiters WHERE prefix = $1", store_prefix)
+
+
 async def test_release_notifies_only_a_next_owner_in_another_client(
     ly: lockyard.Connection, postgres_server: PostgresServer
 ) -> None:
@@ -98,6 +171,33 @@ async def test_release_notifies_only_a_next_owner_in_another_client(
             assert payloads.empty()
     finally:
         await listener.close()
+
+
+async def test_a_release_notifies_the_head_of_a_long_queue_alone(
+    ly: lockyard.Connection, raw: asyncpg.Connection, postgres_server: PostgresServer
+) -> None:
+    store_prefix = backend_of(ly).config.prefix
+    listener = await asyncpg.connect(postgres_server.dsn())
+    payloads: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(
+        backend_of(ly).listener.channel, lambda *args: payloads.put_nowait(str(args[3]))
+    )
+    try:
+        guard = await ly.locks.acquire("long", 30, timeout=5)
+        await raw.execute(
+            f"INSERT INTO {SCHEMA}.lock_waiters (prefix, name, owner, client, expires_at) "
+            "SELECT $1, 'long', 'waiter' || i, 'elsewhere', now() + interval '1 hour' "
+            "FROM generate_series(1, 3) AS i ORDER BY i",
+            store_prefix,
+        )
+        await guard.release()
+        payload = await asyncio.wait_for(payloads.get(), 5)
+        assert parse_release_signal(payload) == ("long", "waiter1")
+        await asyncio.sleep(0.2)
+        assert payloads.empty()
+    finally:
+        await listener.close()
+        await raw.execute(f"DELETE FROM {SCHEMA}.lock_waiters WHERE prefix = $1", store_prefix)
 
 
 async def test_the_sweep_reclaims_abandoned_entries(
@@ -135,6 +235,7 @@ async def test_lock_statements_use_the_indexes(
     q = sql.render(SCHEMA)
     await raw.execute("SET plan_cache_mode = force_generic_plan")
     plans = {
+        "acquire_unqueued": (q.acquire_unqueued, "text, text, text, bigint", "'p', 'l', 'o', 5000"),
         "acquire": (
             q.acquire,
             "text, text, text, bigint, bigint, text",
@@ -145,6 +246,7 @@ async def test_lock_statements_use_the_indexes(
         "leave": (q.leave_queue, "text, text, text, text, text", "'p', 'l', 'o', 'c', 'me'"),
     }
     expected = {
+        "acquire_unqueued": {"locks_pkey", "lock_waiters_queue"},
         "acquire": {"locks_pkey", "lock_waiters_queue", "lock_waiters_pkey"},
         "release": {"locks_pkey", "lock_waiters_queue"},
         "break": {"locks_pkey", "lock_waiters_queue"},

@@ -36,17 +36,42 @@ class PostgresLocks(DistributedLock):
         #: Tags this client's queue entries: a release whose next owner waits here wakes it
         #: directly instead of notifying ourselves through the server.
         self._client_id = secrets.token_hex(8)
+        #: name -> owners this client has queued for it (until granted or gone). A name
+        #: absent here starts with the lighter ACQUIRE_UNQUEUED; one present is contended, and
+        #: that attempt would only be refused.
+        self._queued: dict[str, set[str]] = {}
 
     async def _try_acquire(
         self, name: str, owner: str, ttl_ms: int, wait_ms: int | None = None
     ) -> AcquireAttempt:
+        if wait_ms is not None and name not in self._queued:
+            # Most acquisitions find the lock free: take it without ACQUIRE's queue work. A
+            # refusal (a holder or a waiter in another client) costs one more statement.
+            reply = await self._db.fetchval(
+                self._q.acquire_unqueued, self._prefix, name, owner, ttl_ms
+            )
+            fencing = r.integer_or_none("acquire", reply, "a fencing token or no row")
+            if fencing is not None:
+                return AcquireAttempt(fencing)
         reply = await self._db.fetchrow(
             self._q.acquire, self._prefix, name, owner, ttl_ms, wait_ms, self._client_id
         )
         row = r.row("acquire", reply, 2, "(fencing bigint, retry_after_ms bigint)")
         fencing = r.integer_or_none("acquire", row[0], "a fencing token or NULL")
         retry_after = r.integer_or_none("acquire", row[1], "a delay in ms or NULL")
-        return AcquireAttempt(fencing, retry_after, queued=fencing is None and wait_ms is not None)
+        queued = fencing is None and wait_ms is not None
+        if queued:
+            self._queued.setdefault(name, set()).add(owner)
+        else:
+            self._forget_queued(name, owner)
+        return AcquireAttempt(fencing, retry_after, queued=queued)
+
+    def _forget_queued(self, name: str, owner: str) -> None:
+        owners = self._queued.get(name)
+        if owners is not None:
+            owners.discard(owner)
+            if not owners:
+                del self._queued[name]
 
     async def _extend(self, name: str, owner: str, ttl_ms: int) -> bool:
         held = await self._db.fetchval(self._q.extend, self._prefix, name, owner, ttl_ms)
@@ -64,7 +89,7 @@ class PostgresLocks(DistributedLock):
             released, next_owner = r.handed_over(operation, await connection.fetchrow(query, *args))
             if next_owner:
                 self._listener.wake(name, next_owner)
-            return released > 0
+            return released
 
         return await self._db.run(release_and_wake, query)
 
@@ -85,11 +110,12 @@ class PostgresLocks(DistributedLock):
         )
 
     async def _leave_queue(self, name: str, owner: str) -> None:
+        self._forget_queued(name, owner)
         channel, client = self._listener.channel, self._client_id
-        reply = await self._db.fetchval(
+        reply = await self._db.fetchrow(
             self._q.leave_queue, self._prefix, name, owner, channel, client
         )
-        head = r.text_or_none("leave_queue", reply, "an owner")
+        _, head = r.handed_over("leave_queue", reply)
         if head:
             self._listener.wake(name, head)
 

@@ -152,10 +152,12 @@ def deleted(operation: str, status: object) -> int:
     raise unexpected(operation, "the command status DELETE n", status)
 
 
-def handed_over(operation: str, record: object) -> tuple[int, str | None]:
-    """A lock release or break: (rows released, next owner or ``None``)."""
-    found = row(operation, record, 2, "(released bigint, next_owner text)")
-    return (
-        integer(operation, found[0], "a count"),
-        text_or_none(operation, found[1], "an owner"),
-    )
+def handed_over(operation: str, record: object) -> tuple[bool, str | None]:
+    """A lock release, break or queue exit: (whether it changed a row, next owner or ``None``).
+
+    The statement returns no row when it changed nothing, else (commit_without_flush, next_owner).
+    """
+    found = row_or_none(operation, record, 2, "(commit_without_flush text, next_owner text)")
+    if found is None:
+        return False, None
+    return True, text_or_none(operation, found[1], "an owner")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 
 from .locks import (
     ACQUIRE,
+    ACQUIRE_UNQUEUED,
     BREAK,
     EXTEND,
     HOLDER,
@@ -65,6 +66,7 @@ from .store import (
 
 __all__ = [
     "ACQUIRE",
+    "ACQUIRE_UNQUEUED",
     "BREAK",
     "CHECK_AND_SET",
     "COMPARE_AND_SWAP",
@@ -131,6 +133,7 @@ class Statements:
     purge: str
     sweep_expired: str
     acquire: str
+    acquire_unqueued: str
     extend: str
     release: str
     break_: str
@@ -163,6 +166,7 @@ def render(schema: str) -> Statements:
         "purge": PURGE,
         "sweep_expired": SWEEP_EXPIRED,
         "acquire": ACQUIRE,
+        "acquire_unqueued": ACQUIRE_UNQUEUED,
         "extend": EXTEND,
         "release": RELEASE,
         "break_": BREAK,
