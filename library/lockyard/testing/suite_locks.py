@@ -391,12 +391,27 @@ class LockConformance(ConformanceBase):
 
     # -- hold() ----------------------------------------------------------------------------
     async def test_hold_renews_while_the_block_runs(self, ly: Connection) -> None:
-        name = lock_name()
         ttl = self.renewal_ttl_s
-        async with ly.locks.hold(name, ttl) as guard:
-            await asyncio.sleep(ttl * 3)
-            assert await guard.is_held()
-            assert await ly.locks.try_acquire(name, 5) is None
+        for _ in range(3):
+            name = lock_name()
+            async with self.watching_round_trips(ly) as round_trips:
+                try:
+                    async with ly.locks.hold(name, ttl) as guard:
+                        await asyncio.sleep(ttl * 3)
+                        assert await guard.is_held()
+                        assert await ly.locks.try_acquire(name, 5) is None
+                    break
+                except LockLostError:
+                    # A renewal has about half the lease to come back (it starts a third in,
+                    # and loss is declared a margin before the end). Giving up a lease whose
+                    # renewal round trip took that long is right, not a failure: run again on
+                    # a lease that outlasts the round trips seen (beside CPU hogs a moto
+                    # request took over 0.5 s of a 1 s lease).
+                    if round_trips.slowest < ttl / 3:
+                        raise
+                    ttl = 6 * round_trips.slowest
+        else:
+            pytest.fail(f"every hold saw a round trip over a third of its lease ({ttl:.2f} s)")
         assert not guard.lost.is_set()
         assert not await guard.is_held()
 
