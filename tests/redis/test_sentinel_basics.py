@@ -11,6 +11,7 @@ import lockyard
 from lockyard import BackendConnectionError, BackendError
 from lockyard.backends.redis import FENCING_EPOCH_SHIFT, RedisBackend
 from lockyard.testing.fixtures import unique_prefix
+from lockyard_dev.servers.process import free_port
 from lockyard_dev.servers.redis import RedisSentinelSetup, TLSFiles
 
 pytestmark = pytest.mark.sentinel
@@ -36,6 +37,22 @@ async def test_the_master_is_discovered_and_the_epoch_is_in_the_token(
             key = f"lockyard:{{{ly.prefix}|state}}:d:ns:acme:state:where"
             assert admin.hget(key, "v") == "master"
         await ly.store.purge()
+
+
+async def test_an_unreachable_sentinel_is_named_by_its_address_the_same_each_time() -> None:
+    # The operator writes a store's status when its message changes: a message naming
+    # objects by memory address (redis-py's repr of its client) rewrote it on every probe.
+    port = free_port()
+    url = f"redis+sentinel://127.0.0.1:{port}/mymaster?prefix={unique_prefix()}&timeout=2"
+    messages = []
+    for _ in range(2):
+        with pytest.raises(BackendConnectionError) as raised:
+            async with lockyard.connect(url) as ly:
+                await ly.store.get("ns:t:state:k")
+        messages.append(str(raised.value))
+    assert messages[0] == messages[1]
+    assert f"No master found for 'mymaster' : 127.0.0.1:{port}: " in messages[0]
+    assert " at 0x" not in messages[0]
 
 
 async def test_wait_replicas_confirms_or_gives_the_lock_back(

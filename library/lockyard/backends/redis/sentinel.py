@@ -49,7 +49,9 @@ class EpochSentinel(Sentinel):
             try:
                 masters = await sentinel.sentinel_masters()
             except (rx.ConnectionError, rx.TimeoutError) as exc:
-                errors.append(f"{sentinel} - {exc!r}")
+                # By address, not redis-py's repr of the client: that names objects by their
+                # memory address, so the message (and a status quoting it) changed every time.
+                errors.append(f"{_address(sentinel)}: {exc}")
                 continue
             state = cast("dict[str, dict[str, Any]]", masters).get(service_name)
             if state and self.check_master_state(state, service_name):
@@ -59,6 +61,12 @@ class EpochSentinel(Sentinel):
                 return address
         detail = f" : {', '.join(errors)}" if errors else ""
         raise MasterNotFoundError(f"No master found for {service_name!r}{detail}")
+
+
+def _address(sentinel: Redis) -> str:
+    """``host:port`` of one Sentinel client."""
+    settings = sentinel.connection_pool.connection_kwargs
+    return f"{settings.get('host')}:{settings.get('port')}"
 
 
 class SentinelConnection(ReportsDeath, PackedSentinelConnection):
