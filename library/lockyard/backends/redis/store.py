@@ -88,17 +88,13 @@ class RedisStateStore(StateStore):
 
     async def _scan(self, kind: str, key_prefix: str) -> list[tuple[str, str]]:
         buckets = self._layout.kind_buckets(kind)
-        scan, tidy = self._scripts.scan, "" if self._keyspace.slots_move else "1"
-        if len(buckets) == 1:
-            data, index, expiries = buckets[0]
-            scans = [await scan((index, expiries), (data, key_prefix, tidy))]
-        else:
-            scans = await asyncio.gather(
-                *(
-                    scan((index, expiries), (data, key_prefix, tidy))
-                    for data, index, expiries in buckets
-                )
-            )
+        tidy = "" if self._keyspace.slots_move else "1"
+        calls = [
+            self._scripts.scan((index, expiries), (data, key_prefix, tidy))
+            for data, index, expiries in buckets
+        ]
+        # One bucket on a single server: awaited directly, without gather's task.
+        scans = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
         found: list[tuple[str, str]] = []
         absent: dict[str, str] = {}  # data key -> key
         for (data, _, _), reply in zip(buckets, scans, strict=True):
