@@ -344,21 +344,49 @@ class LeaseElector:
             return False
         wall = self._clock.wall()
         record = LeaderRecord("", 1, wall, wall, term.number)
-        body = lease_body(
-            self.namespace, self.name, record, labels=self.labels, previous=self._lease
-        )
         term.end("released")
         try:
             async with asyncio.timeout(max(term.remaining(), _MIN_BUDGET_S)):
-                self._lease = await self.api.request(
-                    "PUT", self._path, body=body, timeout=self._timeout()
-                )
+                if not await self._write_released(record):
+                    return False
         except (KubeApiError, TimeoutError) as exc:
             self._note("releasing the Lease failed", exc)
             return False
         self._observe(record)
         logger.info("%s: released %s (term %d)", self.identity, self.lease, term.number)
         return True
+
+    async def _write_released(self, record: LeaderRecord) -> bool:
+        """Write the released ``record``; ``False`` if the Lease is no longer this candidate's.
+
+        A renewal cancelled mid-request (``keep()`` cancelled, then ``release()``) may still
+        have landed: the API applied it, but its answer, and so the new ``resourceVersion``,
+        never came back. The release then meets a conflict with this candidate's own write, so
+        on a conflict it reads the Lease once and releases it if this candidate still holds it.
+        """
+        try:
+            await self._put_record(record)
+            return True
+        except KubeApiError as exc:
+            if not exc.conflict:
+                raise
+        lease = await self._read(self.timings.renew_deadline_s)
+        if lease is None:
+            return False
+        current = LeaderRecord.from_spec(lease.get("spec"))
+        self._observe(current)
+        if current.holder != self.identity:
+            return False  # taken over meanwhile: nothing of ours to release
+        self._lease = lease
+        await self._put_record(record)
+        return True
+
+    async def _put_record(self, record: LeaderRecord) -> None:
+        """Replace the Lease with ``record``, conditional on the ``resourceVersion`` last seen."""
+        body = lease_body(
+            self.namespace, self.name, record, labels=self.labels, previous=self._lease
+        )
+        self._lease = await self.api.request("PUT", self._path, body=body, timeout=self._timeout())
 
     # -- requests ----------------------------------------------------------------------------
 

@@ -197,6 +197,35 @@ async def test_a_lease_taken_over_ends_the_term(connect: Connect, namespace: str
     assert not term.active()
 
 
+async def test_release_after_a_renewal_whose_answer_was_lost(
+    connect: Connect, namespace: str
+) -> None:
+    """A renewal cancelled mid-request can land although its answer never comes back: the
+    release then meets its own write's resourceVersion, and still releases the Lease."""
+    api = await connect()
+    elector = candidate(await connect(), namespace, "alpha")
+    term = await elector.acquire()
+    # The write a cancelled renewal left behind: the same holder, a later renewTime.
+    await api.merge_patch(
+        leases_path(namespace, LEASE), {"spec": {"renewTime": "2030-01-01T00:00:00.000000Z"}}
+    )
+    assert await elector.release(term)
+    released = await spec_of(api, namespace)
+    assert (released["holderIdentity"], released["leaseDurationSeconds"]) == ("", 1)
+    assert term.lost_reason == "released"
+
+
+async def test_release_leaves_a_lease_someone_else_took(connect: Connect, namespace: str) -> None:
+    api = await connect()
+    elector = candidate(await connect(), namespace, "alpha")
+    term = await elector.acquire()
+    await api.merge_patch(leases_path(namespace, LEASE), {"spec": {"holderIdentity": "intruder"}})
+    assert not await elector.release(term)
+    taken = await spec_of(api, namespace)
+    assert (taken["holderIdentity"], taken["leaseDurationSeconds"]) == ("intruder", 4)
+    assert not term.active()
+
+
 async def test_cut_off_leader_stops_at_its_renew_deadline(
     connect: Connect,
     namespace: str,
