@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, cast
@@ -254,10 +255,16 @@ class _AsyncHold:
         self._entered = False
         self._lost_while_entering = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: When ``on_lost`` was called (monotonic; the facade runs on the system clock): the
+        #: blocking facade's notice of a loss, which the suite judges, rather than the moment
+        #: this adapter's cancellation reached the block on another thread.
+        self.lost_at: float | None = None
         # Made now, as the async hold() checks its arguments when called, not when entered.
         self._scope = make(self._lost)
 
     def _lost(self, value: Any) -> None:
+        if self.lost_at is None:
+            self.lost_at = time.monotonic()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._cancel_block)
 

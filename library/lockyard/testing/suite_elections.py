@@ -210,10 +210,9 @@ class ElectionConformance(ConformanceBase):
         cancelled_at = 0.0
         leadership: Leadership | None = None
         successor: asyncio.Future[Leadership] | None = None
+        campaign = ly.elections.campaign(name, "stalled", ttl=self.loss_ttl_s, auto_renew=False)
         with pytest.raises(LockLostError):
-            async with ly.elections.campaign(
-                name, "stalled", ttl=self.loss_ttl_s, auto_renew=False
-            ) as leadership:
+            async with campaign as leadership:
                 successor = asyncio.ensure_future(ly.elections.campaign(name, "next", ttl=30))
                 try:
                     await asyncio.sleep(self.loss_ttl_s * 10)
@@ -221,7 +220,7 @@ class ElectionConformance(ConformanceBase):
                     cancelled_at = ly.locks.clock.monotonic()
         assert leadership is not None
         assert leadership.lost.is_set()
-        assert cancelled_at < leadership.lease_deadline
+        assert _told_of_the_loss_at(campaign, cancelled_at) < leadership.lease_deadline
         assert successor is not None
         after = await successor
         assert after.term > leadership.term
@@ -423,3 +422,16 @@ class ElectionConformance(ConformanceBase):
         )
         await later.release()
         await outside.release()
+
+
+def _told_of_the_loss_at(hold: object, block_cancelled_at: float) -> float:
+    """When a block was told that its lease is lost.
+
+    An async block is told by its cancellation. A block under the blocking facade
+    (``lockyard.sync``) cannot be cancelled: it is told through ``on_lost``, whose call the
+    facade's suite adapter records as ``lost_at`` before it cancels the test's block from
+    another thread. That hand-off is the adapter's, not the facade's, and a loaded machine
+    delays it (0.86 s beside two CPU hogs), so the call is the moment judged.
+    """
+    lost_at = getattr(hold, "lost_at", None)
+    return block_cancelled_at if lost_at is None else min(lost_at, block_cancelled_at)

@@ -16,7 +16,7 @@ import pytest
 
 from lockyard import LockExpiredError, LockLostError, LockTimeoutError
 from lockyard.connection import Connection
-from lockyard.locks import new_owner_token
+from lockyard.locks import LockGuard, new_owner_token
 from lockyard.testing.fixtures import ConformanceBase
 from lockyard.testing.virtual_time import loop_time
 
@@ -418,16 +418,24 @@ class LockConformance(ConformanceBase):
     async def test_hold_cancels_the_block_when_the_lock_is_lost(self, ly: Connection) -> None:
         name = lock_name()
         reached_end = False
-        thief = None
+
+        async def steal() -> LockGuard | None:
+            assert await ly.locks.break_lock(name)
+            return await ly.locks.try_acquire(name, 30)
+
+        stealing: asyncio.Future[LockGuard | None] | None = None
         with pytest.raises(LockLostError):
             async with ly.locks.hold(name, self.short_ttl_s) as guard:
-                assert await ly.locks.break_lock(name)
-                thief = await ly.locks.try_acquire(name, 30)
-                assert thief is not None
+                # The theft runs beside the block: a renewal may find the lock broken and cancel
+                # the block before the thief's acquire has come back, which must not undo the theft.
+                stealing = asyncio.ensure_future(steal())
+                await asyncio.shield(stealing)
                 await asyncio.sleep(self.short_ttl_s * 4)
                 reached_end = True
         assert not reached_end
         assert guard.lost.is_set()
+        assert stealing is not None
+        thief = await stealing
         assert thief is not None
         assert await thief.is_held()
         await thief.release()
