@@ -23,6 +23,7 @@ error as its cause, so :func:`~lockyard_operator.classify.classify` still finds 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
@@ -35,7 +36,7 @@ from lockyard.config import (
     RedisSentinelConfig,
     RedisTLS,
 )
-from lockyard.errors import BackendConnectionError, BackendError
+from lockyard.errors import BackendConnectionError, BackendError, StateError
 
 #: ``application_name`` / client name the checks show on the server.
 CLIENT_NAME = "lockyard-operator-probe"
@@ -171,7 +172,8 @@ class RedisLogin:
         try:
             await self._server.command(config.host, config.port, "PING")
         except Exception as exc:
-            raise LoginFailed(f"new connection to {config.host}:{config.port}: {exc}") from exc
+            message = f"new connection to {config.host}:{config.port}: {exc}"
+            raise LoginFailed(message) from _as_the_library_reads(exc, _redis_translate)
 
     async def close(self) -> None:
         return None
@@ -195,7 +197,8 @@ class SentinelLogin:
         try:
             await self._masters.command(host, port, "PING")
         except Exception as exc:
-            raise LoginFailed(f"new connection to master {host}:{port}: {exc}") from exc
+            message = f"new connection to master {host}:{port}: {exc}"
+            raise LoginFailed(message) from _as_the_library_reads(exc, _redis_translate)
 
     async def _master(self) -> tuple[str, int]:
         """The master's address from the first Sentinel that knows it.
@@ -310,11 +313,43 @@ class PostgresLogin:
                 server_settings={"application_name": CLIENT_NAME},
             )
         except Exception as exc:
-            raise LoginFailed(f"new connection to {config.host}:{config.port}: {exc}") from exc
+            message = f"new connection to {config.host}:{config.port}: {exc}"
+            raise LoginFailed(message) from _as_the_library_reads(exc, _postgres_translate)
         await connection.close(timeout=config.operation_timeout)
 
     async def close(self) -> None:
         return None
+
+
+def _as_the_library_reads(
+    exc: Exception, translate: Callable[[BaseException], StateError | None]
+) -> BaseException:
+    """``exc``, behind the backend's own reading of it (``translate``) where that says
+    "unreachable".
+
+    A server shutting down or starting up refuses a login with an error of its own (PostgreSQL's
+    SQLSTATE 57P03, "the database system is shutting down"; Redis's ``LOADING``), not a refused
+    socket: the library reads it as a lost connection, and so must the probe, or a restart reads
+    as a refusal. The driver's error stays in the chain, so TLS and authentication failures are
+    still found first.
+    """
+    translated = translate(exc)
+    if not isinstance(translated, BackendConnectionError):
+        return exc
+    translated.__cause__ = exc
+    return translated
+
+
+def _redis_translate(exc: BaseException) -> StateError | None:
+    from lockyard.backends.redis.errors import translate
+
+    return translate(exc)
+
+
+def _postgres_translate(exc: BaseException) -> StateError | None:
+    from lockyard.backends.postgres.errors import translate_error
+
+    return translate_error(exc)
 
 
 # -- DynamoDB ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,6 +188,45 @@ async def test_postgres_password_login_and_pg_hba(own_postgres: PostgresServer) 
         assert await connection.fetchval(count, "lockyard-operator-probe") == 0
     finally:
         await connection.close()
+
+
+async def _refused_as_shutting_down(server: PostgresServer, timeout: float = 30.0) -> None:
+    """Wait until a login meets the server's own refusal (the signal arrives asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection = await asyncpg.connect(server.dsn())
+        except asyncpg.exceptions.CannotConnectNowError:
+            return
+        await connection.close()
+        assert time.monotonic() < deadline, "the server never began to shut down"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.postgres
+async def test_postgres_shutting_down_then_stopped_is_unreachable(
+    own_postgres: PostgresServer,
+) -> None:
+    """A restart is an outage, not a refusal: the operator's status must say so at each step."""
+    check = login_check(
+        PostgresConfig(
+            host="127.0.0.1",
+            port=own_postgres.port or 0,
+            user=own_postgres.user,
+            password=SecretStr(own_postgres.password),
+            database=own_postgres.database,
+        )
+    )
+    assert await reason_of(check) == "ok"
+    session = await asyncpg.connect(own_postgres.dsn())  # keeps the smart shutdown waiting
+    own_postgres.begin_smart_shutdown()
+    try:
+        await _refused_as_shutting_down(own_postgres)
+        assert await reason_of(check) == reasons.BACKEND_UNREACHABLE
+    finally:
+        await session.close()
+    own_postgres.stop()
+    assert await reason_of(check) == reasons.BACKEND_UNREACHABLE
 
 
 @pytest.mark.dynamodb

@@ -180,6 +180,12 @@ class PostgresServer(ServerHarness):
         if self._process is not None:
             self._process.stop(signal.SIGINT, timeout)
 
+    def begin_smart_shutdown(self) -> None:
+        """SIGTERM: new logins are refused ("the database system is shutting down", SQLSTATE
+        57P03) and the server exits once its last session ends."""
+        if self._process is not None and self._process.process is not None:
+            self._process.process.send_signal(signal.SIGTERM)
+
     def kill(self) -> None:
         """Crash the server (SIGKILL to all its processes); the next start recovers from WAL."""
         if self._process is not None:

@@ -68,7 +68,7 @@ async def test_backend_stopped_then_restarted(
     print(f"{kind}: outage noticed after {noticed:.2f}s (probe interval {PROBE_S}s)")
     assert noticed < NOTICE_WITHIN_S
     reachable = condition(store, "BackendReachable")
-    assert reachable["reason"] == "BackendUnreachable"
+    assert reachable["reason"] == "BackendUnreachable", reachable
     assert reachable["message"]
     assert condition(store, "Ready")["status"] == "False"
 
