@@ -23,7 +23,7 @@ from lockyard.connection import Connection
 from lockyard.elections import Leadership, LeadershipChange
 from lockyard.locks import ELECTION_LOCK_PREFIX
 from lockyard.observe import LockEvent
-from lockyard.testing.fixtures import ConformanceBase
+from lockyard.testing.fixtures import ConformanceBase, RoundTripWatch
 from lockyard.testing.virtual_time import loop_time
 
 OpenStore = Callable[[str], Awaitable[Connection]]
@@ -211,16 +211,18 @@ class ElectionConformance(ConformanceBase):
         leadership: Leadership | None = None
         successor: asyncio.Future[Leadership] | None = None
         campaign = ly.elections.campaign(name, "stalled", ttl=self.loss_ttl_s, auto_renew=False)
-        with pytest.raises(LockLostError):
-            async with campaign as leadership:
-                successor = asyncio.ensure_future(ly.elections.campaign(name, "next", ttl=30))
-                try:
-                    await asyncio.sleep(self.loss_ttl_s * 10)
-                finally:
-                    cancelled_at = ly.locks.clock.monotonic()
+        async with self.watching_round_trips(ly) as round_trips:
+            with pytest.raises(LockLostError):
+                async with campaign as leadership:
+                    successor = asyncio.ensure_future(ly.elections.campaign(name, "next", ttl=30))
+                    try:
+                        await asyncio.sleep(self.loss_ttl_s * 10)
+                    finally:
+                        cancelled_at = ly.locks.clock.monotonic()
         assert leadership is not None
         assert leadership.lost.is_set()
-        assert _told_of_the_loss_at(campaign, cancelled_at) < leadership.lease_deadline
+        told_at = _told_of_the_loss_at(campaign, cancelled_at)
+        assert told_at < leadership.lease_deadline + _stalled_for(round_trips)
         assert successor is not None
         after = await successor
         assert after.term > leadership.term
@@ -236,11 +238,12 @@ class ElectionConformance(ConformanceBase):
         # also counted how late this task got to run, 0.1 s and more on a loaded machine.)
         clock = ly.locks.clock
         last_seen_leading = clock.monotonic()
-        async with asyncio.timeout(self.loss_ttl_s * 10):
-            while not leadership.lost.is_set():
-                last_seen_leading = clock.monotonic()
-                await asyncio.sleep(0.005)
-        assert last_seen_leading < leadership.lease_deadline
+        async with self.watching_round_trips(ly) as round_trips:
+            async with asyncio.timeout(self.loss_ttl_s * 10):
+                while not leadership.lost.is_set():
+                    last_seen_leading = clock.monotonic()
+                    await asyncio.sleep(0.005)
+        assert last_seen_leading < leadership.lease_deadline + _stalled_for(round_trips)
         assert not leadership.is_leader
         assert not await leadership.resign()
 
@@ -435,3 +438,16 @@ def _told_of_the_loss_at(hold: object, block_cancelled_at: float) -> float:
     """
     lost_at = getattr(hold, "lost_at", None)
     return block_cancelled_at if lost_at is None else min(lost_at, block_cancelled_at)
+
+
+def _stalled_for(round_trips: RoundTripWatch) -> float:
+    """How late a loss may be declared because the loop that declares it could not run.
+
+    The loss is declared by a timer on the loop that runs the term (the blocking facade's own
+    thread), a margin before the lease ends. A loop that gets no CPU (or no GIL) fires it late,
+    and every ping through that loop meanwhile is late too (beside two CPU hogs an awaited
+    leadership on the blocking facade was seen still leading 1.2 s after its lease ended). On
+    an idle machine a ping takes a millisecond, so a loss the library itself declares late
+    still fails.
+    """
+    return round_trips.slowest
