@@ -172,8 +172,10 @@ class RedisLogin:
         try:
             await self._server.command(config.host, config.port, "PING")
         except Exception as exc:
+            from lockyard.backends.redis.errors import translate
+
             message = f"new connection to {config.host}:{config.port}: {exc}"
-            raise LoginFailed(message) from _as_the_library_reads(exc, _redis_translate)
+            raise LoginFailed(message) from _as_the_library_reads(exc, translate)
 
     async def close(self) -> None:
         return None
@@ -197,8 +199,10 @@ class SentinelLogin:
         try:
             await self._masters.command(host, port, "PING")
         except Exception as exc:
+            from lockyard.backends.redis.errors import translate
+
             message = f"new connection to master {host}:{port}: {exc}"
-            raise LoginFailed(message) from _as_the_library_reads(exc, _redis_translate)
+            raise LoginFailed(message) from _as_the_library_reads(exc, translate)
 
     async def _master(self) -> tuple[str, int]:
         """The master's address from the first Sentinel that knows it.
@@ -297,6 +301,7 @@ class PostgresLogin:
         import asyncpg
 
         from lockyard.backends.postgres import ssl_setting
+        from lockyard.backends.postgres.errors import translate_error
 
         config = self._config
         try:
@@ -314,7 +319,7 @@ class PostgresLogin:
             )
         except Exception as exc:
             message = f"new connection to {config.host}:{config.port}: {exc}"
-            raise LoginFailed(message) from _as_the_library_reads(exc, _postgres_translate)
+            raise LoginFailed(message) from _as_the_library_reads(exc, translate_error)
         await connection.close(timeout=config.operation_timeout)
 
     async def close(self) -> None:
@@ -338,18 +343,6 @@ def _as_the_library_reads(
         return exc
     translated.__cause__ = exc
     return translated
-
-
-def _redis_translate(exc: BaseException) -> StateError | None:
-    from lockyard.backends.redis.errors import translate
-
-    return translate(exc)
-
-
-def _postgres_translate(exc: BaseException) -> StateError | None:
-    from lockyard.backends.postgres.errors import translate_error
-
-    return translate_error(exc)
 
 
 # -- DynamoDB ----------------------------------------------------------------------------------

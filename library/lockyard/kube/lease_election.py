@@ -286,28 +286,18 @@ class LeaseElector:
             # Cut at the deadline: a renewal confirmed later would not count anyway.
             async with asyncio.timeout(term.remaining()):
                 if self._lease is None:  # the last write met a conflict: read the Lease again
-                    lease = await self._read(term.remaining())
-                    if lease is None:
-                        return "the Lease was deleted"
-                    current = LeaderRecord.from_spec(lease.get("spec"))
-                    self._observe(current)
-                    if current.holder != self.identity:
-                        return f"the Lease is held by {current.holder or 'nobody'} now"
-                    self._lease = lease
+                    lost = await self._read_as_holder(term.remaining())
+                    if lost is not None:
+                        return lost
                 wall = self._clock.wall()
                 record = LeaderRecord(
                     self.identity, self.timings.lease_duration_s, term.acquire_time, wall,
                     term.number,
                 )  # fmt: skip
-                body = lease_body(
-                    self.namespace, self.name, record, labels=self.labels, previous=self._lease
-                )
                 started = self._clock.monotonic()
                 if started >= term.deadline:
                     return None  # too late to matter: keep() declares the loss
-                self._lease = await self.api.request(
-                    "PUT", self._path, body=body, timeout=self._timeout(term.remaining())
-                )
+                await self._put_record(record, term.remaining())
         except KubeApiError as exc:
             if exc.not_found:
                 return "the Lease was deleted"
@@ -370,23 +360,32 @@ class LeaseElector:
         except KubeApiError as exc:
             if not exc.conflict:
                 raise
-        lease = await self._read(self.timings.renew_deadline_s)
-        if lease is None:
-            return False
-        current = LeaderRecord.from_spec(lease.get("spec"))
-        self._observe(current)
-        if current.holder != self.identity:
-            return False  # taken over meanwhile: nothing of ours to release
-        self._lease = lease
+        if await self._read_as_holder(self.timings.renew_deadline_s) is not None:
+            return False  # deleted or taken over meanwhile: nothing of ours to release
         await self._put_record(record)
         return True
 
-    async def _put_record(self, record: LeaderRecord) -> None:
+    async def _read_as_holder(self, budget: float) -> str | None:
+        """Read the Lease again (after a conflict): ``None`` if this candidate still holds it,
+        kept as the next write's base; otherwise why it does not."""
+        lease = await self._read(budget)
+        if lease is None:
+            return "the Lease was deleted"
+        current = LeaderRecord.from_spec(lease.get("spec"))
+        self._observe(current)
+        if current.holder != self.identity:
+            return f"the Lease is held by {current.holder or 'nobody'} now"
+        self._lease = lease
+        return None
+
+    async def _put_record(self, record: LeaderRecord, budget: float | None = None) -> None:
         """Replace the Lease with ``record``, conditional on the ``resourceVersion`` last seen."""
         body = lease_body(
             self.namespace, self.name, record, labels=self.labels, previous=self._lease
         )
-        self._lease = await self.api.request("PUT", self._path, body=body, timeout=self._timeout())
+        self._lease = await self.api.request(
+            "PUT", self._path, body=body, timeout=self._timeout(budget)
+        )
 
     # -- requests ----------------------------------------------------------------------------
 
