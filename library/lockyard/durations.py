@@ -19,6 +19,10 @@ MAX_TTL_MS = 36_500 * 86_400_000
 
 
 def _seconds(value: object, what: str) -> float:
+    if type(value) is float or type(value) is int:  # nearly every call: no union isinstance
+        seconds = float(value)
+        if math.isfinite(seconds):
+            return seconds
     if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
         raise TypeError(
             f"{what} must be seconds (int or float) or a datetime.timedelta, "

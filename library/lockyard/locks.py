@@ -257,6 +257,8 @@ class DistributedLock(abc.ABC):
     poll_initial_s: float = 0.005
     #: A queued waiter's entry lives this long after each attempt (backends that queue).
     waiter_lease_s: float = DEFAULT_WAITER_LEASE_S
+    #: Whether a waiting ``acquire`` first calls :meth:`_take_if_unwanted`, outside any queue.
+    takes_unwanted_locks_first: bool = False
 
     def __init__(
         self,
@@ -302,6 +304,14 @@ class DistributedLock(abc.ABC):
             if once.fencing_token is None:
                 raise self._timed_out(name, wait_s)
             return self._new_guard(name, owner, once.fencing_token, ms, started)
+        deadline = self.clock.monotonic() + wait_s
+        if self.takes_unwanted_locks_first:
+            # Most acquisitions find the lock free: take it before opening a release watch,
+            # which only a refused attempt needs (the next attempt starts after the watch).
+            started = self.clock.monotonic()
+            fencing = await self._run("acquire", self._take_if_unwanted(name, owner, ms))
+            if fencing is not None:
+                return self._new_guard(name, owner, fencing, ms, started)
         policy = WaitPolicy(self.poll_initial_s, self.poll_cap_s, self.waiter_lease_s)
         wait_ms = policy.wait_ms
 
@@ -318,7 +328,7 @@ class DistributedLock(abc.ABC):
                     attempt,
                     watch,
                     self.clock,
-                    self.clock.monotonic() + wait_s,
+                    deadline,
                     policy,
                     lambda: self._timed_out(name, wait_s),
                 )
@@ -423,6 +433,15 @@ class DistributedLock(abc.ABC):
             if info.name == name:
                 return info
         return None
+
+    async def _take_if_unwanted(self, name: str, owner: str, ttl_ms: int) -> int | None:
+        """The first attempt of a waiting ``acquire``, on backends that set
+        ``takes_unwanted_locks_first``: take ``name`` if it is free and nobody waits for it,
+        and return the fencing token; otherwise change nothing (queue nobody) and return
+        ``None``. It may also return ``None`` without asking the backend, when it knows the
+        name is contended. The waiting attempts that follow queue as ``_try_acquire`` does.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not take unwanted locks first")
 
     async def _leave_queue(self, name: str, owner: str) -> None:
         """Remove ``owner`` from ``name``'s queue; if the lock is free, signal the new head.

@@ -112,29 +112,21 @@ class OperationRunner:
         return observe_operation(telemetry, self, operation, self._call(operation, awaitable))
 
     async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
+        # One frame for the watchdog and the translation: this runs around every backend call.
         task = asyncio.current_task()
-        if task is None:  # not in a task (a bare coroutine driven by hand): no watchdog
-            return await self._translated(operation, awaitable)
-        cancelling = task.cancelling()
-        watchdog, call = self._watch(task)
+        call: _Call | None = None
+        if task is not None:  # else a bare coroutine driven by hand: no watchdog
+            cancelling = task.cancelling()
+            watchdog, call = self._watch(task)
         try:
-            return await self._translated(operation, awaitable)
+            return await awaitable
         except asyncio.CancelledError:
-            if call.expired:
+            if call is not None and call.expired:
                 call.expired = False  # our cancellation arrived: withdraw it, once
+                assert task is not None
                 if task.uncancel() <= cancelling:
                     raise self._timed_out(operation) from None
             raise
-        finally:
-            if call.expired:
-                # Cancelled by us, but the call swallowed the cancellation and returned.
-                task.uncancel()
-            else:
-                watchdog.discard(call)
-
-    async def _translated(self, operation: str, awaitable: Awaitable[T]) -> T:
-        try:
-            return await awaitable
         except StateError:
             raise
         except TimeoutError as exc:  # a driver's own timeout
@@ -147,6 +139,14 @@ class OperationRunner:
             if mapped is None:
                 raise
             raise mapped from exc
+        finally:
+            if call is not None:
+                if call.expired:
+                    # Cancelled by us, but the call swallowed the cancellation and returned.
+                    assert task is not None
+                    task.uncancel()
+                else:
+                    watchdog.discard(call)
 
     def _timed_out(self, operation: str) -> OperationTimeoutError:
         return OperationTimeoutError(

@@ -1,12 +1,14 @@
 """Waiting for a turn: the attempt loop every waiting ``acquire`` runs (locks, semaphores,
 read-write locks), and leaving the queue when the waiter gives up.
 
-A waiter watches its release signals (:mod:`lockyard.signals`) before its first attempt, so a
-release between an attempt and the wait is not missed. Each attempt is one round trip that
-either grants the lease or queues (or keeps) the waiter with a waiter lease. A queued waiter
-with a live watch is told when its turn comes, so it polls only to renew its waiter lease; one
-without a live watch backs off (capped, jittered). A waiter never sleeps past the time the
-attempt said the lease in its way ends (``retry_after_ms``): an expired lease is free.
+A waiter watches its release signals (:mod:`lockyard.signals`) before its first attempt that can
+queue it, so a release between an attempt and the wait is not missed (an attempt that queues
+nobody may come before: ``DistributedLock.takes_unwanted_locks_first``). Each attempt is one
+round trip that either grants the lease or queues (or keeps) the waiter with a waiter lease. A
+queued waiter with a live watch is told when its turn comes, so it polls only to renew its
+waiter lease; one without a live watch backs off (capped, jittered). A waiter never sleeps past
+the time the attempt said the lease in its way ends (``retry_after_ms``): an expired lease is
+free.
 """
 
 from __future__ import annotations

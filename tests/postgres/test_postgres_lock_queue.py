@@ -86,6 +86,10 @@ async def test_a_free_lock_takes_one_statement_and_only_a_refused_first_attempt_
         await asyncio.sleep(0)  # asyncpg calls query loggers soon after, not before
         assert acquisitions() == [q.acquire_unqueued]
         await free.release()
+        # A free lock opens no release watch, so nothing has started the LISTEN connection.
+        listener = backend_of(ly).listener
+        assert listener.connections == 0
+        assert not listener.connected.is_set()
 
         holder = await peer.locks.acquire("f", 30, timeout=5)
         logged.clear()
@@ -97,6 +101,8 @@ async def test_a_free_lock_takes_one_statement_and_only_a_refused_first_attempt_
         await wait_until(retried, timeout=10)
         # The first attempt finds the lock held and queues; later attempts only renew the entry.
         assert acquisitions()[:2] == [q.acquire_unqueued, q.acquire]
+        # The refused waiter watches for releases: the LISTEN connection is up.
+        await asyncio.wait_for(listener.connected.wait(), 10)
         assert q.acquire_unqueued not in acquisitions()[2:]
         # Someone here waits for the name: it is contended, and a newcomer queues at once.
         logged.clear()

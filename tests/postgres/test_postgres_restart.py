@@ -162,6 +162,9 @@ async def test_a_restart_loses_nothing_and_the_same_handle_recovers(
         seeded = await seed(ly)
         # Every pooled connection is open when the server goes away.
         await asyncio.gather(*(ly.store.get(f"ns:t:state:{i}") for i in range(30)))
+        # So is the LISTEN connection. The first refused waiter would start it; the seed only
+        # takes free locks, which need no release watch.
+        backend_of(ly).listener.start()
         await asyncio.wait_for(backend_of(ly).listener.connected.wait(), 10)
         running.stop() if how == "stop" else running.kill()
         await fail_fast_while_down(ly, seeded)

@@ -8,7 +8,11 @@ lease row in Lockyard's ``locks`` table (pgbench-style), timed with ``synchronou
 
 - ``ops_per_s``: one flushed and one unflushed commit per cycle, ``1 / (1/sync + 1/async)``;
 - ``two_flush_per_s``: two flushed commits per cycle (``sync / 2``), the floor of a cycle whose
-  release also waits for its flush (Lockyard's cycle before releases stopped waiting).
+  release also waits for its flush (Lockyard's cycle before releases stopped waiting);
+- ``statements_per_s``: Lockyard's own two statements of an uncontended cycle (the light
+  acquisition and the release, :mod:`lockyard.backends.postgres.sql`) prepared and called raw on
+  one connection: what the SQL costs against the floor, and, against Lockyard's cycle, what the
+  library's layers cost.
 
 Records: section ``floor``, subject :data:`FLOOR`, op ``lock_cycle``, mode ``uncontended``.
 """
@@ -57,6 +61,33 @@ async def _upsert_rate(
         await connection.close()
 
 
+async def _statement_cycle_rate(
+    config: PostgresConfig, prefix: str, n: int, max_seconds: float
+) -> float:
+    import asyncpg
+
+    from lockyard.backends.postgres import connect_kwargs
+    from lockyard.backends.postgres.sql import render
+
+    statements = render(config.schema_name)
+    connection: Any = await asyncpg.connect(**connect_kwargs(config, "lockyard-bench-floor"))
+    try:
+        acquire = await connection.prepare(statements.acquire_unqueued)
+        release = await connection.prepare(statements.release)
+
+        async def cycle(i: int, task: int) -> object:
+            owner = f"o{i}"
+            await acquire.fetchval(prefix, "statements", owner, 30_000)
+            # Nobody waits: the release notifies no channel and wakes no client.
+            return await release.fetchrow(prefix, "statements", owner, "bench_floor", "bench")
+
+        await warm_up(cycle, 50)
+        sample = await time_sequential(cycle, n, max_seconds)
+        return sample.figures()[OPS_PER_S]
+    finally:
+        await connection.close()
+
+
 async def measure_floor(
     results: Results, config: PostgresConfig, pass_no: int, iterations: int, max_seconds: float
 ) -> None:
@@ -70,11 +101,13 @@ async def measure_floor(
     try:
         flushed = await _upsert_rate(config, prefix, True, n, max_seconds)
         unflushed = await _upsert_rate(config, prefix, False, n, max_seconds)
+        statements = await _statement_cycle_rate(config, prefix, n, max_seconds)
     finally:
         connection: Any = await asyncpg.connect(**connect_kwargs(config, "lockyard-bench-floor"))
         try:
             schema = quote_schema(config.schema_name)
-            await connection.execute(f"DELETE FROM {schema}.locks WHERE prefix = $1", prefix)
+            for table in ("locks", "lock_waiters"):
+                await connection.execute(f"DELETE FROM {schema}.{table} WHERE prefix = $1", prefix)
         finally:
             await connection.close()
     floor = 1 / (1 / flushed + 1 / unflushed)
@@ -84,6 +117,7 @@ async def measure_floor(
         "upsert_sync_per_s": flushed,
         "upsert_async_per_s": unflushed,
         "two_flush_per_s": flushed / 2,
+        "statements_per_s": statements,
     }
     results.add(
         Record(config.backend, "floor", FLOOR, "lock_cycle", "uncontended", pass_no, metrics)

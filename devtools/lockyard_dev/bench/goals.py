@@ -173,7 +173,8 @@ def _floor_goals(
             f" floor {_fmt(floor[OPS_PER_S].median)} cycles/s (upserts/s: flushed"
             f" {_fmt(floor['upsert_sync_per_s'].median)}, unflushed"
             f" {_fmt(floor['upsert_async_per_s'].median)}; two flushed commits per cycle"
-            f" would allow {_fmt(floor['two_flush_per_s'].median)})",
+            f" would allow {_fmt(floor['two_flush_per_s'].median)});"
+            f" Lockyard's two statements called raw {_statements(floor)}",
         ),
         GoalCheck(
             f"uncontended lock cycle ≥ {PG_CYCLES_GOAL:,.0f} cycles/s",
@@ -182,6 +183,15 @@ def _floor_goals(
             f"{_fmt(rate)} cycles/s",
         ),
     ]
+
+
+def _statements(floor: dict[str, Spread]) -> str:
+    """The raw statements' rate and its share of the floor (reports older than it lack it)."""
+    statements = floor.get("statements_per_s")
+    if statements is None:
+        return "not measured"
+    share = statements.median / floor[OPS_PER_S].median
+    return f"{_fmt(statements.median)} cycles/s ({_fmt(share)}x the floor)"
 
 
 def _mirroring_goals(

@@ -619,7 +619,10 @@ def _method(settings: dict[str, object]) -> list[str]:
         "- PostgreSQL durable floor: a prepared single-row upsert of a lease row, one connection,"
         " timed with synchronous_commit on and off; the floor of a cycle with one flushed and"
         " one unflushed commit is 1 / (1/on + 1/off) per second (`two_flush_per_s` in"
-        " results.json: on / 2, a cycle whose release also waits for its flush).",
+        " results.json: on / 2, a cycle whose release also waits for its flush). Beside it,"
+        " Lockyard's own two statements of an uncontended cycle, prepared and called raw on one"
+        " connection (`statements_per_s`): the floor against it is what the SQL costs, it"
+        " against Lockyard's cycle what the library's layers cost.",
         "- Each backend's server is started by `lockyard_dev.servers` on a loopback port"
         " and stopped after its run; backends run one after another, never at once.",
     ]

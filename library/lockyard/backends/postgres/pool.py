@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import asyncpg
@@ -90,15 +90,17 @@ class StatementPool:
         ``query`` is the statement ``call`` runs (it names the operation in errors)."""
         pool = self.pool
         epoch = self._epoch
-        try:
-            connection = await pool.acquire()
-        except BaseException as exc:
-            # No new connection could be opened: the old ones predate the outage.
-            if is_connection_error(exc):
-                await self._expire(epoch)
-            raise
-        # Read after the acquire, which may have waited: an epoch too new only expires more.
-        epoch = self._epoch
+        connection = pool.acquire_idle()
+        if connection is None:
+            try:
+                connection = await pool.acquire()
+            except BaseException as exc:
+                # No new connection could be opened: the old ones predate the outage.
+                if is_connection_error(exc):
+                    await self._expire(epoch)
+                raise
+            # Read after the acquire, which may have waited: an epoch too new only expires more.
+            epoch = self._epoch
         try:
             return await call(connection)
         except asyncio.CancelledError:
@@ -124,14 +126,16 @@ class StatementPool:
             self._epoch += 1
             self.pool.expire_connections()
 
-    async def fetchval(self, query: str, *args: object) -> Any:
-        return await self.run(lambda connection: connection.fetchval(query, *args), query)
+    # Each returns run()'s coroutine itself rather than awaiting it in one more frame: these
+    # are the calls of every store and lock operation.
+    def fetchval(self, query: str, *args: object) -> Coroutine[Any, Any, Any]:
+        return self.run(lambda connection: connection.fetchval(query, *args), query)
 
-    async def fetchrow(self, query: str, *args: object) -> Any:
-        return await self.run(lambda connection: connection.fetchrow(query, *args), query)
+    def fetchrow(self, query: str, *args: object) -> Coroutine[Any, Any, Any]:
+        return self.run(lambda connection: connection.fetchrow(query, *args), query)
 
-    async def fetch(self, query: str, *args: object) -> Any:
-        return await self.run(lambda connection: connection.fetch(query, *args), query)
+    def fetch(self, query: str, *args: object) -> Coroutine[Any, Any, Any]:
+        return self.run(lambda connection: connection.fetch(query, *args), query)
 
-    async def execute(self, query: str, *args: object) -> Any:
-        return await self.run(lambda connection: connection.execute(query, *args), query)
+    def execute(self, query: str, *args: object) -> Coroutine[Any, Any, Any]:
+        return self.run(lambda connection: connection.execute(query, *args), query)
