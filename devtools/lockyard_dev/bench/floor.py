@@ -20,11 +20,12 @@ Records: section ``floor``, subject :data:`FLOOR`, op ``lock_cycle``, mode ``unc
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lockyard.config import PostgresConfig
 from lockyard_dev.bench.results import Record, Results
-from lockyard_dev.bench.stats import OPS_PER_S, P50_MS, time_sequential, warm_up
+from lockyard_dev.bench.stats import OPS_PER_S, P50_MS, Op, time_sequential, warm_up
 
 FLOOR = "durable floor (upsert)"
 #: $1 prefix, $2 name, $3 owner: takes the lease row as an acquisition does, in one upsert.
@@ -35,43 +36,60 @@ ON CONFLICT (prefix, name) DO UPDATE
 SET owner = excluded.owner, expires_at = excluded.expires_at, fencing = l.fencing + 1"""
 
 
-async def _upsert_rate(
-    config: PostgresConfig, prefix: str, synchronous: bool, n: int, max_seconds: float
+async def _sequential_rate(
+    config: PostgresConfig,
+    prepare: Callable[[Any], Awaitable[Op]],
+    n: int,
+    max_seconds: float,
+    synchronous_commit: str | None = None,
 ) -> float:
+    """Operations per second of ``await prepare(connection)``'s operation, run one after another
+    on a connection of its own (``synchronous_commit``: that session setting, if given)."""
     import asyncpg
 
-    from lockyard.backends.postgres import connect_kwargs, quote_schema
+    from lockyard.backends.postgres import connect_kwargs
 
     kwargs = connect_kwargs(config, "lockyard-bench-floor")
-    kwargs["server_settings"] = {
-        **kwargs["server_settings"],
-        "synchronous_commit": "on" if synchronous else "off",
-    }
+    if synchronous_commit is not None:
+        kwargs["server_settings"] = {
+            **kwargs["server_settings"],
+            "synchronous_commit": synchronous_commit,
+        }
     connection: Any = await asyncpg.connect(**kwargs)
     try:
-        statement = await connection.prepare(UPSERT.format(s=quote_schema(config.schema_name)))
-
-        async def upsert(i: int, task: int) -> object:
-            return await statement.fetch(prefix, "floor", f"o{i}")
-
-        await warm_up(upsert, 50)
-        sample = await time_sequential(upsert, n, max_seconds)
+        op = await prepare(connection)
+        await warm_up(op, 50)
+        sample = await time_sequential(op, n, max_seconds)
         return sample.figures()[OPS_PER_S]
     finally:
         await connection.close()
 
 
+async def _upsert_rate(
+    config: PostgresConfig, prefix: str, synchronous: bool, n: int, max_seconds: float
+) -> float:
+    from lockyard.backends.postgres import quote_schema
+
+    async def prepare(connection: Any) -> Op:
+        statement = await connection.prepare(UPSERT.format(s=quote_schema(config.schema_name)))
+
+        async def upsert(i: int, task: int) -> object:
+            return await statement.fetch(prefix, "floor", f"o{i}")
+
+        return upsert
+
+    setting = "on" if synchronous else "off"
+    return await _sequential_rate(config, prepare, n, max_seconds, synchronous_commit=setting)
+
+
 async def _statement_cycle_rate(
     config: PostgresConfig, prefix: str, n: int, max_seconds: float
 ) -> float:
-    import asyncpg
-
-    from lockyard.backends.postgres import connect_kwargs
     from lockyard.backends.postgres.sql import render
 
     statements = render(config.schema_name)
-    connection: Any = await asyncpg.connect(**connect_kwargs(config, "lockyard-bench-floor"))
-    try:
+
+    async def prepare(connection: Any) -> Op:
         acquire = await connection.prepare(statements.acquire_unqueued)
         release = await connection.prepare(statements.release)
 
@@ -81,11 +99,9 @@ async def _statement_cycle_rate(
             # Nobody waits: the release notifies no channel and wakes no client.
             return await release.fetchrow(prefix, "statements", owner, "bench_floor", "bench")
 
-        await warm_up(cycle, 50)
-        sample = await time_sequential(cycle, n, max_seconds)
-        return sample.figures()[OPS_PER_S]
-    finally:
-        await connection.close()
+        return cycle
+
+    return await _sequential_rate(config, prepare, n, max_seconds)
 
 
 async def measure_floor(
