@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
+from lockyard import lanes
 from lockyard.clock import SYSTEM_CLOCK, Clock
 from lockyard.durations import Duration, lock_ttl_to_ms, timeout_to_seconds
 from lockyard.errors import LockExpiredError, LockTimeoutError
@@ -259,6 +260,9 @@ class DistributedLock(abc.ABC):
     waiter_lease_s: float = DEFAULT_WAITER_LEASE_S
     #: Whether a waiting ``acquire`` first calls :meth:`_take_if_unwanted`, outside any queue.
     takes_unwanted_locks_first: bool = False
+    #: Whether calls may be driven in a calling thread, their I/O done there
+    #: (:mod:`lockyard.lanes`); such a backend implements :meth:`_take_if_unwanted`.
+    serves_lanes: bool = False
 
     def __init__(
         self,
@@ -273,6 +277,8 @@ class DistributedLock(abc.ABC):
         self.release_signals = signals
         self._observers: list[LockObserver] = []
         self._queue_exit = QueueExit("lock")
+        #: name -> how many ``acquire`` calls of this process wait for it (in the loop's tasks).
+        self._waiting: dict[str, int] = {}
 
     # -- public API ------------------------------------------------------------------------
     @telemetry.instrument_acquire("try_acquire")
@@ -305,13 +311,39 @@ class DistributedLock(abc.ABC):
                 raise self._timed_out(name, wait_s)
             return self._new_guard(name, owner, once.fencing_token, ms, started)
         deadline = self.clock.monotonic() + wait_s
-        if self.takes_unwanted_locks_first:
+        in_lane = lanes.active()
+        # A name that a waiter of this process waits for is wanted: that attempt would only be
+        # refused (read without a lock from a lane: a stale answer costs one round trip).
+        if (self.takes_unwanted_locks_first or in_lane) and name not in self._waiting:
             # Most acquisitions find the lock free: take it before opening a release watch,
             # which only a refused attempt needs (the next attempt starts after the watch).
+            # In a lane this is the one attempt that can run there: waiting needs the loop.
             started = self.clock.monotonic()
             fencing = await self._run("acquire", self._take_if_unwanted(name, owner, ms))
             if fencing is not None:
                 return self._new_guard(name, owner, fencing, ms, started)
+        if in_lane:
+            return await lanes.on_loop(self._wait_in_queue(name, owner, ms, wait_s, deadline))
+        return await self._wait_in_queue(name, owner, ms, wait_s, deadline)
+
+    async def _wait_in_queue(
+        self, name: str, owner: str, ms: int, wait_s: float, deadline: float
+    ) -> LockGuard:
+        """The waiting part of ``acquire``: queue, watch for releases, attempt until granted."""
+        waiting = self._waiting
+        waiting[name] = waiting.get(name, 0) + 1
+        try:
+            return await self._wait_for_turn(name, owner, ms, wait_s, deadline)
+        finally:
+            left = waiting[name] - 1
+            if left:
+                waiting[name] = left
+            else:
+                del waiting[name]
+
+    async def _wait_for_turn(
+        self, name: str, owner: str, ms: int, wait_s: float, deadline: float
+    ) -> LockGuard:
         policy = WaitPolicy(self.poll_initial_s, self.poll_cap_s, self.waiter_lease_s)
         wait_ms = policy.wait_ms
 
@@ -436,10 +468,11 @@ class DistributedLock(abc.ABC):
 
     async def _take_if_unwanted(self, name: str, owner: str, ttl_ms: int) -> int | None:
         """The first attempt of a waiting ``acquire``, on backends that set
-        ``takes_unwanted_locks_first``: take ``name`` if it is free and nobody waits for it,
-        and return the fencing token; otherwise change nothing (queue nobody) and return
-        ``None``. It may also return ``None`` without asking the backend, when it knows the
-        name is contended. The waiting attempts that follow queue as ``_try_acquire`` does.
+        ``takes_unwanted_locks_first`` and in a lane (:mod:`lockyard.lanes`): take ``name``
+        if it is free and nobody waits for it, and return the fencing token; otherwise change
+        nothing (queue nobody) and return ``None``. Not called while a waiter of this process
+        waits for ``name`` (it is contended). The waiting attempts that follow queue as
+        ``_try_acquire`` does.
         """
         raise NotImplementedError(f"{type(self).__name__} does not take unwanted locks first")
 
@@ -479,8 +512,9 @@ class DistributedLock(abc.ABC):
         return guard
 
     def _notify(self, event: str, guard: LockGuard) -> None:
+        # Observers queue work on the loop; from a lane they are called there (lockyard.lanes).
         for observer in self._observers:
-            getattr(observer, event)(guard)
+            lanes.soon(getattr(observer, event), guard)
 
     def _notify_optional(self, method: str, name: str) -> None:
         for observer in self._observers:

@@ -113,9 +113,12 @@ class OperationRunner:
 
     async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
         # One frame for the watchdog and the translation: this runs around every backend call.
-        task = asyncio.current_task()
+        loop = asyncio._get_running_loop()  # None: driven in a calling thread (lockyard.lanes)
+        task = None if loop is None else asyncio.current_task(loop)
         call: _Call | None = None
-        if task is not None:  # else a bare coroutine driven by hand: no watchdog
+        # Without a task (a coroutine driven by hand, or in a lane) there is no watchdog: a
+        # lane's blocking socket carries the operation timeout itself.
+        if task is not None:
             cancelling = task.cancelling()
             watchdog, call = self._watch(task)
         try:

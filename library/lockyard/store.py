@@ -97,6 +97,10 @@ def _check_int(name: str, value: object) -> int:
 class StateStore(abc.ABC):
     """Shared state: dedup markers, counters, versioned records and two due-time indexes."""
 
+    #: Whether its one-round-trip operations may be driven in a calling thread, their I/O done
+    #: there (:mod:`lockyard.lanes`).
+    serves_lanes: bool = False
+
     def __init__(self, runner: OperationRunner) -> None:
         self._run = runner
         #: The backend's fenced writes (``fence=`` on writes, :mod:`lockyard.fenced_writes`).

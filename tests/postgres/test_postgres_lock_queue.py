@@ -126,7 +126,7 @@ async def test_a_free_lock_takes_one_statement_and_only_a_refused_first_attempt_
         with pytest.raises(lockyard.LockTimeoutError):
             await ly.locks.acquire("f", 30, timeout=0.3)
         await held.release()
-        assert backend_of(ly).locks._queued == {}  # granted and timed-out owners are gone
+        assert backend_of(ly).locks._waiting == {}  # granted and timed-out waiters are gone
 
 
 async def test_a_newcomer_to_a_free_lock_waits_behind_a_live_waiter(

@@ -17,6 +17,8 @@
    rate with p99 at most ``REDIS_P99_GOAL_MS``; on PostgreSQL p99 at most ``PG_P99_GOAL_MS``.
 8. PostgreSQL's uncontended lock cycle at least ``FLOOR_RATIO_GOAL`` of the durable floor
    measured in the same pass (:mod:`.floor`), and at least ``PG_CYCLES_GOAL`` cycles/s.
+9. ``lockyard.sync`` on Redis, where the blocking peers run (issue 19): its sequential lock
+   cycle at least the best peer's, and with one thread per worker the goals of 3, 4 and 5.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Literal
 from lockyard_dev.bench.floor import FLOOR
 from lockyard_dev.bench.results import LOCKYARD, PROBE, Key, Mode, Results
 from lockyard_dev.bench.stats import OPS_PER_S, P50_MS, P99_MS, VISIBLE_P99_MS, Spread
+from lockyard_dev.bench.sync_peers import SYNC_PEER
 from lockyard_dev.bench.throughput import REDIS_POOL, THROUGHPUT_OPS, op_name
 
 RATIO_GOAL = 1.15
@@ -35,6 +38,8 @@ RATIO_BACKENDS = ("redis", "redis-cluster", "postgresql")
 #: Operations that fan out on a cluster (one call per bucket): their ratio is reported only.
 FAN_OUT_OPS = frozenset({"scan_keys", "scan_keys_by_kind", "get_expired_timeouts"})
 WAIT_P99_GOAL_MS = 20.0
+#: Where lockyard.sync is judged: the backend its blocking peers run on.
+SYNC_GOAL_BACKENDS = ("redis",)
 FAIRNESS_GOAL = 2.0
 #: Fewer critical sections per worker than this say nothing about fairness.
 MIN_CYCLES_PER_WORKER = 4
@@ -78,6 +83,11 @@ def check_goals(results: Results, reference_peers: frozenset[str]) -> list[GoalC
     for backend in results.backends():
         checks.extend(_ratio_goal(backend, ratios))
         lock = figures.get((backend, "lock", LOCKYARD, "lock_cycle", "uncontended"))
+        sync = (
+            figures.get((backend, "peer", SYNC_PEER, "lock_cycle", "uncontended"))
+            if backend in SYNC_GOAL_BACKENDS
+            else None
+        )
         peers = {
             key[2]: metrics
             for key, metrics in figures.items()
@@ -85,28 +95,37 @@ def check_goals(results: Results, reference_peers: frozenset[str]) -> list[GoalC
             and key[1] == "peer"
             and key[4] == "uncontended"
             and key[2] not in reference_peers
+            and key[2] != SYNC_PEER  # Lockyard itself
         }
-        if lock is not None and peers:
-            best_name, best = max(peers.items(), key=lambda item: item[1][OPS_PER_S].median)
-            mine = lock[OPS_PER_S].median
-            theirs = best[OPS_PER_S].median
-            checks.append(
-                GoalCheck(
-                    "sequential lock cycle ≥ best peer",
-                    backend,
-                    "met" if mine >= theirs else "missed",
-                    f"Lockyard {_fmt(mine)} cycles/s vs {best_name} {_fmt(theirs)} cycles/s"
-                    f" ({_fmt(mine / theirs)}x)",
-                )
-            )
+        for label, subject in (("", lock), ("lockyard.sync ", sync)):
+            if subject is not None and peers:
+                checks.append(_best_peer_goal(backend, label, subject, peers))
+        workers = int(results.settings.get("lock_workers", 1))
         contended = figures.get((backend, "lock", LOCKYARD, "lock_cycle", "contended"))
         if contended is not None:
-            workers = int(results.settings.get("lock_workers", 1))
             checks.extend(_contended_goals(backend, contended, workers))
+        sync_contended = figures.get((backend, "peer", SYNC_PEER, "lock_cycle", "contended"))
+        if sync_contended is not None and backend in SYNC_GOAL_BACKENDS:
+            checks.extend(_contended_goals(backend, sync_contended, workers, "lockyard.sync "))
         checks.extend(_mirroring_goals(backend, results, figures))
         checks.extend(_throughput_goals(backend, figures))
         checks.extend(_floor_goals(backend, results, figures))
     return checks
+
+
+def _best_peer_goal(
+    backend: str, label: str, subject: dict[str, Spread], peers: dict[str, dict[str, Spread]]
+) -> GoalCheck:
+    best_name, best = max(peers.items(), key=lambda item: item[1][OPS_PER_S].median)
+    mine = subject[OPS_PER_S].median
+    theirs = best[OPS_PER_S].median
+    return GoalCheck(
+        f"{label}sequential lock cycle ≥ best peer",
+        backend,
+        "met" if mine >= theirs else "missed",
+        f"{'Lockyard' if not label else label.strip()} {_fmt(mine)} cycles/s vs {best_name}"
+        f" {_fmt(theirs)} cycles/s ({_fmt(mine / theirs)}x)",
+    )
 
 
 def _throughput_goals(backend: str, figures: dict[Key, dict[str, Spread]]) -> list[GoalCheck]:
@@ -266,7 +285,9 @@ def _ratio_goal(backend: str, ratios: dict[tuple[str, str, str, Mode], Spread]) 
     return checks
 
 
-def _contended_goals(backend: str, metrics: dict[str, Spread], workers: int) -> list[GoalCheck]:
+def _contended_goals(
+    backend: str, metrics: dict[str, Spread], workers: int, label: str = ""
+) -> list[GoalCheck]:
     checks = []
     wait = metrics["wait_p99_ms"].median
     exempt = backend in NO_HANDOVER_BOUND
@@ -275,7 +296,7 @@ def _contended_goals(backend: str, metrics: dict[str, Spread], workers: int) -> 
     if exempt:
         detail += " (reported only: no release signal, the contract exempts this backend)"
     checks.append(
-        GoalCheck(f"contended p99 wait ≤ {WAIT_P99_GOAL_MS:g} ms", backend, status, detail)
+        GoalCheck(f"{label}contended p99 wait ≤ {WAIT_P99_GOAL_MS:g} ms", backend, status, detail)
     )
     fairness = metrics["fairness"].high
     cycles = metrics["cycles"].low
@@ -292,12 +313,12 @@ def _contended_goals(backend: str, metrics: dict[str, Spread], workers: int) -> 
             detail += " (reported only: no queue of waiters, the contract promises no order here)"
             status = "info"
     checks.append(
-        GoalCheck(f"every worker's share within {FAIRNESS_GOAL:g}x", backend, status, detail)
+        GoalCheck(f"{label}every worker's share within {FAIRNESS_GOAL:g}x", backend, status, detail)
     )
     violations = metrics["violations"].high
     checks.append(
         GoalCheck(
-            "no mutual-exclusion violation",
+            f"{label}no mutual-exclusion violation",
             backend,
             "met" if violations == 0 else "missed",
             f"{violations:.0f} violations in the worst pass",

@@ -23,7 +23,7 @@ from typing import Any
 
 from lockyard.config import BackendConfig, PostgresConfig, RedisClusterConfig, RedisConfig
 from lockyard_dev.bench.lock_cycles import ACQUIRE_TIMEOUT_S, LOCK_TTL_S, AsyncHandle, SyncHandle
-from lockyard_dev.bench.sync_peers import open_lockyard_sync, open_redis_py_sync
+from lockyard_dev.bench.sync_peers import SYNC_PEER, open_lockyard_sync, open_redis_py_sync
 
 #: How often the hand-written ``pg_try_advisory_lock`` loop retries (redis-py's default sleep).
 TRY_LOCK_POLL_S = 0.1
@@ -531,11 +531,12 @@ PEERS: list[Peer] = [
     *(
         Peer(
             f"lockyard-sync-{backend}",
-            "lockyard.sync (blocking)",
+            SYNC_PEER,
             backend,
             "",
             ("lockyard.sync",),
-            "the async core on one loop thread per handle (threads)",
+            "the async core, driven in the calling thread where the backend serves it (Redis)"
+            " and otherwise on one loop thread per handle; waits on that loop (threads)",
             open_lockyard_sync,
         )
         for backend in ("memory", "redis", "postgresql", "dynamodb")

@@ -23,6 +23,7 @@ from lockyard_dev.bench.stats import (
     Spread,
 )
 from lockyard_dev.bench.store_ops import SCAN_MATCHES, STORE_OP_NAMES
+from lockyard_dev.bench.sync_store import SYNC_STORE_OPS
 from lockyard_dev.bench.throughput import THROUGHPUT_OPS, op_name
 
 DASH = "–"
@@ -232,6 +233,31 @@ def throughput_table(results: Results, backend: str) -> Table:
                     (backend, "throughput", subject, op_name(op, count), "concurrent")
                 )
                 cells += [spread(_get(metrics, OPS_PER_S)), spread(_get(metrics, P99_MS))]
+            if any(cell != DASH for cell in cells):
+                rows.append([op, subject, *cells])
+    return headers, rows
+
+
+def blocking_store_table(results: Results, backend: str) -> Table:
+    """Blocking ``get``/``set`` by subject, thread counts across: ops/s, p50 and p99."""
+    figures = results.aggregate()
+    keys = [key for key in figures if key[0] == backend and key[1] == "sync"]
+    counts = sorted({int(key[3].rsplit("@", 1)[1]) for key in keys})
+    subjects = list(dict.fromkeys(key[2] for key in keys))
+    headers = ["operation", "library"]
+    for count in counts:
+        headers += [f"{count} threads ops/s", f"{count} p50 ms", f"{count} p99 ms"]
+    rows = []
+    for op in SYNC_STORE_OPS:
+        for subject in subjects:
+            cells = []
+            for count in counts:
+                metrics = figures.get((backend, "sync", subject, op_name(op, count), "concurrent"))
+                cells += [
+                    spread(_get(metrics, OPS_PER_S)),
+                    spread(_get(metrics, P50_MS)),
+                    spread(_get(metrics, P99_MS)),
+                ]
             if any(cell != DASH for cell in cells):
                 rows.append([op, subject, *cells])
     return headers, rows
@@ -546,6 +572,19 @@ def markdown_report(results: Results, checks: list[GoalCheck], chart: str | None
                 " 1 ms) for a semaphore of 4 permits and for a read-write lock with a quarter of"
                 " writes; `asyncio.Semaphore(4)` runs the same contended workload in-process as"
                 " the reference (lockyard_dev.bench.permits).",
+                "",
+                markdown_table((headers, rows)),
+            ]
+        headers, rows = blocking_store_table(results, backend)
+        if rows:
+            out += [
+                "",
+                "### Blocking store operations (threads)",
+                "",
+                "`get` and `set` (a key out of 64) from that many threads sharing one"
+                " `lockyard.sync` handle, and from threads sharing one redis-py blocking client"
+                " (its own thread-safe pool), in alternating order from pass to pass"
+                " (lockyard_dev.bench.sync_store). Reported, not judged.",
                 "",
                 markdown_table((headers, rows)),
             ]

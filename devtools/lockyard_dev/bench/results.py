@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from lockyard_dev.bench.stats import P50_MS, Spread
 
-Section = Literal["store", "raw", "lock", "peer", "throughput", "floor"]
+Section = Literal["store", "raw", "lock", "peer", "throughput", "floor", "sync"]
 Mode = Literal["sequential", "concurrent", "uncontended", "contended"]
 
 #: The subject name of Lockyard itself; a scenario other than the default is appended.

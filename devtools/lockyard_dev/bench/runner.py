@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import lockyard
-from lockyard.config import BackendConfig, PostgresConfig, parse_url
+from lockyard.config import BackendConfig, PostgresConfig, RedisConfig, parse_url
 from lockyard.connection import Connection
 from lockyard.errors import LockTimeoutError, StateError
 from lockyard.locks import DistributedLock, LockGuard
@@ -46,6 +46,8 @@ from lockyard_dev.bench.stats import (
     warm_up,
 )
 from lockyard_dev.bench.store_ops import STORE_OPS, OpContext, StoreOp
+from lockyard_dev.bench.sync_peers import SYNC_PEER
+from lockyard_dev.bench.sync_store import measure as measure_sync_store
 from lockyard_dev.bench.throughput import (
     THROUGHPUT_TASKS,
     LockyardSubject,
@@ -182,6 +184,9 @@ class TargetRun:
                 if subjects:
                     self.progress(f"{label}: concurrent throughput")
                     await self._throughput(pass_no, subjects)
+                if self._blocking_store_measured(peers):
+                    self.progress(f"{label}: blocking store operations (threads)")
+                    await self._blocking_store(pass_no)
                 for peer in peers:
                     if peer.id in self._failed:
                         continue
@@ -259,6 +264,21 @@ class TargetRun:
             )
         except Exception as exc:
             self._failed_pass("concurrent throughput", pass_no, exc)
+
+    def _blocking_store_measured(self, peers: list[Peer]) -> bool:
+        """Beside lockyard.sync's lock cycles, on Redis: where redis-py's blocking client is."""
+        return isinstance(self.config, RedisConfig) and any(
+            peer.label == SYNC_PEER for peer in peers
+        )
+
+    async def _blocking_store(self, pass_no: int) -> None:
+        assert isinstance(self.config, RedisConfig)
+        try:
+            await measure_sync_store(
+                self.results, self.config, pass_no, self.plan.iterations, self.plan.max_seconds
+            )
+        except Exception as exc:
+            self._failed_pass("blocking store operations", pass_no, exc)
 
     async def _floor(self, pass_no: int, config: PostgresConfig) -> None:
         try:

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from lockyard.sync import Connection, LockGuard
     from lockyard_dev.bench.peers import Handles
 
+#: The label of ``lockyard.sync``'s rows in the peer tables.
+SYNC_PEER = "lockyard.sync (blocking)"
+
 
 class LockyardSyncHandle:
     """A worker's blocking handle on one Lockyard lock name (shared ``lockyard.sync`` handle)."""

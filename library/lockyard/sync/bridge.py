@@ -31,6 +31,7 @@ from typing import (
 )
 
 from lockyard.sync import threads
+from lockyard.sync.lane import drive
 
 if TYPE_CHECKING:
     from lockyard.sync.portal import Portal
@@ -59,6 +60,12 @@ class Bridged(abc.ABC):
         """The async object if it needs no awaiting (the connection is open), else ``None``."""
         return None
 
+    def _lane_target(self) -> Any | None:
+        """The async object, if a direct call may run on it in the calling thread (its
+        backend serves lanes: :mod:`.lane`), else ``None``."""
+        target = self._target_now()
+        return target if getattr(target, "serves_lanes", False) else None
+
     def _coroutine(self, name: str, args: Any, kwargs: Any) -> Coroutine[Any, Any, Any]:
         """On the loop: ``target.name(*args, **kwargs)``, looked up by name so that a
         subclass's override is the one that runs."""
@@ -84,17 +91,24 @@ class Bridged(abc.ABC):
         *,
         deliver_losses: bool = True,
         plain: bool = False,
+        direct: bool = False,
     ) -> Any:
         """Run ``target.name(*args, **kwargs)`` on the loop and block for its result (of a
-        coroutine method, or, with ``plain``, of a plain one).
+        coroutine method, or, with ``plain``, of a plain one). With ``direct``, run it in this
+        thread instead if the target serves lanes (:mod:`.lane`).
 
         A lock lost under a ``hold()`` block of this thread is raised here first (once).
         """
         state = threads.current()
         if deliver_losses and state.losses:
             state.raise_pending_loss()
+        portal = self._portal
+        if direct and not portal.closed and not portal.in_loop_thread():
+            target = self._lane_target()
+            if target is not None:
+                return drive(portal.lane, getattr(target, name)(*args, **kwargs))
         make = self._make if plain else self._coroutine
-        return self._portal.start(make, name, args, kwargs).wait(state)
+        return portal.start(make, name, args, kwargs).wait(state)
 
 
 class Blocking(Generic[P, R]):
@@ -105,12 +119,15 @@ class Blocking(Generic[P, R]):
         method: Callable[Concatenate[Any, P], Any],
         convert: Callable[[Any, Any], R] | None = None,
         plain: bool = False,
+        direct: bool = False,
     ) -> None:
         self.method = method
         self.name: str = method.__name__
         self.convert = convert
         #: A plain method (not a coroutine function), run on the loop all the same.
         self.plain = plain
+        #: One round trip and nothing else: runs in the calling thread where a lane serves it.
+        self.direct = direct
         self.__doc__ = method.__doc__
         self.__wrapped__ = method  # inspect.signature() shows the async method's parameters
 
@@ -135,23 +152,33 @@ class _BoundBlocking:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         blocking = self._blocking
-        result = self._obj._call(blocking.name, args, kwargs, plain=blocking.plain)
+        result = self._obj._call(
+            blocking.name, args, kwargs, plain=blocking.plain, direct=blocking.direct
+        )
         return result if blocking.convert is None else blocking.convert(self._obj, result)
 
 
 def blocking(
     method: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]],
+    *,
+    direct: bool = False,
 ) -> Blocking[P, R]:
-    """The blocking form of ``method``: same parameters, same result, same exceptions."""
-    return Blocking(method)
+    """The blocking form of ``method``: same parameters, same result, same exceptions.
+
+    ``direct``: the call is one round trip and nothing else; on a backend that serves lanes it
+    runs in the calling thread (:mod:`.lane`).
+    """
+    return Blocking(method, direct=direct)
 
 
 def blocking_as(
     method: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]],
     convert: Callable[[Any, R], S],
+    *,
+    direct: bool = False,
 ) -> Blocking[P, S]:
     """The blocking form of ``method``, its result passed through ``convert(facade, result)``."""
-    return Blocking(method, convert)
+    return Blocking(method, convert, direct=direct)
 
 
 class _Observation(Protocol[E_co]):

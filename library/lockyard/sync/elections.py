@@ -70,9 +70,12 @@ class Leadership(Bridged):
         *,
         deliver_losses: bool = True,
         plain: bool = False,
+        direct: bool = False,
     ) -> Any:
         try:
-            return super()._call(name, args, kwargs, deliver_losses=deliver_losses, plain=plain)
+            return super()._call(
+                name, args, kwargs, deliver_losses=deliver_losses, plain=plain, direct=direct
+            )
         finally:
             watcher = self._watcher
             if name == "resign" and watcher is not None:  # the term is over: stop watching it

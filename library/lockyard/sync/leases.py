@@ -43,6 +43,9 @@ class AsyncLease(Protocol):
 
 A = TypeVar("A", bound=AsyncLease)
 
+#: Guards the first use of a guard's ``lost`` from two threads at once.
+_MAKING_LOST = threading.Lock()
+
 
 class LeaseGuard(Bridged, Generic[A]):
     """The base of the blocking guards; see the module docstring."""
@@ -54,8 +57,21 @@ class LeaseGuard(Bridged, Generic[A]):
         self._handle = handle
         self._guard = guard
         self._generation = handle._portal.generation
-        #: Set when the lease is known lost (as the async guard's ``lost``, for threads).
-        self.lost: threading.Event = threading.Event()
+        self._lost: threading.Event | None = None
+        #: Renewed by a ``hold()`` on the loop: its calls run there too, never in the calling
+        #: thread (:mod:`.lane`), beside the renewal that may set the async guard's ``lost``.
+        self.renewed_on_loop = False
+
+    @property
+    def lost(self) -> threading.Event:
+        """Set when the lease is known lost (as the async guard's ``lost``, for threads)."""
+        lost = self._lost
+        if lost is None:  # made on first use: most guards are released and never asked
+            with _MAKING_LOST:
+                if self._lost is None:
+                    self._lost = threading.Event()
+                lost = self._lost
+        return lost
 
     @property
     def _portal(self) -> Portal:
@@ -63,6 +79,17 @@ class LeaseGuard(Bridged, Generic[A]):
 
     def _target_now(self) -> A | None:
         return self._guard if self._generation == self._portal.generation else None
+
+    def _lane_target(self) -> A | None:
+        guard = self._target_now()
+        if guard is None or self.renewed_on_loop or not self._serves_lanes(guard):
+            return None
+        return guard
+
+    @staticmethod
+    def _serves_lanes(guard: A) -> bool:
+        """Whether the backend behind ``guard`` serves lanes (a kind of guard that does says so)."""
+        return False
 
     async def _target(self) -> A:
         if self._generation != self._portal.generation:
@@ -80,9 +107,12 @@ class LeaseGuard(Bridged, Generic[A]):
         *,
         deliver_losses: bool = True,
         plain: bool = False,
+        direct: bool = False,
     ) -> Any:
         try:
-            return super()._call(name, args, kwargs, deliver_losses=deliver_losses, plain=plain)
+            return super()._call(
+                name, args, kwargs, deliver_losses=deliver_losses, plain=plain, direct=direct
+            )
         finally:
             if self._guard.lost.is_set():
                 self.lost.set()

@@ -36,13 +36,17 @@ class LockGuard(LeaseGuard[AsyncLockGuard]):
 
     what = "lock"
 
-    extend = blocking(AsyncLockGuard.extend)
-    release = blocking(AsyncLockGuard.release)
-    is_held = blocking(AsyncLockGuard.is_held)
+    extend = blocking(AsyncLockGuard.extend, direct=True)
+    release = blocking(AsyncLockGuard.release, direct=True)
+    is_held = blocking(AsyncLockGuard.is_held, direct=True)
 
     @property
     def renewed_at(self) -> float:
         return self._guard.renewed_at
+
+    @staticmethod
+    def _serves_lanes(guard: AsyncLockGuard) -> bool:
+        return guard._locks.serves_lanes
 
 
 def _guard(locks: DistributedLock, guard: AsyncLockGuard) -> LockGuard:
@@ -59,11 +63,12 @@ class DistributedLock(ConnectionPart):
     __slots__ = ()
     part = "locks"
 
-    try_acquire = blocking_as(AsyncDistributedLock.try_acquire, _maybe_guard)
-    acquire = blocking_as(AsyncDistributedLock.acquire, _guard)
+    try_acquire = blocking_as(AsyncDistributedLock.try_acquire, _maybe_guard, direct=True)
+    # In the calling thread when the lock is free; a wait continues on the loop (lockyard.lanes).
+    acquire = blocking_as(AsyncDistributedLock.acquire, _guard, direct=True)
     list_held = blocking(AsyncDistributedLock.list_held)
     break_lock = blocking(AsyncDistributedLock.break_lock)
-    holder = blocking(AsyncDistributedLock.holder)
+    holder = blocking(AsyncDistributedLock.holder, direct=True)
     observe = blocking_iter(AsyncDistributedLock.observe)
     observe_prefix = blocking_iter(AsyncDistributedLock.observe_prefix)
 

@@ -32,6 +32,7 @@ from typing import Any, Generic, TypeVar
 
 from lockyard._callers import CALLER
 from lockyard.sync import threads
+from lockyard.sync.lane import ThreadLane
 
 log = logging.getLogger("lockyard.sync")
 
@@ -60,6 +61,7 @@ class PendingCall(Generic[R]):
         "_loop",
         "_result",
         "_task",
+        "context",
     )
 
     def __init__(
@@ -68,8 +70,11 @@ class PendingCall(Generic[R]):
         fn: Callable[..., Awaitable[R]],
         args: tuple[Any, ...],
         caller: object,
+        context: contextvars.Context | None = None,
     ) -> None:
         self._loop = loop
+        #: The context the task runs in (a copy of the loop thread's when not given).
+        self.context = context
         self._caller = caller
         self._fn = fn
         self._args = args
@@ -88,8 +93,8 @@ class PendingCall(Generic[R]):
             return
         try:
             # The task runs as the calling thread (a read-write lock refuses the same caller
-            # twice), in a copy of the context the thread scheduled it from.
-            context = contextvars.copy_context()
+            # twice), in a copy of the loop thread's context, or the one given.
+            context = self.context if self.context is not None else contextvars.copy_context()
             context.run(CALLER.set, self._caller)
             coroutine = self._fn(*self._args)
             self._task = self._loop.create_task(coroutine, context=context)  # type: ignore[arg-type]
@@ -173,6 +178,8 @@ class Portal:
         #: Bumped by every fork: objects from an earlier generation belong to the parent.
         self.generation = 0
         self._after_fork: list[Callable[[], None]] = []
+        #: Where direct calls run in their calling thread (:mod:`.lane`).
+        self.lane = ThreadLane(self)
         _PORTALS.add(self)
 
     @property
@@ -222,7 +229,12 @@ class Portal:
     def in_loop_thread(self) -> bool:
         return self._loop_ident == threading.get_ident()
 
-    def start(self, fn: Callable[..., Awaitable[R]], *args: Any) -> PendingCall[R]:
+    def start(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> PendingCall[R]:
         """Run ``fn(*args)`` on the loop (the coroutine is made there); wait with ``.wait()``."""
         if self._loop_ident == threading.get_ident():
             raise RuntimeError(
@@ -230,7 +242,7 @@ class Portal:
                 "use the async API there"
             )
         loop = self.loop()
-        call = PendingCall(loop, fn, args, threads.current())
+        call = PendingCall(loop, fn, args, threads.current(), context)
         try:
             loop.call_soon_threadsafe(call._start)
         except RuntimeError:  # closed meanwhile

@@ -211,7 +211,9 @@ class LeaseScope(BlockScope[G]):
         return self._hold
 
     def _present(self, entered: Any) -> G:
-        return self._present_as(self._handle, entered)
+        guard = self._present_as(self._handle, entered)
+        guard.renewed_on_loop = True
+        return guard
 
     def _lost_flag(self, value: G) -> threading.Event:
         return value.lost

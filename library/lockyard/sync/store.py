@@ -1,4 +1,8 @@
-"""The blocking ``StateStore``: every operation of :class:`lockyard.StateStore`, one line each."""
+"""The blocking ``StateStore``: every operation of :class:`lockyard.StateStore`, one line each.
+
+``direct=True`` marks the operations that are one round trip and nothing else: on a backend
+that serves lanes they run in the calling thread (:mod:`.lane`).
+"""
 
 from __future__ import annotations
 
@@ -18,17 +22,17 @@ class StateStore(ConnectionPart):
     __slots__ = ()
     part = "store"
 
-    check_and_set = blocking(AsyncStateStore.check_and_set)
-    get = blocking(AsyncStateStore.get)
-    get_versioned = blocking(AsyncStateStore.get_versioned)
-    set = blocking(AsyncStateStore.set)
-    delete = blocking(AsyncStateStore.delete)
-    increment = blocking(AsyncStateStore.increment)
-    compare_and_swap = blocking(AsyncStateStore.compare_and_swap)
+    check_and_set = blocking(AsyncStateStore.check_and_set, direct=True)
+    get = blocking(AsyncStateStore.get, direct=True)
+    get_versioned = blocking(AsyncStateStore.get_versioned, direct=True)
+    set = blocking(AsyncStateStore.set, direct=True)
+    delete = blocking(AsyncStateStore.delete, direct=True)
+    increment = blocking(AsyncStateStore.increment, direct=True)
+    compare_and_swap = blocking(AsyncStateStore.compare_and_swap, direct=True)
     scan_keys = blocking(AsyncStateStore.scan_keys)
     scan_keys_by_kind = blocking(AsyncStateStore.scan_keys_by_kind)
-    index_timeout = blocking(AsyncStateStore.index_timeout)
-    remove_timeout_index = blocking(AsyncStateStore.remove_timeout_index)
+    index_timeout = blocking(AsyncStateStore.index_timeout, direct=True)
+    remove_timeout_index = blocking(AsyncStateStore.remove_timeout_index, direct=True)
     get_expired_timeouts = blocking(AsyncStateStore.get_expired_timeouts)
     index_chain_ready = blocking(AsyncStateStore.index_chain_ready)
     remove_chain_ready_index = blocking(AsyncStateStore.remove_chain_ready_index)

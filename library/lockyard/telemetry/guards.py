@@ -26,6 +26,7 @@ from opentelemetry import context, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
 
+from lockyard import lanes
 from lockyard.telemetry import names
 from lockyard.telemetry.attributes import AttributeMap
 
@@ -118,8 +119,8 @@ def start(
     )
     record = GuardRecord(telemetry, metric, span, started)
     telemetry.held.add(1, metric)
-    # Called by the acquiring coroutine, so on its loop.
-    loop = asyncio.get_running_loop()
+    # Called by the acquiring coroutine: its loop (a lane's handle's, driven in a thread).
+    loop = lanes.loop()
     record._finalizer = finalizer = weakref.finalize(guard, _dropped, record, loop)
     finalizer.atexit = False  # at exit the SDK may be shut down already: nothing to tell it
     with _LOCK:

@@ -46,7 +46,9 @@ class _Acquisition:
         self.contended = False
 
     def attempted(self, result: object) -> None:
-        if self.attempts == 0 and getattr(result, "fencing_token", 0) is None:
+        # An AcquireAttempt, or the fencing token (or None) of a first ``_take_if_unwanted``.
+        refused = result is None or getattr(result, "fencing_token", 0) is None
+        if self.attempts == 0 and refused:
             self.contended = True
         self.attempts += 1
 

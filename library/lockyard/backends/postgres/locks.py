@@ -38,18 +38,12 @@ class PostgresLocks(DistributedLock):
         #: Tags this client's queue entries: a release whose next owner waits here wakes it
         #: directly instead of notifying ourselves through the server.
         self._client_id = secrets.token_hex(8)
-        #: name -> owners this client has queued for it (until granted or gone). A name
-        #: absent here starts with the lighter ACQUIRE_UNQUEUED; one present is contended, and
-        #: that attempt would only be refused.
-        self._queued: dict[str, set[str]] = {}
 
     # A waiting acquire's first attempt is the light ACQUIRE_UNQUEUED (docs/backends/postgres.md,
     # *The uncontended cycle*); the full ACQUIRE follows only when it is refused.
     takes_unwanted_locks_first = True
 
     async def _take_if_unwanted(self, name: str, owner: str, ttl_ms: int) -> int | None:
-        if name in self._queued:  # a waiter of this client queues for it: it is contended
-            return None
         reply = await self._db.fetchval(self._q.acquire_unqueued, self._prefix, name, owner, ttl_ms)
         return r.integer_or_none("acquire", reply, "a fencing token or no row")
 
@@ -63,18 +57,7 @@ class PostgresLocks(DistributedLock):
         fencing = r.integer_or_none("acquire", row[0], "a fencing token or NULL")
         retry_after = r.integer_or_none("acquire", row[1], "a delay in ms or NULL")
         queued = fencing is None and wait_ms is not None
-        if queued:
-            self._queued.setdefault(name, set()).add(owner)
-        else:
-            self._forget_queued(name, owner)
         return AcquireAttempt(fencing, retry_after, queued=queued)
-
-    def _forget_queued(self, name: str, owner: str) -> None:
-        owners = self._queued.get(name)
-        if owners is not None:
-            owners.discard(owner)
-            if not owners:
-                del self._queued[name]
 
     async def _extend(self, name: str, owner: str, ttl_ms: int) -> bool:
         held = await self._db.fetchval(self._q.extend, self._prefix, name, owner, ttl_ms)
@@ -117,7 +100,6 @@ class PostgresLocks(DistributedLock):
         )
 
     async def _leave_queue(self, name: str, owner: str) -> None:
-        self._forget_queued(name, owner)
         channel, client = self._listener.channel, self._client_id
         reply = await self._db.fetchrow(
             self._q.leave_queue, self._prefix, name, owner, channel, client

@@ -29,9 +29,11 @@ from redis.asyncio import Redis
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 
+from lockyard import lanes
 from lockyard._tasks import stop_task
 from lockyard.config import RedisConfig, RedisSentinelConfig
 
+from .blocking import ThreadConnections
 from .generations import DEAD_SERVER, Generations
 from .pipelined import PipelinedConnection
 
@@ -56,6 +58,10 @@ class FixedAddress:
 
     def __init__(self, host: str, port: int) -> None:
         self._address = (host, port)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._address
 
     def current(self) -> tuple[str, int] | None:
         return None
@@ -154,6 +160,13 @@ class AutoPipeline:
         self._draining: set[PipelinedConnection] = set()
         self._openers: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: The calling threads' own sockets, for calls driven in a lane (lockyard.lanes): only
+        #: to a fixed server (Sentinel's master moves; its calls go to the loop instead).
+        self._threads = (
+            ThreadConnections(settings, address.address)
+            if isinstance(address, FixedAddress)
+            else None
+        )
 
     @property
     def connections(self) -> list[PipelinedConnection]:
@@ -261,8 +274,17 @@ class AutoPipeline:
         if connection.generation == generations.current and isinstance(error, DEAD_SERVER):
             generations.current += 1
 
+    @property
+    def serves_lanes(self) -> bool:
+        """Whether a call driven in a lane does its I/O in its own thread (else on the loop)."""
+        return self._threads is not None
+
     async def call(self, args: tuple[Any, ...]) -> Any:
         """Send one command on a pipelined connection; its reply (or error reply, raised)."""
+        if lanes.active():
+            if self._threads is None:
+                return await lanes.on_loop(self.call(args))
+            return self._threads.mine().call(args)
         connection = self.pick()
         future = connection.send(args)
         try:
@@ -273,6 +295,10 @@ class AutoPipeline:
 
     async def call_with_epoch(self, build: Callable[[int], tuple[Any, ...]]) -> Any:
         """Send the command ``build(epoch)``, epoch being that of the server it is sent to."""
+        if lanes.active():
+            if self._threads is None:
+                return await lanes.on_loop(self.call_with_epoch(build))
+            return self._threads.mine().call(build(0))  # a fixed server's epoch is 0
         connection = self.pick()
         if not connection.ready:
             await connection.wait_opened()
@@ -299,6 +325,8 @@ class AutoPipeline:
     async def aclose(self) -> None:
         """Close every connection (what is in flight fails) and stop the openers."""
         self._closed = True
+        if self._threads is not None:
+            self._threads.close()
         for opener in list(self._openers):
             await stop_task(opener)
         connections, self._connections = [*self._connections, *self._draining], []
@@ -328,7 +356,9 @@ class AutoPipelinedRedis(Redis):
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         pipeline = self.auto_pipeline
         if pipeline is None or NEVER_DECODE in options:
-            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            # The pool's connections belong to the loop: from a lane, the command goes there.
+            execute = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            return await lanes.on_loop(execute)
         try:
             response = await pipeline.call(args)
         except rx.ResponseError:
@@ -349,3 +379,9 @@ class AutoPipelinedRedis(Redis):
             with contextlib.suppress(Exception):
                 await pipeline.aclose()
         await super().aclose(close_connection_pool)
+
+
+def serves_lanes(client: object) -> bool:
+    """Whether ``client``'s commands go through an :class:`AutoPipeline` that serves lanes (one
+    fixed server: :mod:`lockyard.lanes`)."""
+    return bool(getattr(getattr(client, "auto_pipeline", None), "serves_lanes", False))

@@ -16,6 +16,7 @@ from redis import exceptions as rx
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
+from lockyard import lanes
 from lockyard.clock import SYSTEM_CLOCK, Clock
 from lockyard.errors import BackendError
 from lockyard.locks import AcquireAttempt, DistributedLock, LockInfo
@@ -24,6 +25,7 @@ from lockyard.signals import ReleaseSignals
 
 from . import replies
 from . import scripts as lua
+from .autopipeline import serves_lanes
 from .keys import KeyLayout
 from .keyspace import Keyspace, ServerKeyspace
 from .pool import command
@@ -61,6 +63,8 @@ class RedisLocks(DistributedLock):
         #: directly instead of publishing to ourselves.
         self._client_id = secrets.token_hex(8)
         self._lock_info = LuaScript(client, lua.LOCK_INFO)
+        # WAIT counts one pooled connection's writes: with replicas to wait for, no lanes.
+        self.serves_lanes = not wait_replicas and serves_lanes(client)
 
     async def _try_acquire(
         self, name: str, owner: str, ttl_ms: int, wait_ms: int | None = None
@@ -135,6 +139,11 @@ class RedisLocks(DistributedLock):
             f"acquisition within {self._wait_timeout_ms} ms; it was released again"
         )
 
+    async def _take_if_unwanted(self, name: str, owner: str, ttl_ms: int) -> int | None:
+        # A waiter lease of 0: the queue is consulted, not joined (only a lane calls this).
+        attempt = await self._try_acquire(name, owner, ttl_ms, 0)
+        return attempt.fencing_token
+
     async def _extend(self, name: str, owner: str, ttl_ms: int) -> bool:
         reply = await self._scripts.extend((self._layout.lease(name),), (owner, ttl_ms))
         return replies.flag("extend", reply)
@@ -149,7 +158,7 @@ class RedisLocks(DistributedLock):
         if next_owner is None:
             return False
         if next_owner:
-            self._signals.wake(name, next_owner)
+            lanes.soon(self._signals.wake, name, next_owner)
         return True
 
     async def _release(self, name: str, owner: str) -> bool:
@@ -215,6 +224,6 @@ def _attempt(result: object, wait_ms: int | None) -> AcquireAttempt:
     """The acquire script's reply: ``[epoch, counter]`` when taken, else the retry delay."""
     reply = replies.acquired("acquire", result)
     if isinstance(reply, int):
-        return AcquireAttempt(None, max(reply, 0), queued=wait_ms is not None)
+        return AcquireAttempt(None, max(reply, 0), queued=bool(wait_ms))
     epoch, counter = reply
     return AcquireAttempt(epoch << FENCING_EPOCH_SHIFT | counter)

@@ -45,7 +45,7 @@ LARGE_BYTES = 16 * 1024
 DeathReport = Callable[["PipelinedConnection", BaseException], None]
 
 
-def _reader() -> hiredis.Reader:
+def reader() -> hiredis.Reader:
     # The same reader redis-py's hiredis parser makes for ``decode_responses=True``: error
     # replies become redis-py's exception classes (NoScriptError, ReadOnlyError, ...).
     return hiredis.Reader(
@@ -73,7 +73,7 @@ class PipelinedConnection(asyncio.Protocol):
         self._stale_after = stale_after
         self._on_death = on_death
         self._transport: asyncio.Transport | None = None
-        self._reader = _reader()
+        self._reader = reader()
         #: Futures of the requests written, oldest first: the next reply is the first's.
         self._pending: deque[asyncio.Future[Any]] = deque()
         #: The requests written that are large, oldest first (a subsequence of ``_pending``).

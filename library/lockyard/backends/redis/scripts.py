@@ -273,11 +273,12 @@ end
 # [3] queue, [4] waiters. ARGV: [1] owner, [2] lease ms, [3] fencing epoch of the connection
 # (Sentinel's config-epoch of this master; 0 on a single server; -1: the cluster's current
 # epoch as this node knows it, see fencing_epoch above), [4] waiter lease ms, or '' for
-# an attempt that does not queue (try_acquire: takes a free lock whoever waits), [5] the
-# caller's client id (with a waiter lease).
+# an attempt that does not queue (try_acquire: takes a free lock whoever waits), or '0' for
+# one that respects the queue but does not join it (take if unwanted), [5] the caller's client
+# id (with a waiter lease).
 # A waiting attempt takes the lock only when it is free and the queue has no live waiter ahead
 # of ARGV[1] (its own entry then goes); otherwise it joins the queue at the tail, or keeps its
-# place, with its waiter lease renewed.
+# place, with its waiter lease renewed (not with '0': then nothing changes).
 # Returns {epoch, counter} when acquired; otherwise the ms to wait at most: the holder's
 # remaining lease (PTTL), or, when the lock is free but another waiter is first, that waiter's
 # remaining waiter lease. A newer epoch restarts the counter at 1; an older or equal one
@@ -311,7 +312,7 @@ local left = redis.call('PTTL', KEYS[1])
 if left < 0 then
   left = head_left or 0
 end
-if waiting then
+if waiting and ARGV[4] ~= '0' then
   if not redis.call('ZSCORE', KEYS[3], owner) then
     redis.call('ZADD', KEYS[3], redis.call('HINCRBY', KEYS[2], 'q', 1), owner)
   end

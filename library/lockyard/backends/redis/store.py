@@ -16,6 +16,7 @@ from lockyard.operations import OperationRunner
 from lockyard.store import COUNTER_RULE, CasResult, StateStore, checked_sum, parse_counter
 
 from . import replies
+from .autopipeline import serves_lanes
 from .keys import KeyLayout
 from .keyspace import Keyspace, ServerKeyspace
 from .scripts import Scripts
@@ -45,6 +46,7 @@ class RedisStateStore(StateStore):
         self._scripts = scripts
         self._keyspace: Keyspace = keyspace or ServerKeyspace(client)
         self._timeout = runner.timeout
+        self.serves_lanes = serves_lanes(client)
 
     async def _check_and_set(self, key: str, value: str, ttl_ms: int | None) -> bool:
         created = await self._scripts.check_and_set(

@@ -1,0 +1,185 @@
+"""The direct lane (``lockyard.sync.lane``): one-round-trip calls run in their calling thread.
+
+On single-server Redis a store operation, an uncontended ``acquire`` and a ``release`` are
+driven in the calling thread, on a socket of that thread. These tests pin what that must keep
+from the loop path: its own connection per thread (closed with the thread or the handle), the
+operation timeout, one failed call per thread after a server restart, observers called on the
+loop, and contended acquisitions that continue on the loop in first-come order.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import lockyard.sync
+from lockyard import BackendConnectionError, OperationTimeoutError
+from lockyard.locks import LockGuard
+from lockyard_dev.servers.redis import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+def key() -> str:
+    return f"ns:lane:state:{uuid.uuid4().hex[:8]}"
+
+
+def lockyard_clients(server: RedisServer) -> int:
+    with server.admin() as admin:
+        return sum(1 for client in admin.client_list() if client.get("name") == "lockyard")
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A server of this test's own: these tests restart and pause it."""
+    with RedisServer() as server:
+        yield server
+
+
+def test_each_calling_thread_uses_its_own_socket_closed_with_the_thread(
+    own_server: RedisServer,
+) -> None:
+    with lockyard.sync.connect(own_server.url("lane")) as ly:
+        before = lockyard_clients(own_server)
+        done, leave = threading.Barrier(4), threading.Event()
+
+        def work() -> None:
+            ly.store.set(key(), "v")
+            ly.locks.acquire(f"lane-{uuid.uuid4().hex[:6]}", 30, timeout=5).release()
+            done.wait(10)
+            leave.wait(10)
+
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        done.wait(10)
+        assert lockyard_clients(own_server) == before + 3  # one each, nothing on the loop
+        leave.set()
+        for thread in threads:
+            thread.join(10)
+        gc.collect()  # a thread's socket closes when the thread's state is collected
+        deadline = time.monotonic() + 10
+        while lockyard_clients(own_server) > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lockyard_clients(own_server) == before
+        ly.store.get(key())  # the main thread's own
+        assert lockyard_clients(own_server) == before + 1
+    assert lockyard_clients(own_server) == 0
+
+
+def test_a_direct_call_times_out_at_the_operation_timeout_and_the_next_works(
+    own_server: RedisServer,
+) -> None:
+    with lockyard.sync.connect(own_server.url("lane", operation_timeout="0.3")) as ly:
+        name = key()
+        ly.store.set(name, "v")
+        with own_server.admin() as admin:
+            admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+            try:
+                started = time.monotonic()
+                with pytest.raises(OperationTimeoutError, match=r"operation timeout of 0\.3s"):
+                    ly.store.get(name)
+                assert time.monotonic() - started < 1.4  # the timeout, not the pause, ended it
+            finally:
+                admin.execute_command("CLIENT", "UNPAUSE")
+        assert ly.store.get(name) == "v"  # a new socket: the late reply answers nothing
+
+
+def test_a_server_restart_fails_one_call_per_thread_and_the_next_reconnects(
+    own_server: RedisServer,
+) -> None:
+    with lockyard.sync.connect(own_server.url("lane")) as ly:
+        name = key()
+        ly.store.set(name, "before")
+        own_server.restart()
+        outcomes: list[str] = []
+        for _ in range(3):
+            try:
+                ly.store.set(name, "after")
+                outcomes.append("ok")
+            except BackendConnectionError:
+                outcomes.append("failed")
+        assert outcomes in (["failed", "ok", "ok"], ["ok", "ok", "ok"])
+        assert ly.store.get(name) == "after"
+        guard = ly.locks.acquire("after-restart", 30, timeout=5)
+        assert guard.is_held()
+        guard.release()
+
+
+class ThreadRecorder:
+    """A lock observer that records which thread each event was delivered on."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int]] = []
+
+    def lock_acquired(self, guard: LockGuard) -> None:
+        self.events.append(("acquired", threading.get_ident()))
+
+    def lock_extended(self, guard: LockGuard) -> None:
+        self.events.append(("extended", threading.get_ident()))
+
+    def lock_released(self, guard: LockGuard) -> None:
+        self.events.append(("released", threading.get_ident()))
+
+
+def test_observers_hear_of_direct_calls_on_the_loop_in_order(redis_server: RedisServer) -> None:
+    recorder = ThreadRecorder()
+
+    async def observe(connection: Any) -> None:
+        connection.locks.add_observer(recorder)
+
+    with lockyard.sync.connect(redis_server.url("lane-observers")) as ly:
+        ly.run(observe)
+        guard = ly.locks.acquire("observed", 30, timeout=5)
+        guard.extend(30)
+        guard.release()
+        loop_thread = ly._portal.thread
+        assert loop_thread is not None
+        deadline = time.monotonic() + 10
+        while len(recorder.events) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert recorder.events == [
+        ("acquired", loop_thread.ident),
+        ("extended", loop_thread.ident),
+        ("released", loop_thread.ident),
+    ]
+
+
+def test_contended_acquires_from_threads_are_served_first_come_first_served(
+    redis_server: RedisServer,
+) -> None:
+    with lockyard.sync.connect(redis_server.url("lane-fifo")) as ly:
+        holder = ly.locks.acquire("fifo", 30, timeout=5)
+        order: list[int] = []
+
+        def wait(number: int) -> None:
+            guard = ly.locks.acquire("fifo", 30, timeout=20)
+            order.append(number)
+            guard.release()
+
+        threads = []
+        for number in range(4):
+            thread = threading.Thread(target=wait, args=(number,))
+            thread.start()
+            threads.append(thread)
+            # Each waiter is queued (on the loop) before the next one starts.
+            deadline = time.monotonic() + 10
+            while ly.run(lambda c: _queue_length(c, "fifo")) <= number:
+                assert time.monotonic() < deadline, "a waiter never queued"
+                time.sleep(0.01)
+        holder.release()
+        for thread in threads:
+            thread.join(30)
+    assert order == [0, 1, 2, 3]
+
+
+async def _queue_length(connection: Any, name: str) -> int:
+    locks = connection.locks
+    queue = locks._layout.lock_keys(name)[2]
+    return int(await locks._client.zcard(queue))
