@@ -9,6 +9,7 @@ loop, and contended acquisitions that continue on the loop in first-come order.
 
 from __future__ import annotations
 
+import concurrent.futures
 import gc
 import threading
 import time
@@ -183,3 +184,31 @@ async def _queue_length(connection: Any, name: str) -> int:
     locks = connection.locks
     queue = locks._layout.lock_keys(name)[2]
     return int(await locks._client.zcard(queue))
+
+
+def test_an_interrupted_wait_raises_in_its_thread_and_leaves_the_queue(
+    redis_server: RedisServer,
+) -> None:
+    with lockyard.sync.connect(redis_server.url("lane-interrupt")) as ly:
+        holder = ly.locks.acquire("interrupted", 30, timeout=5)
+        raised: list[BaseException] = []
+
+        def wait() -> None:
+            try:
+                ly.locks.acquire("interrupted", 30, timeout=30)
+            except concurrent.futures.CancelledError as exc:
+                raised.append(exc)
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while ly.run(lambda c: _queue_length(c, "interrupted")) < 1:
+            assert time.monotonic() < deadline, "the waiter never queued"
+            time.sleep(0.01)
+        assert lockyard.sync.interrupt(thread)
+        thread.join(10)
+        assert not thread.is_alive()
+        assert len(raised) == 1
+        assert ly.run(lambda c: _queue_length(c, "interrupted")) == 0  # it left the queue
+        holder.release()
+        assert ly.locks.try_acquire("interrupted", 30) is not None

@@ -1,9 +1,10 @@
-"""Telemetry of blocking calls driven in their calling thread (``lockyard.sync``'s direct lane).
+"""Telemetry of blocking calls, in their calling thread (``lockyard.sync``'s direct lane) or on
+the handle's loop thread.
 
 An uncontended ``acquire``, a ``release`` and store operations run in the calling thread on
-Redis; a contended ``acquire`` starts there and waits on the handle's loop. Both must emit what
-the async API emits (issue 19, item 3), and their spans must be children of the caller's own
-span, whichever thread the rest of the call ran in.
+Redis; a contended ``acquire`` starts there and waits on the handle's loop; a ``hold()`` runs
+on the loop. All must emit what the async API emits (issue 19, item 3), and their spans must be
+children of the caller's own span, whichever thread the call ran in.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def totals(sdk: Sdk, name: str) -> float:
     return sum(point.value for point in sdk.points(name))
 
 
-def test_direct_calls_emit_what_async_ones_do_under_the_callers_span(
+def test_blocking_calls_emit_what_async_ones_do_under_the_callers_span(
     sdk: Sdk, redis_server: RedisServer
 ) -> None:
     prefix = f"lane{uuid.uuid4().hex[:8]}"
@@ -63,28 +64,33 @@ def test_direct_calls_emit_what_async_ones_do_under_the_callers_span(
             guard.release()
             thread.join(30)
             assert not thread.is_alive()
+            with ly.locks.hold("held-on-the-loop", 30):  # not in the lane: on the loop thread
+                pass
         finally:
             context.detach(token)
             ly.store.purge()
     assert waiter_got == [guard.fencing_token + 1]
 
-    assert totals(sdk, "lockyard.lock.acquisitions") == 2
+    assert totals(sdk, "lockyard.lock.acquisitions") == 3
     assert totals(sdk, "lockyard.lock.contentions") == 1
     assert totals(sdk, "lockyard.lock.held") == 0
     ends: dict[str, int] = defaultdict(int)
     for point in sdk.points("lockyard.lock.hold.duration"):
         ends[point.attributes["lockyard.lock.end"]] += point.count
-    assert ends == {"released": 2}
+    assert ends == {"released": 3}
 
     spans = list(sdk.spans.get_finished_spans())
     by_id = {span.context.span_id: span for span in spans}
     acquires = [span for span in spans if span.name == "lockyard.lock.acquire"]
-    assert len(acquires) == 2
-    mine = next(span for span in acquires if span.parent is not None)
-    theirs = next(span for span in acquires if span is not mine)
-    # The caller's span is the parent of what its thread did, store operations included.
-    assert mine.parent is not None
-    assert mine.parent.span_id == PARENT.span_id
+    assert len(acquires) == 3
+    (theirs,) = [span for span in acquires if span.parent is None]  # the waiter's thread
+    # The caller's span is the parent of what its thread did, in the lane or on the loop
+    # (the hold), store operations included.
+    mine = [span for span in acquires if span is not theirs]
+    assert {span.attributes["lockyard.lock.name"] for span in mine} == {"lane", "held-on-the-loop"}
+    for span in mine:
+        assert span.parent is not None
+        assert span.parent.span_id == PARENT.span_id
     for name in ("set", "get", "release"):
         ops = [span for span in spans if span.name == name and span.parent is not None]
         assert any(op.parent.span_id == PARENT.span_id for op in ops if op.parent), name

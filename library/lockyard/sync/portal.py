@@ -73,8 +73,9 @@ class PendingCall(Generic[R]):
         context: contextvars.Context | None = None,
     ) -> None:
         self._loop = loop
-        #: The context the task runs in (a copy of the loop thread's when not given).
-        self.context = context
+        #: The context the task runs in: a copy of the calling thread's, as ``create_task``
+        #: copies the creating task's (an OpenTelemetry span there is the call's parent).
+        self.context = context if context is not None else contextvars.copy_context()
         self._caller = caller
         self._fn = fn
         self._args = args
@@ -93,8 +94,8 @@ class PendingCall(Generic[R]):
             return
         try:
             # The task runs as the calling thread (a read-write lock refuses the same caller
-            # twice), in a copy of the loop thread's context, or the one given.
-            context = self.context if self.context is not None else contextvars.copy_context()
+            # twice), in the context it was given.
+            context = self.context
             context.run(CALLER.set, self._caller)
             coroutine = self._fn(*self._args)
             self._task = self._loop.create_task(coroutine, context=context)  # type: ignore[arg-type]

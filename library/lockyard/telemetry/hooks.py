@@ -9,6 +9,7 @@ decorated call costs one extra Python call and :func:`~lockyard.telemetry.state.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import time
 from collections.abc import Callable, Coroutine
@@ -34,6 +35,8 @@ B = TypeVar("B")
 
 #: The operations that are acquisition attempts (their result is an ``AcquireAttempt``).
 ACQUIRE_OPERATIONS = frozenset({"acquire", "try_acquire"})
+#: A cancelled call: ``lockyard.sync`` interrupts a wait with the second (``lockyard.lanes``).
+CANCELLED = (asyncio.CancelledError, concurrent.futures.CancelledError)
 
 
 class _Acquisition:
@@ -183,7 +186,7 @@ async def _observed_acquire(
     except LockTimeoutError:
         outcome = "timeout"
         raise
-    except asyncio.CancelledError:
+    except CANCELLED:
         outcome = "cancelled"
         raise
     except BaseException as exc:
