@@ -169,11 +169,7 @@ def test_contended_acquires_from_threads_are_served_first_come_first_served(
             thread = threading.Thread(target=wait, args=(number,))
             thread.start()
             threads.append(thread)
-            # Each waiter is queued (on the loop) before the next one starts.
-            deadline = time.monotonic() + 10
-            while ly.run(lambda c: _queue_length(c, "fifo")) <= number:
-                assert time.monotonic() < deadline, "a waiter never queued"
-                time.sleep(0.01)
+            wait_until_queued(ly, "fifo", number + 1)  # before the next one starts
         holder.release()
         for thread in threads:
             thread.join(30)
@@ -184,6 +180,14 @@ async def _queue_length(connection: Any, name: str) -> int:
     locks = connection.locks
     queue = locks._layout.lock_keys(name)[2]
     return int(await locks._client.zcard(queue))
+
+
+def wait_until_queued(ly: lockyard.sync.Connection, name: str, waiters: int) -> None:
+    """Until ``waiters`` waiters are queued for lock ``name`` on the server (on the loop)."""
+    deadline = time.monotonic() + 10
+    while ly.run(lambda c: _queue_length(c, name)) < waiters:
+        assert time.monotonic() < deadline, f"fewer than {waiters} waiters ever queued"
+        time.sleep(0.01)
 
 
 def test_an_interrupted_wait_raises_in_its_thread_and_leaves_the_queue(
@@ -201,10 +205,7 @@ def test_an_interrupted_wait_raises_in_its_thread_and_leaves_the_queue(
 
         thread = threading.Thread(target=wait)
         thread.start()
-        deadline = time.monotonic() + 10
-        while ly.run(lambda c: _queue_length(c, "interrupted")) < 1:
-            assert time.monotonic() < deadline, "the waiter never queued"
-            time.sleep(0.01)
+        wait_until_queued(ly, "interrupted", 1)
         assert lockyard.sync.interrupt(thread)
         thread.join(10)
         assert not thread.is_alive()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lockyard_dev.bench.goals import GoalCheck
 from lockyard_dev.bench.peers import PEERS
-from lockyard_dev.bench.results import LOCKYARD, PROBE, Key, Results
+from lockyard_dev.bench.results import LOCKYARD, PROBE, Key, Results, Section
 from lockyard_dev.bench.stats import (
     OPS_PER_S,
     P50_MS,
@@ -217,47 +217,40 @@ def lock_table(results: Results, backend: str) -> Table:
 
 def throughput_table(results: Results, backend: str) -> Table:
     """Operations and subjects down, task counts across: ops/s, and p99 latency."""
-    figures = results.aggregate()
-    keys = [key for key in figures if key[0] == backend and key[1] == "throughput"]
-    counts = sorted({int(key[3].rsplit("@", 1)[1]) for key in keys})
-    subjects = list(dict.fromkeys(key[2] for key in keys))
-    headers = ["operation", "library"]
-    for count in counts:
-        headers += [f"{count} tasks ops/s", f"{count} p99 ms"]
-    rows = []
-    for op in THROUGHPUT_OPS:
-        for subject in subjects:
-            cells = []
-            for count in counts:
-                metrics = figures.get(
-                    (backend, "throughput", subject, op_name(op, count), "concurrent")
-                )
-                cells += [spread(_get(metrics, OPS_PER_S)), spread(_get(metrics, P99_MS))]
-            if any(cell != DASH for cell in cells):
-                rows.append([op, subject, *cells])
-    return headers, rows
+    columns = (("ops/s", OPS_PER_S), ("p99 ms", P99_MS))
+    return _by_count_table(results, backend, "throughput", THROUGHPUT_OPS, "tasks", columns)
 
 
 def blocking_store_table(results: Results, backend: str) -> Table:
     """Blocking ``get``/``set`` by subject, thread counts across: ops/s, p50 and p99."""
+    columns = (("ops/s", OPS_PER_S), ("p50 ms", P50_MS), ("p99 ms", P99_MS))
+    return _by_count_table(results, backend, "sync", SYNC_STORE_OPS, "threads", columns)
+
+
+def _by_count_table(
+    results: Results,
+    backend: str,
+    section: Section,
+    ops: Sequence[str],
+    unit: str,
+    columns: Sequence[tuple[str, str]],
+) -> Table:
+    """Operations and subjects down; per count of ``unit`` (op ``name@count``), ``columns``."""
     figures = results.aggregate()
-    keys = [key for key in figures if key[0] == backend and key[1] == "sync"]
+    keys = [key for key in figures if key[0] == backend and key[1] == section]
     counts = sorted({int(key[3].rsplit("@", 1)[1]) for key in keys})
     subjects = list(dict.fromkeys(key[2] for key in keys))
     headers = ["operation", "library"]
     for count in counts:
-        headers += [f"{count} threads ops/s", f"{count} p50 ms", f"{count} p99 ms"]
+        first, *rest = columns
+        headers += [f"{count} {unit} {first[0]}", *(f"{count} {label}" for label, _ in rest)]
     rows = []
-    for op in SYNC_STORE_OPS:
+    for op in ops:
         for subject in subjects:
             cells = []
             for count in counts:
-                metrics = figures.get((backend, "sync", subject, op_name(op, count), "concurrent"))
-                cells += [
-                    spread(_get(metrics, OPS_PER_S)),
-                    spread(_get(metrics, P50_MS)),
-                    spread(_get(metrics, P99_MS)),
-                ]
+                metrics = figures.get((backend, section, subject, op_name(op, count), "concurrent"))
+                cells += [spread(_get(metrics, metric)) for _, metric in columns]
             if any(cell != DASH for cell in cells):
                 rows.append([op, subject, *cells])
     return headers, rows
