@@ -146,7 +146,10 @@ class _Tracker:
             if state is None:
                 return []  # its end was reported already (or it was never seen)
             changes = self.seen(name, info, now, error)  # a missed term first
-            return [*changes, self._end(name, now, "released")]
+            # A term this connection broke ended with the break: its holder's release, told
+            # before a read could see the lock free, found nothing to release.
+            broken = self.held[name].broken
+            return [*changes, self._end(name, now, "broken" if broken else "released")]
         changes = self.seen(name, info, now, error)
         if kind == "acquired" and changes and changes[-1][0] == "extended":
             return []

@@ -100,6 +100,21 @@ def test_a_read_that_raced_this_connections_break_waits_for_its_result() -> None
     assert kinds(tracker.seen("lock", None, started=10.2, error=0.001)) == [("broken", 1)]
 
 
+def test_a_release_told_after_this_connections_break_still_ends_it_as_broken() -> None:
+    """The holder's release (which found nothing) can be told before a read sees the lock
+    free: the term still ended with the break. Once reported ``released`` under load."""
+    tracker = _Tracker()
+    tracker.seen("lock", info(1), started=10.0, error=0.001)
+    tracker.breaking["lock"] = 1
+    tracker.break_ended("lock", broken=True)
+    holder = SimpleNamespace(
+        name="lock", owner="owner-token-1", fencing_token=1, lease_ms=1000, lease_deadline=11.0
+    )
+    released = tracker.guard_event("released", cast("LockGuard", holder), now=10.2)
+    assert kinds(released) == [("broken", 1)]
+    assert tracker.held == {}
+
+
 def test_a_break_that_found_nothing_leaves_the_end_to_the_reads() -> None:
     tracker = _Tracker()
     tracker.seen("lock", info(1, left_ms=1000), started=10.0, error=0.001)

@@ -11,7 +11,8 @@ from urllib.parse import urlencode
 import pytest
 
 import lockyard
-from lockyard import BackendConnectionError
+import lockyard.sync
+from lockyard import BackendConnectionError, OperationTimeoutError
 from lockyard.testing.fixtures import unique_prefix
 from lockyard_dev.servers.redis import RedisServer, TLSFiles
 
@@ -91,3 +92,25 @@ async def test_mutual_tls_needs_the_client_certificate(
         guard = await ly.locks.try_acquire("mtls", 5)
         assert guard is not None
         await guard.release()
+
+
+def test_blocking_calls_in_their_thread_speak_tls_and_keep_the_timeout(
+    redis_tls_server: RedisServer,
+) -> None:
+    """lockyard.sync's direct lane opens its own TLS socket per thread (lockyard.sync.lane)."""
+    url = redis_tls_server.url(unique_prefix(), operation_timeout="0.5")
+    with lockyard.sync.connect(url) as ly:
+        ly.store.set("ns:acme:state:tls", "v")
+        assert ly.store.get("ns:acme:state:tls") == "v"
+        guard = ly.locks.acquire("tls-sync", 30, timeout=1)
+        assert guard.is_held()
+        guard.release()
+        with redis_tls_server.admin() as admin:
+            admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+            try:
+                with pytest.raises(OperationTimeoutError, match=r"operation timeout of 0\.5s"):
+                    ly.store.get("ns:acme:state:tls")
+            finally:
+                admin.execute_command("CLIENT", "UNPAUSE")
+        assert ly.store.get("ns:acme:state:tls") == "v"
+        ly.store.purge()

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import lockyard
 import lockyard.sync
 from lockyard import BackendConnectionError, OperationTimeoutError
 from lockyard.locks import LockGuard
@@ -213,3 +214,42 @@ def test_an_interrupted_wait_raises_in_its_thread_and_leaves_the_queue(
         assert ly.run(lambda c: _queue_length(c, "interrupted")) == 0  # it left the queue
         holder.release()
         assert ly.locks.try_acquire("interrupted", 30) is not None
+
+
+def test_threads_cycling_through_a_server_restart_each_recover(own_server: RedisServer) -> None:
+    """Four threads cycle a lock each while the server restarts under them: while it is down
+    they see connection failures (no other error, no hang); once it is back each fails at most
+    one more call and then cycles again on a new socket."""
+    with lockyard.sync.connect(own_server.url("lane-restart", operation_timeout="2")) as ly:
+        stop = threading.Event()
+        failures_after: dict[int, list[str]] = {number: [] for number in range(4)}
+        after_restart: dict[int, int] = dict.fromkeys(range(4), 0)
+        restarted = threading.Event()
+
+        def cycle(number: int) -> None:
+            while not stop.is_set():
+                try:
+                    guard = ly.locks.acquire(f"restart-{number}", 30, timeout=5)
+                    guard.release()
+                    if restarted.is_set():
+                        after_restart[number] += 1
+                except (BackendConnectionError, lockyard.LockExpiredError) as exc:
+                    # A release whose lease the restart wiped finds it gone: LockExpiredError.
+                    if restarted.is_set():
+                        failures_after[number].append(type(exc).__name__)
+
+        threads = [threading.Thread(target=cycle, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        own_server.restart()
+        restarted.set()
+        deadline = time.monotonic() + 20
+        while min(after_restart.values()) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        for thread in threads:
+            thread.join(20)
+        assert not any(thread.is_alive() for thread in threads)
+    assert min(after_restart.values()) >= 20, after_restart
+    assert all(len(errors) <= 1 for errors in failures_after.values()), failures_after
