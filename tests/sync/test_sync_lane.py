@@ -38,6 +38,12 @@ def lockyard_clients(server: RedisServer) -> int:
 
 
 @pytest.fixture
+def ly(redis_server: RedisServer) -> Iterator[lockyard.sync.Connection]:
+    with lockyard.sync.connect(redis_server.url(f"lane-{uuid.uuid4().hex[:6]}")) as handle:
+        yield handle
+
+
+@pytest.fixture
 def own_server() -> Iterator[RedisServer]:
     """A server of this test's own: these tests restart and pause it."""
     with RedisServer() as server:
@@ -130,22 +136,21 @@ class ThreadRecorder:
         self.events.append(("released", threading.get_ident()))
 
 
-def test_observers_hear_of_direct_calls_on_the_loop_in_order(redis_server: RedisServer) -> None:
+def test_observers_hear_of_direct_calls_on_the_loop_in_order(ly: lockyard.sync.Connection) -> None:
     recorder = ThreadRecorder()
 
     async def observe(connection: Any) -> None:
         connection.locks.add_observer(recorder)
 
-    with lockyard.sync.connect(redis_server.url("lane-observers")) as ly:
-        ly.run(observe)
-        guard = ly.locks.acquire("observed", 30, timeout=5)
-        guard.extend(30)
-        guard.release()
-        loop_thread = ly._portal.thread
-        assert loop_thread is not None
-        deadline = time.monotonic() + 10
-        while len(recorder.events) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
+    ly.run(observe)
+    guard = ly.locks.acquire("observed", 30, timeout=5)
+    guard.extend(30)
+    guard.release()
+    loop_thread = ly._portal.thread
+    assert loop_thread is not None
+    deadline = time.monotonic() + 10
+    while len(recorder.events) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert recorder.events == [
         ("acquired", loop_thread.ident),
         ("extended", loop_thread.ident),
@@ -154,26 +159,25 @@ def test_observers_hear_of_direct_calls_on_the_loop_in_order(redis_server: Redis
 
 
 def test_contended_acquires_from_threads_are_served_first_come_first_served(
-    redis_server: RedisServer,
+    ly: lockyard.sync.Connection,
 ) -> None:
-    with lockyard.sync.connect(redis_server.url("lane-fifo")) as ly:
-        holder = ly.locks.acquire("fifo", 30, timeout=5)
-        order: list[int] = []
+    holder = ly.locks.acquire("fifo", 30, timeout=5)
+    order: list[int] = []
 
-        def wait(number: int) -> None:
-            guard = ly.locks.acquire("fifo", 30, timeout=20)
-            order.append(number)
-            guard.release()
+    def wait(number: int) -> None:
+        guard = ly.locks.acquire("fifo", 30, timeout=20)
+        order.append(number)
+        guard.release()
 
-        threads = []
-        for number in range(4):
-            thread = threading.Thread(target=wait, args=(number,))
-            thread.start()
-            threads.append(thread)
-            wait_until_queued(ly, "fifo", number + 1)  # before the next one starts
-        holder.release()
-        for thread in threads:
-            thread.join(30)
+    threads = []
+    for number in range(4):
+        thread = threading.Thread(target=wait, args=(number,))
+        thread.start()
+        threads.append(thread)
+        wait_until_queued(ly, "fifo", number + 1)  # before the next one starts
+    holder.release()
+    for thread in threads:
+        thread.join(30)
     assert order == [0, 1, 2, 3]
 
 
@@ -192,28 +196,27 @@ def wait_until_queued(ly: lockyard.sync.Connection, name: str, waiters: int) -> 
 
 
 def test_an_interrupted_wait_raises_in_its_thread_and_leaves_the_queue(
-    redis_server: RedisServer,
+    ly: lockyard.sync.Connection,
 ) -> None:
-    with lockyard.sync.connect(redis_server.url("lane-interrupt")) as ly:
-        holder = ly.locks.acquire("interrupted", 30, timeout=5)
-        raised: list[BaseException] = []
+    holder = ly.locks.acquire("interrupted", 30, timeout=5)
+    raised: list[BaseException] = []
 
-        def wait() -> None:
-            try:
-                ly.locks.acquire("interrupted", 30, timeout=30)
-            except concurrent.futures.CancelledError as exc:
-                raised.append(exc)
+    def wait() -> None:
+        try:
+            ly.locks.acquire("interrupted", 30, timeout=30)
+        except concurrent.futures.CancelledError as exc:
+            raised.append(exc)
 
-        thread = threading.Thread(target=wait)
-        thread.start()
-        wait_until_queued(ly, "interrupted", 1)
-        assert lockyard.sync.interrupt(thread)
-        thread.join(10)
-        assert not thread.is_alive()
-        assert len(raised) == 1
-        assert ly.run(lambda c: _queue_length(c, "interrupted")) == 0  # it left the queue
-        holder.release()
-        assert ly.locks.try_acquire("interrupted", 30) is not None
+    thread = threading.Thread(target=wait)
+    thread.start()
+    wait_until_queued(ly, "interrupted", 1)
+    assert lockyard.sync.interrupt(thread)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(raised) == 1
+    assert ly.run(lambda c: _queue_length(c, "interrupted")) == 0  # it left the queue
+    holder.release()
+    assert ly.locks.try_acquire("interrupted", 30) is not None
 
 
 def test_threads_cycling_through_a_server_restart_each_recover(own_server: RedisServer) -> None:
