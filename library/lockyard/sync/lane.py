@@ -1,13 +1,13 @@
 """The direct lane of a handle: the async core's coroutine driven in the calling thread.
 
 A blocking call normally runs on the handle's loop thread (:mod:`.portal`), which costs two
-thread wake-ups per call, about one loopback round trip more. A call marked ``direct`` in the
-facade (``direct(...)`` in :mod:`.bridge`: one round trip and nothing else, such as a store
-``get``, an ``acquire`` that finds the lock free, a ``release``) runs instead, on a backend
-that serves lanes (single-server Redis), right here: :func:`drive` sends into the very same
-coroutine the loop would run until it returns, with :data:`lockyard.lanes.CURRENT` set, and
-the backend does its I/O on a blocking socket of this thread. Whatever needs the loop (a
-contended ``acquire``'s wait, an observer's queue) is handed to it by :mod:`lockyard.lanes`
+thread wake-ups per call, about one loopback round trip more. A call marked direct in the
+facade (``blocking(..., direct=True)`` in :mod:`.bridge`: one round trip and nothing else,
+such as a store ``get``, an ``acquire`` that finds the lock free, a ``release``) runs instead,
+on a backend that serves lanes (single-server Redis), right here: :func:`drive` sends into the
+very same coroutine the loop would run until it returns, with :data:`lockyard.lanes.CURRENT`
+set, and the backend does its I/O on a blocking socket of this thread. Whatever needs the loop
+(a contended ``acquire``'s wait, an observer's queue) is handed to it by :mod:`lockyard.lanes`
 through :class:`ThreadLane`. So there is still one implementation of the semantics.
 """
 

@@ -161,7 +161,7 @@ class AutoPipeline:
         self._openers: set[asyncio.Task[None]] = set()
         self._closed = False
         #: The calling threads' own sockets, for calls driven in a lane (lockyard.lanes): only
-        #: to a fixed server (Sentinel's master moves; its calls go to the loop instead).
+        #: to a fixed server (Sentinel's master moves: its handle serves no lanes).
         self._threads = (
             ThreadConnections(settings, address.address)
             if isinstance(address, FixedAddress)
@@ -281,10 +281,9 @@ class AutoPipeline:
 
     async def call(self, args: tuple[Any, ...]) -> Any:
         """Send one command on a pipelined connection; its reply (or error reply, raised)."""
-        if lanes.active():
-            if self._threads is None:
-                return await lanes.on_loop(self.call(args))
-            return self._threads.mine().call(args)
+        threads = self._threads
+        if threads is not None and lanes.active():
+            return threads.mine().call(args)
         connection = self.pick()
         future = connection.send(args)
         try:
@@ -295,10 +294,9 @@ class AutoPipeline:
 
     async def call_with_epoch(self, build: Callable[[int], tuple[Any, ...]]) -> Any:
         """Send the command ``build(epoch)``, epoch being that of the server it is sent to."""
-        if lanes.active():
-            if self._threads is None:
-                return await lanes.on_loop(self.call_with_epoch(build))
-            return self._threads.mine().call(build(0))  # a fixed server's epoch is 0
+        threads = self._threads
+        if threads is not None and lanes.active():
+            return threads.mine().call(build(0))  # a fixed server's epoch is 0
         connection = self.pick()
         if not connection.ready:
             await connection.wait_opened()
@@ -356,9 +354,7 @@ class AutoPipelinedRedis(Redis):
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         pipeline = self.auto_pipeline
         if pipeline is None or NEVER_DECODE in options:
-            # The pool's connections belong to the loop: from a lane, the command goes there.
-            execute = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-            return await lanes.on_loop(execute)
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         try:
             response = await pipeline.call(args)
         except rx.ResponseError:
