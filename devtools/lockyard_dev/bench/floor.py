@@ -1,4 +1,4 @@
-"""The durable-write floor of a PostgreSQL lock cycle, measured on the benchmark's own server.
+"""The durable-write floor of a PostgreSQL lock cycle, measured on the benchmark's servers.
 
 A lock cycle commits twice: the acquisition, which must wait for its WAL flush, and the release,
 which need not (docs/backends/postgres.md, *Durability*). The floor is what the plainest
@@ -14,7 +14,11 @@ lease row in Lockyard's ``locks`` table (pgbench-style), timed with ``synchronou
   one connection: what the SQL costs against the floor, and, against Lockyard's cycle, what the
   library's layers cost.
 
-Records: section ``floor``, subject :data:`FLOOR`, op ``lock_cycle``, mode ``uncontended``.
+It is measured twice per pass: on the benchmark's server, whose ``fsync=off`` keeps the WAL
+write of a flushed commit but not its disk sync (subject :data:`FLOOR`), and on a second server
+with ``fsync=on``, where a flush reaches the disk as in production (:data:`DURABLE_FLOOR`,
+:mod:`.durable`). Records: section ``floor``, that subject, op ``lock_cycle``, mode
+``uncontended``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from lockyard.config import PostgresConfig
 from lockyard_dev.bench.results import Record, Results
 from lockyard_dev.bench.stats import OPS_PER_S, P50_MS, Op, time_sequential, warm_up
 
-FLOOR = "durable floor (upsert)"
+FLOOR = "upsert floor, fsync=off"
+DURABLE_FLOOR = "upsert floor, fsync=on"
 #: $1 prefix, $2 name, $3 owner: takes the lease row as an acquisition does, in one upsert.
 UPSERT = """
 INSERT INTO {s}.locks AS l (prefix, name, owner, expires_at, fencing)
@@ -105,7 +110,12 @@ async def _statement_cycle_rate(
 
 
 async def measure_floor(
-    results: Results, config: PostgresConfig, pass_no: int, iterations: int, max_seconds: float
+    results: Results,
+    config: PostgresConfig,
+    pass_no: int,
+    iterations: int,
+    max_seconds: float,
+    subject: str = FLOOR,
 ) -> None:
     """One pass: the upsert rate with and without the flush, and the floors they give."""
     import asyncpg
@@ -136,5 +146,5 @@ async def measure_floor(
         "statements_per_s": statements,
     }
     results.add(
-        Record(config.backend, "floor", FLOOR, "lock_cycle", "uncontended", pass_no, metrics)
+        Record(config.backend, "floor", subject, "lock_cycle", "uncontended", pass_no, metrics)
     )

@@ -654,7 +654,11 @@ def _method(settings: dict[str, object]) -> list[str]:
         " results.json: on / 2, a cycle whose release also waits for its flush). Beside it,"
         " Lockyard's own two statements of an uncontended cycle, prepared and called raw on one"
         " connection (`statements_per_s`): the floor against it is what the SQL costs, it"
-        " against Lockyard's cycle what the library's layers cost.",
+        " against Lockyard's cycle what the library's layers cost. It is measured twice: on the"
+        " benchmark's server (`fsync=off`: a flushed commit writes its WAL without the disk"
+        " sync) and on a second server started for the run with `fsync=on`, where a flush"
+        " reaches the disk; Lockyard's uncontended cycle runs on that server too, back to back"
+        " with its floor (`lockyard, fsync=on`).",
         "- Each backend's server is started by `lockyard_dev.servers` on a loopback port"
         " and stopped after its run; backends run one after another, never at once.",
     ]

@@ -3,7 +3,8 @@
 Per pass, for every scenario's connection: each store operation runs sequentially on one task
 and then with ``concurrency`` tasks, each immediately followed (or, on odd passes, preceded) by
 its raw-driver baseline in the same mode, so drifting machine load hits both sides of a ratio
-alike. Then Lockyard's lock cycles, on PostgreSQL the durable floor (:mod:`.floor`), the
+alike. Then Lockyard's lock cycles, on PostgreSQL the durable floor (:mod:`.floor`; also on a
+server with ``fsync=on``, :mod:`.durable`), the
 concurrent-throughput table (:mod:`.throughput`: Lockyard against the raw drivers' pools, on the
 default scenario's connection), then every peer library's. A failure is recorded as a note
 with its exact error and the benchmark goes on with the next measurement.
@@ -24,7 +25,8 @@ from lockyard.connection import Connection
 from lockyard.errors import LockTimeoutError, StateError
 from lockyard.locks import DistributedLock, LockGuard
 from lockyard_dev.bench.baselines import RawDriver, raw_driver_for
-from lockyard_dev.bench.floor import measure_floor
+from lockyard_dev.bench.durable import DURABLE_LOCKYARD, DurableTarget, durable_target
+from lockyard_dev.bench.floor import DURABLE_FLOOR, measure_floor
 from lockyard_dev.bench.lock_cycles import (
     ACQUIRE_TIMEOUT_S,
     LOCK_TTL_S,
@@ -159,6 +161,9 @@ class TargetRun:
             raw = await self._open_raw()
             if raw is not None:
                 stack.push_async_callback(self._close_raw, raw)
+            durable = None
+            if isinstance(self.config, PostgresConfig):
+                durable = await self._durable_target(stack)
             peers = self._usable_peers()
             subjects: list[Subject] = []
             if connections and self.plan.throughput_tasks:
@@ -180,7 +185,7 @@ class TargetRun:
                     if scenario.probe is not None:
                         await self._probe(pass_no, scenario, connection)
                 if isinstance(self.config, PostgresConfig):
-                    await self._floor(pass_no, self.config)
+                    await self._floor(pass_no, self.config, durable)
                 if subjects:
                     self.progress(f"{label}: concurrent throughput")
                     await self._throughput(pass_no, subjects)
@@ -280,13 +285,53 @@ class TargetRun:
         except Exception as exc:
             self._failed_pass("blocking store operations", pass_no, exc)
 
-    async def _floor(self, pass_no: int, config: PostgresConfig) -> None:
+    async def _durable_target(self, stack: contextlib.AsyncExitStack) -> DurableTarget | None:
+        self.progress(f"[{self.backend}] starting a second server with fsync=on (durable floor)")
         try:
-            await measure_floor(
-                self.results, config, pass_no, self.plan.iterations, self.plan.max_seconds
-            )
+            return await stack.enter_async_context(durable_target())
+        except Exception as exc:
+            self._note(DURABLE_FLOOR, f"not measured: its server did not start: {describe(exc)}")
+            return None
+
+    async def _floor(
+        self, pass_no: int, config: PostgresConfig, durable: DurableTarget | None
+    ) -> None:
+        iterations, max_seconds = self.plan.iterations, self.plan.max_seconds
+        try:
+            await measure_floor(self.results, config, pass_no, iterations, max_seconds)
         except Exception as exc:
             self._failed_pass("durable floor", pass_no, exc)
+        if durable is None:
+            return
+        self.progress(f"[{self.backend}] pass {pass_no + 1}/{self.plan.passes}: fsync=on server")
+        handle = LockyardHandle(durable.connection.locks, f"bench-d-{uuid.uuid4().hex[:6]}")
+
+        async def floor() -> None:
+            await measure_floor(
+                self.results, durable.config, pass_no, iterations, max_seconds, DURABLE_FLOOR
+            )
+
+        async def cycles() -> None:
+            metrics = await uncontended_async(handle, iterations, max_seconds)
+            self.results.add(
+                Record(
+                    self.backend,
+                    "floor",
+                    DURABLE_LOCKYARD,
+                    "lock_cycle",
+                    "uncontended",
+                    pass_no,
+                    metrics,
+                )
+            )
+
+        # Back to back, in alternating order from pass to pass (a drift in load favours neither).
+        steps = [("durable floor", floor), ("lock cycle (fsync=on)", cycles)]
+        for name, step in steps if pass_no % 2 == 0 else steps[::-1]:
+            try:
+                await step()
+            except Exception as exc:
+                self._failed_pass(name, pass_no, exc)
 
     def _usable_peers(self) -> list[Peer]:
         usable = []
