@@ -26,7 +26,7 @@ from lockyard.errors import LockTimeoutError, StateError
 from lockyard.locks import DistributedLock, LockGuard
 from lockyard_dev.bench.baselines import RawDriver, raw_driver_for
 from lockyard_dev.bench.durable import DURABLE_LOCKYARD, DurableTarget, durable_target
-from lockyard_dev.bench.floor import DURABLE_FLOOR, measure_floor
+from lockyard_dev.bench.floor import DURABLE_FLOOR, FLOOR, measure_floor
 from lockyard_dev.bench.lock_cycles import (
     ACQUIRE_TIMEOUT_S,
     LOCK_TTL_S,
@@ -300,7 +300,7 @@ class TargetRun:
         try:
             await measure_floor(self.results, config, pass_no, iterations, max_seconds)
         except Exception as exc:
-            self._failed_pass("durable floor", pass_no, exc)
+            self._failed_pass(FLOOR, pass_no, exc)
         if durable is None:
             return
         self.progress(f"[{self.backend}] pass {pass_no + 1}/{self.plan.passes}: fsync=on server")
@@ -326,7 +326,7 @@ class TargetRun:
             )
 
         # Back to back, in alternating order from pass to pass (a drift in load favours neither).
-        steps = [("durable floor", floor), ("lock cycle (fsync=on)", cycles)]
+        steps = [(DURABLE_FLOOR, floor), (DURABLE_LOCKYARD, cycles)]
         for name, step in steps if pass_no % 2 == 0 else steps[::-1]:
             try:
                 await step()
