@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
+import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -26,6 +29,13 @@ def mutual_tls_server(
     """A TLS server that also demands a client certificate."""
     folder: Path = tmp_path_factory.mktemp("redis-mtls")
     with RedisServer(folder, tls=redis_tls, tls_auth_clients=True) as server:
+        yield server
+
+
+@pytest.fixture
+def own_tls_server(redis_tls: TLSFiles, tmp_path: Path) -> Iterator[RedisServer]:
+    """A TLS server only this test uses (it may freeze it)."""
+    with RedisServer(tmp_path / "redis-tls", tls=redis_tls) as server:
         yield server
 
 
@@ -114,3 +124,37 @@ def test_blocking_calls_in_their_thread_speak_tls_and_keep_the_timeout(
                 admin.execute_command("CLIENT", "UNPAUSE")
         assert ly.store.get("ns:acme:state:tls") == "v"
         ly.store.purge()
+
+
+@pytest.mark.parametrize("server", ["answering", "frozen"])
+def test_a_handle_closed_as_its_loop_ends_leaves_no_socket_open(
+    own_tls_server: RedisServer, server: str
+) -> None:
+    """A TLS socket closes only once the server answered its close_notify, a round trip after
+    ``close()``: the handle waits for that (and drops the socket of a server that does not
+    answer), so an application whose loop ends right after closing leaves no socket open
+    (a ResourceWarning wherever it is collected, as CI once saw in another test)."""
+    url = own_tls_server.url(unique_prefix(), timeout="2")
+
+    async def use_and_close() -> float:
+        ly = await lockyard.connect(url)
+        await ly.store.set("ns:acme:state:tls", "v")
+        if server == "frozen":
+            own_tls_server.freeze()
+        started = time.perf_counter()
+        await ly.close()
+        return time.perf_counter() - started
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loop = asyncio.new_event_loop()
+        try:
+            closing = loop.run_until_complete(use_and_close())
+        finally:
+            loop.close()  # at once: no loop round runs after the handle's close
+            own_tls_server.thaw()
+        del loop
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    # A frozen server costs the close its grace (autopipeline.CLOSE_GRACE), not a timeout.
+    assert closing < 2

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -107,22 +106,18 @@ class MotoServer(ServerHarness):
 
     def freeze(self) -> None:
         """SIGSTOP: connections are accepted by the kernel but never answered."""
-        assert self.process.process is not None
-        self.process.process.send_signal(signal.SIGSTOP)
+        self.process.freeze()
 
     def thaw(self) -> None:
-        assert self.process.process is not None
-        self.process.process.send_signal(signal.SIGCONT)
+        self.process.thaw()
 
     @property
     def running(self) -> bool:
         return self.process.running
 
     def close(self) -> None:
-        """Stop the server (thawed first, in case it is frozen); delete the folder if we made it."""
+        """Stop the server (a frozen one too); delete the folder if we made it."""
         try:
-            if self.running:
-                self.thaw()
             self.stop()
         finally:
             if self._owns_workdir:

@@ -208,6 +208,7 @@ class ServerProcess:
         process = self.process
         if process is None or process.poll() is not None:
             return
+        process.send_signal(signal.SIGCONT)  # a frozen process handles no other signal
         process.send_signal(sig)
         try:
             process.wait(timeout)
@@ -218,3 +219,13 @@ class ServerProcess:
     def kill(self) -> None:
         """SIGKILL: the server vanishes without a clean shutdown."""
         self.stop(signal.SIGKILL)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the kernel still accepts connections and data, but nothing answers."""
+        if self.process is not None and self.running:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        if self.process is not None and self.running:
+            self.process.send_signal(signal.SIGCONT)

@@ -190,6 +190,13 @@ class RedisServer(ServerHarness):
     def kill(self) -> None:
         self.process.kill()
 
+    def freeze(self) -> None:
+        """SIGSTOP: connections are accepted by the kernel but never answered (a hung host)."""
+        self.process.freeze()
+
+    def thaw(self) -> None:
+        self.process.thaw()
+
     def restart(self, timeout: float = 30.0) -> None:
         """Stop (if running) and start again on the same port; the data starts empty."""
         self.stop()

@@ -40,6 +40,10 @@ from .pipelined import PipelinedConnection
 #: The most connections one handle's auto-pipeline opens (more only while one is heavy).
 MAX_CONNECTIONS = 4
 
+#: Seconds a closing handle waits for the server to answer each socket's close (TLS's
+#: close_notify: a loopback round trip) before it drops the socket instead.
+CLOSE_GRACE = 0.25
+
 
 class ServerAddress(Protocol):
     """Where the pipelined connections of one handle go."""
@@ -201,10 +205,10 @@ class AutoPipeline:
                 connection.retire()  # opened before a death, or to a master the pool left
             if not connection.retired:
                 usable.append(connection)
-            elif not connection.closed:
+            elif not connection.finished:
                 self._draining.add(connection)
         self._connections = usable
-        self._draining = {connection for connection in self._draining if not connection.closed}
+        self._draining = {connection for connection in self._draining if not connection.finished}
         for connection in usable:
             if not connection.heavy:
                 return connection
@@ -311,7 +315,7 @@ class AutoPipeline:
         """Take no new request on any connection (its server left); each closes once answered."""
         for connection in self._connections:
             connection.retire()
-            if not connection.closed:
+            if not connection.finished:
                 self._draining.add(connection)
         self._connections = []
 
@@ -331,6 +335,7 @@ class AutoPipeline:
         self._draining = set()
         for connection in connections:
             connection.close()
+        await asyncio.gather(*(connection.wait_closed(CLOSE_GRACE) for connection in connections))
 
 
 class AutoPipelinedRedis(Redis):

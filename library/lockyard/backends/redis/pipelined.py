@@ -88,6 +88,8 @@ class PipelinedConnection(asyncio.Protocol):
         self._progress_at = 0.0
         self._handshake: list[asyncio.Future[Any]] = []
         self._opened: asyncio.Future[None] = loop.create_future()
+        #: Done when asyncio reports the socket closed (``connection_lost``).
+        self._lost: asyncio.Future[None] = loop.create_future()
         #: Requests written and batches written (``requests / writes`` is the batching).
         self.requests = 0
         self.writes = 0
@@ -102,6 +104,12 @@ class PipelinedConnection(asyncio.Protocol):
         self._closing = False
         #: Why the connection failed (``None`` while it works, or after a clean close).
         self.failure: BaseException | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Closed, and its socket too (asyncio closes a socket a loop round after ``close()``,
+        and a TLS socket only once the server answered its close_notify)."""
+        return self.closed and self._transport is None
 
     # -- choosing -------------------------------------------------------------------------
     @property
@@ -218,6 +226,19 @@ class PipelinedConnection(asyncio.Protocol):
         self._die(rx.ConnectionError("the Redis handle was closed"), report=False)
         self._close_transport()
 
+    async def wait_closed(self, grace: float) -> None:
+        """Until the socket is closed, after :meth:`close`; a server that does not answer the
+        close within ``grace`` seconds has its socket dropped. A loop that ends before would
+        leave the socket open (a ResourceWarning wherever it is collected)."""
+        lost = self._lost
+        if self._transport is None:
+            return
+        await asyncio.wait((lost,), timeout=grace)
+        transport = self._transport
+        if transport is not None:
+            transport.abort()
+            await asyncio.wait((lost,), timeout=grace)
+
     def _close_if_idle(self) -> None:
         if not self.retired or self.closed or self._batch_futures:
             return
@@ -318,6 +339,8 @@ class PipelinedConnection(asyncio.Protocol):
             error = rx.ConnectionError(f"Error while reading from {address}: {exc}")
         self._die(error, report=not self._closing)
         self._transport = None
+        if not self._lost.done():
+            self._lost.set_result(None)
 
 
 def _copy(error: BaseException) -> BaseException:
