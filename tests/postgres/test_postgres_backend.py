@@ -15,6 +15,7 @@ from postgres_helpers import backend_of, wait_until
 import lockyard
 from lockyard.backends import postgres as pg
 from lockyard.backends.postgres import sql
+from lockyard.backends.postgres.errors import ConnectTimeoutError
 from lockyard.testing.fixtures import unique_prefix
 from lockyard_dev.servers.postgres import PostgresServer
 from lockyard_dev.servers.process import free_port
@@ -274,6 +275,9 @@ def test_translate_error_maps_by_class() -> None:
     assert isinstance(t(asyncpg.InterfaceError("closed")), lockyard.BackendConnectionError)
     assert isinstance(t(asyncpg.QueryCanceledError("late")), lockyard.OperationTimeoutError)
     assert isinstance(t(TimeoutError()), lockyard.OperationTimeoutError)
+    # A connect that timed out is an unreachable server, though it is a TimeoutError too.
+    connect_timeout = ConnectTimeoutError("no connection within 1s")
+    assert isinstance(t(connect_timeout), lockyard.BackendConnectionError)
     assert isinstance(t(asyncpg.InvalidPasswordError("no")), lockyard.BackendError)
     assert isinstance(t(asyncpg.UniqueViolationError("dup")), lockyard.BackendError)
     assert t(ValueError("not ours")) is None

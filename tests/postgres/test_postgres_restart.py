@@ -19,6 +19,7 @@ import pytest
 from postgres_helpers import backend_of
 
 import lockyard
+from lockyard.backends.postgres import SETUP_TIMEOUT_S
 from lockyard.locks import LockGuard
 from lockyard_dev.servers.postgres import PostgresServer
 
@@ -304,6 +305,25 @@ async def test_connecting_while_the_server_is_down_fails_fast(running: PostgresS
         await lockyard.connect(target)
     assert time.monotonic() - started < OPERATION_TIMEOUT_S
     running.start()
+    async with lockyard.connect(target) as ly:
+        assert await ly.store.get("ns:t:state:none") is None
+
+
+async def test_connecting_to_a_hung_server_fails_as_unreachable_at_the_connect_timeout(
+    running: PostgresServer,
+) -> None:
+    """SIGSTOP: the kernel accepts the connection and nothing answers it. Opening a handle gives
+    up when the connect does (the operation timeout), as an unreachable server, and says so;
+    not after the longer setup timeout, and not as a setup step that ran too long."""
+    target = url(running, timeout=1.0)
+    running.freeze()
+    try:
+        started = time.monotonic()
+        with pytest.raises(lockyard.BackendConnectionError, match="no connection within 1s"):
+            await lockyard.connect(target)
+        assert time.monotonic() - started < SETUP_TIMEOUT_S / 2
+    finally:
+        running.thaw()
     async with lockyard.connect(target) as ly:
         assert await ly.store.get("ns:t:state:none") is None
 

@@ -35,7 +35,12 @@ from pathlib import Path
 from typing import IO
 
 import lockyard
-from lockyard.errors import BackendConnectionError, LockLostError, StateError
+from lockyard.errors import (
+    BackendConnectionError,
+    LockLostError,
+    OperationTimeoutError,
+    StateError,
+)
 from lockyard.permits import PermitGuard
 
 #: Injects faults while the contenders run (it is given their processes and returns when done).
@@ -274,13 +279,13 @@ async def _fenced_holder(args: argparse.Namespace) -> None:
 
 # -- the worker process -------------------------------------------------------------------------
 async def _connected(url: str, give_up_at: float) -> lockyard.Connection:
-    """Connect, asking again while the backend is down or recovering, as a restarted worker
-    would: a contender still starting (or stopped) when the faults restart the server must not
-    fail the run."""
+    """Connect, asking again while the backend is down, recovering or too loaded to answer in
+    time, as a restarted worker would: a contender still starting (or stopped) when the faults
+    restart the server must not fail the run. A refusal (credentials, configuration) is final."""
     while True:
         try:
             return await lockyard.connect(url)
-        except BackendConnectionError:
+        except (BackendConnectionError, OperationTimeoutError):
             if time.monotonic() > give_up_at:
                 raise
             await asyncio.sleep(RETRY_PAUSE_S)

@@ -23,6 +23,17 @@ from lockyard.operations import OperationRunner
 BACKEND_NAME = "postgresql"
 
 
+class ConnectTimeoutError(TimeoutError):
+    """asyncpg gave up opening a connection within its ``timeout``.
+
+    Raised by :func:`.tls.connect`, the one place that knows a timeout came from a connect (to
+    asyncpg's other timeouts it is the same built-in class). A server that accepts no connection
+    in time is unreachable for now, like one that refuses it: ``BackendConnectionError``, not an
+    operation that ran too long (the operation around it, such as opening the backend, may have
+    a longer timeout of its own, which did not run out).
+    """
+
+
 def translate_error(exc: BaseException, where: str = BACKEND_NAME) -> StateError | None:
     """Map an asyncpg or socket exception onto the Lockyard tree (by class, most specific first).
 
@@ -59,6 +70,11 @@ def translate_error(exc: BaseException, where: str = BACKEND_NAME) -> StateError
     if isinstance(exc, pg_errors.InterfaceError):
         # A closed connection or pool ("connection is closed", "pool is closing").
         return BackendConnectionError(detail)
+    if isinstance(exc, ConnectTimeoutError):
+        return BackendConnectionError(
+            f"{where}: {exc}: the server is down, starting up or overloaded "
+            "(raise operation_timeout if it is only slow to accept connections)"
+        )
     if isinstance(exc, TimeoutError) and exc.errno is None:
         return OperationTimeoutError(detail)
     if isinstance(exc, OSError | pg_errors.InternalClientError):

@@ -17,6 +17,8 @@ import asyncpg
 from lockyard.config import PostgresConfig
 from lockyard.errors import ConfigError
 
+from .errors import ConnectTimeoutError
+
 
 def ssl_setting(config: PostgresConfig) -> ssl.SSLContext | str | bool:
     """asyncpg's ``ssl=`` argument for the config's ``sslmode`` and certificate files.
@@ -79,6 +81,9 @@ async def connect(kwargs: dict[str, Any]) -> asyncpg.Connection:
     when the event loop ends soon after (a closing application, a test) the socket is never
     closed. Letting the connect finish (it is bounded by its own timeout) and then terminating
     the connection closes it at once.
+
+    asyncpg's own ``timeout`` running out raises :class:`~.errors.ConnectTimeoutError`, which
+    the error boundary reports as an unreachable server.
     """
     connecting = asyncio.ensure_future(asyncpg.connect(**kwargs))
     try:
@@ -87,3 +92,5 @@ async def connect(kwargs: dict[str, Any]) -> asyncpg.Connection:
         with contextlib.suppress(Exception):
             (await connecting).terminate()
         raise
+    except TimeoutError as exc:
+        raise ConnectTimeoutError(f"no connection within {kwargs['timeout']:g}s") from exc
