@@ -9,6 +9,7 @@ and chained with ``raise ... from``::
     │   └── UnexpectedReplyError    a reply of the wrong shape, type or size for its operation
     ├── BackendError                the server answered with a refusal (auth, limits, bad data)
     ├── OperationTimeoutError       an operation outlived the operation timeout (also TimeoutError)
+    ├── HandleClosedError           an operation on a handle after its close() (also RuntimeError)
     ├── LockTimeoutError            acquire() gave up waiting (also TimeoutError)
     ├── LockExpiredError            extend()/release() on a lock this guard no longer holds
     ├── LockLostError               a hold() block whose lock was lost while it ran
@@ -45,6 +46,11 @@ class BackendError(StateError):
 
 class OperationTimeoutError(StateError, TimeoutError):
     """An operation took longer than the configured operation timeout."""
+
+
+class HandleClosedError(StateError, RuntimeError):
+    """An operation on a handle that was closed: open a new one. Nothing was sent; a closed
+    handle never opens a connection again (nothing would ever close it)."""
 
 
 class LockTimeoutError(StateError, TimeoutError):

@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lockyard.errors import OperationTimeoutError, StateError
+from lockyard.errors import HandleClosedError, OperationTimeoutError, StateError
 from lockyard.telemetry.hooks import observe_operation
 from lockyard.telemetry.state import active
 
@@ -86,7 +86,7 @@ class _Watchdog:
 class OperationRunner:
     """Runs backend coroutines under the operation timeout, translating driver errors."""
 
-    __slots__ = ("_watchdog", "backend", "telemetry", "timeout", "translate")
+    __slots__ = ("_watchdog", "backend", "closed", "telemetry", "timeout", "translate")
 
     def __init__(self, backend: str, timeout: float, translate: ErrorTranslator) -> None:
         self.backend = backend
@@ -95,6 +95,14 @@ class OperationRunner:
         self._watchdog: _Watchdog | None = None
         #: What telemetry may say about this backend (set when a connection opens it).
         self.telemetry: BackendAttributes | None = None
+        #: Set by the backend's close(): every call from then on is refused (see :meth:`close`).
+        self.closed = False
+
+    def close(self) -> None:
+        """Refuse every later call with ``HandleClosedError``. Drivers reconnect on demand
+        (redis-py's pool after ``disconnect()``), so a call after the backend closed would open
+        a connection that nothing ever closes; asking first costs one attribute read."""
+        self.closed = True
 
     def _watch(self, task: asyncio.Task[object]) -> tuple[_Watchdog, _Call]:
         loop = task.get_loop()
@@ -113,6 +121,13 @@ class OperationRunner:
 
     async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
         # One frame for the watchdog and the translation: this runs around every backend call.
+        if self.closed:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()  # a coroutine never started: not a "never awaited" warning
+            raise HandleClosedError(
+                f"{self.backend}: {operation} on a closed handle: open a new one (lockyard.connect)"
+            )
         loop = asyncio._get_running_loop()  # None: driven in a calling thread (lockyard.lanes)
         task = None if loop is None else asyncio.current_task(loop)
         call: _Call | None = None

@@ -39,6 +39,7 @@ PUBLIC_API = [
     "FenceLostError",
     "FenceSlotError",
     "Guarantees",
+    "HandleClosedError",
     "InvalidKeyError",
     "KeyKind",
     "KeyLike",

@@ -365,7 +365,7 @@ class MemoryBackend:
     guarantees = GUARANTEES
 
     def __init__(self, config: MemoryConfig, clock: Clock = SYSTEM_CLOCK) -> None:
-        runner = OperationRunner(self.name, config.operation_timeout, default_translate)
+        self._run = runner = OperationRunner(self.name, config.operation_timeout, default_translate)
         self.locks = MemoryLocks(runner, clock)
         self.store = MemoryStateStore(runner, clock, self.locks)
         tables = {
@@ -397,6 +397,7 @@ class MemoryBackend:
         return f"lockyard-memory {__version__}"
 
     async def close(self) -> None:
+        self._run.close()
         self._sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._sweeper

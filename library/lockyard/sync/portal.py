@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 from lockyard._callers import CALLER
+from lockyard.errors import HandleClosedError
 from lockyard.sync import threads
 from lockyard.sync.lane import ThreadLane
 
@@ -201,7 +202,7 @@ class Portal:
             return loop
         with self._lock:
             if self._closed:
-                raise RuntimeError(f"{self.name} is closed")
+                raise _closed_error(self.name)
             if self._loop is None:
                 self._loop = self._start_thread()
             return self._loop
@@ -247,7 +248,7 @@ class Portal:
         try:
             loop.call_soon_threadsafe(call._start)
         except RuntimeError:  # closed meanwhile
-            raise RuntimeError(f"{self.name} is closed") from None
+            raise _closed_error(self.name) from None
         return call
 
     def call(self, fn: Callable[..., Awaitable[R]], *args: Any) -> R:
@@ -259,7 +260,7 @@ class Portal:
         final: Callable[[], Coroutine[Any, Any, None]] | None = None,
         timeout: float | None = None,
     ) -> None:
-        """Await ``final()`` on the loop, cancel what still runs there, and stop the thread."""
+        """Cancel what runs on the loop, await ``final()`` there, and stop the thread."""
         with self._lock:
             if self._closed:
                 return
@@ -275,6 +276,8 @@ class Portal:
             thread.join(timeout)
             if not thread.is_alive():
                 loop.close()
+                # A later thread may get the dead one's ident: it is no longer the loop's.
+                self._loop_ident = None
 
     def _forget_parent(self) -> None:
         """In a forked child: abandon the parent's loop (never closed here) and start anew."""
@@ -290,15 +293,27 @@ class Portal:
 
 
 async def _shut_down(final: Callable[[], Coroutine[Any, Any, None]] | None) -> None:
+    """Cancel what runs on the loop, then await ``final()`` (closing the backend), then cancel
+    what that left. In this order a ``hold()`` block still running releases its lock while the
+    backend is open: a closed backend refuses every call (``HandleClosedError``)."""
+    await _cancel_the_others()
     try:
         if final is not None:
             await final()
     finally:
-        current = asyncio.current_task()
-        rest = [task for task in asyncio.all_tasks() if task is not current]
-        for task in rest:
-            task.cancel()
-        await asyncio.gather(*rest, return_exceptions=True)
+        await _cancel_the_others()
+
+
+async def _cancel_the_others() -> None:
+    current = asyncio.current_task()
+    rest = [task for task in asyncio.all_tasks() if task is not current]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
+
+
+def _closed_error(name: str) -> HandleClosedError:
+    return HandleClosedError(f"{name} is closed: open a new handle (lockyard.sync.connect)")
 
 
 _PORTALS: weakref.WeakSet[Portal] = weakref.WeakSet()

@@ -9,8 +9,8 @@ import pytest
 
 from lockyard import CasResult, KeyKind, SerializationError, StateKey
 from lockyard.connection import Connection
-from lockyard.errors import InvalidKeyError
-from lockyard.testing.fixtures import ConformanceBase, key
+from lockyard.errors import HandleClosedError, InvalidKeyError
+from lockyard.testing.fixtures import ConformanceBase, ConnectFactory, key, unique_prefix
 from lockyard.testing.virtual_time import loop_time
 
 INT64_MAX = 2**63 - 1
@@ -43,6 +43,28 @@ class StoreConformance(ConformanceBase):
     async def test_non_string_values_are_rejected(self, ly: Connection) -> None:
         with pytest.raises(TypeError):
             await ly.store.set(key(), 5)  # type: ignore[arg-type]
+
+    # -- the handle ------------------------------------------------------------------------
+    async def test_a_closed_handle_refuses_every_operation(
+        self, lockyard_connect: ConnectFactory
+    ) -> None:
+        """After ``close()`` (idempotent) every operation raises ``HandleClosedError`` (also a
+        ``RuntimeError``) and sends nothing: a driver that reconnected on demand would open a
+        connection that nothing ever closes."""
+        closed = await lockyard_connect(unique_prefix())
+        k = key()
+        await closed.store.set(k, "v")
+        await closed.store.purge()
+        await closed.close()
+        await closed.close()
+        for operation in (
+            lambda: closed.store.get(k),
+            lambda: closed.store.set(k, "w"),
+            lambda: closed.locks.try_acquire(f"closed-{k}", 5),
+            lambda: closed.semaphores.try_acquire(f"closed-{k}", 2, 5),
+        ):
+            with pytest.raises(HandleClosedError, match="closed"):
+                await operation()
 
     # -- check_and_set ---------------------------------------------------------------------
     async def test_check_and_set_creates_only_when_absent(self, ly: Connection) -> None:

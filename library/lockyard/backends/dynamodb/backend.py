@@ -79,6 +79,7 @@ class DynamoDBBackend:
         return f"DynamoDB API {api} at {self.client.meta.endpoint_url}, table {self.config.table}"
 
     async def close(self) -> None:
+        self._run.close()
         await self._stack.aclose()
 
 

@@ -99,6 +99,7 @@ class PostgresBackend:
         return f"PostgreSQL {version}"
 
     async def close(self) -> None:
+        self._run.close()
         self._sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._sweeper

@@ -187,6 +187,7 @@ class RedisBackend:
         return f"Redis {info.get('redis_version', 'unknown')}"
 
     async def close(self) -> None:
+        self._run.close()
         if self.sentinel_watch is not None:
             await self.sentinel_watch.close()
         sweeper, self._sweeper = self._sweeper, None
