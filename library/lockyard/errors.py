@@ -33,6 +33,17 @@ class StateError(Exception):
 class BackendConnectionError(StateError):
     """The backend cannot be reached; retrying after it is back succeeds on the same handle."""
 
+    @classmethod
+    def not_answering(cls, where: str, timeout: float) -> BackendConnectionError:
+        """A server that takes the connection but does not answer it within ``timeout`` while
+        a handle opens (stopped, hung, starting up or overloaded). Every backend reports it
+        this way: unreachable for now, like a server that refuses the connection, and not an
+        operation that ran too long (opening may run under a longer timeout of its own)."""
+        return cls(
+            f"{where}: no answer within {timeout:g}s while connecting: the server is down, "
+            "starting up or overloaded (raise operation_timeout if it is only slow to answer)"
+        )
+
 
 class UnexpectedReplyError(BackendConnectionError):
     """A reply that is no answer to the operation sent: the wrong shape or type, or larger than

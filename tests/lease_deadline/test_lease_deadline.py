@@ -14,11 +14,10 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import pytest
 from delaying_relay import DelayingRelay
-from frozen_servers import Frozen, RedisProcessFreezer
+from frozen_servers import ALL, RELAYED, Target
 
 import lockyard
 from lockyard import LockLostError
@@ -29,58 +28,6 @@ from lockyard.testing.fixtures import unique_prefix
 TTL_S = 2.0
 #: Traffic delay beyond the lease: every renewal's answer arrives after the lease has ended.
 DELAY_S = 2 * TTL_S
-
-
-@dataclass
-class Target:
-    """One backend's server: a URL (optionally through a relay port) and how to freeze it."""
-
-    url: Callable[[str, int | None], str]
-    upstream_port: int | None
-    server: Frozen
-
-
-def _port_swapped(url: str, port: int, relay_port: int | None) -> str:
-    return url if relay_port is None else url.replace(f":{port}/", f":{relay_port}/", 1)
-
-
-@pytest.fixture
-def target(request: pytest.FixtureRequest) -> Target:
-    backend = request.param
-    if backend == "redis":
-        redis = request.getfixturevalue("redis_server")
-        return Target(
-            lambda p, relay: _port_swapped(redis.url(p), redis.port, relay),
-            redis.port,
-            RedisProcessFreezer(redis),
-        )
-    if backend == "sentinel":
-        setup = request.getfixturevalue("deadline_sentinel")
-        master = setup.server_on(setup.master_address()[1])
-        return Target(lambda p, relay: setup.url(p), None, RedisProcessFreezer(master))
-    if backend == "postgres":
-        pg = request.getfixturevalue("postgres_server")
-        return Target(lambda p, relay: _port_swapped(pg.url(prefix=p), pg.port, relay), pg.port, pg)
-    assert backend == "dynamodb"
-    moto = request.getfixturevalue("moto_server")
-
-    def moto_url(prefix: str, relay: int | None) -> str:
-        endpoint = moto.endpoint_url if relay is None else f"http://127.0.0.1:{relay}"
-        url: str = moto.url("lockyard-deadlines", prefix, endpoint_url=endpoint)
-        return url
-
-    return Target(moto_url, moto.port, moto)
-
-
-ALL = [
-    pytest.param("redis", marks=pytest.mark.redis),
-    pytest.param("sentinel", marks=pytest.mark.sentinel),
-    pytest.param("postgres", marks=pytest.mark.postgres),
-    pytest.param("dynamodb", marks=pytest.mark.dynamodb),
-]
-#: Sentinel hands clients the master's own address, so a relay in front of it is not on the
-#: path; the stalled-master case covers it.
-RELAYED = [param for param in ALL if param.values != ("sentinel",)]
 
 
 async def _run_past_the_lease(

@@ -276,7 +276,7 @@ def test_translate_error_maps_by_class() -> None:
     assert isinstance(t(asyncpg.QueryCanceledError("late")), lockyard.OperationTimeoutError)
     assert isinstance(t(TimeoutError()), lockyard.OperationTimeoutError)
     # A connect that timed out is an unreachable server, though it is a TimeoutError too.
-    connect_timeout = ConnectTimeoutError("no connection within 1s")
+    connect_timeout = ConnectTimeoutError(1.0)
     assert isinstance(t(connect_timeout), lockyard.BackendConnectionError)
     assert isinstance(t(asyncpg.InvalidPasswordError("no")), lockyard.BackendError)
     assert isinstance(t(asyncpg.UniqueViolationError("dup")), lockyard.BackendError)

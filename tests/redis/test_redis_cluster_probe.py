@@ -91,6 +91,28 @@ async def test_probe_fails_with_the_reason_while_the_cluster_is_down(tmp_path: P
             await login.check()
 
 
+async def test_opening_a_handle_on_a_stopped_cluster_fails_as_unreachable(
+    own_redis_cluster: RedisClusterSetup,
+) -> None:
+    """Every node SIGSTOPped (connections accepted, never answered): opening fails at the
+    operation timeout as an unreachable server, as on every backend
+    (tests/lease_deadline/test_opening_on_a_stopped_server.py), and works once they thaw."""
+    url = own_redis_cluster.url(unique_prefix(), timeout="1")
+    for server in own_redis_cluster.servers:
+        server.freeze()
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackendConnectionError, match="no answer within 1s while connecting"):
+            await lockyard.connect(url)
+        took = time.monotonic() - started
+    finally:
+        for server in own_redis_cluster.servers:
+            server.thaw()
+    assert 0.9 <= took < 11
+    async with lockyard.connect(url) as ly:
+        await ly.ping()
+
+
 async def test_rediss_cluster_over_tls(tmp_path: Path) -> None:
     tls = make_test_tls(tmp_path / "tls")
     with RedisClusterSetup(tmp_path / "tls-cluster", tls=tls) as cluster:

@@ -140,7 +140,7 @@ async def open_backend(config: DynamoDBConfig) -> DynamoDBBackend:
                 f"{config.endpoint_url!r}: {exc}"
             ) from None
         timeout = TABLE_SETUP_TIMEOUT_S if config.create_table else config.operation_timeout
-        setup = OperationRunner("dynamodb", timeout, make_translate(config))
+        setup = OperationRunner("dynamodb", timeout, make_translate(config, opening=True))
         await setup("open", prepare_table(client, config))
     except BaseException:
         await stack.aclose()

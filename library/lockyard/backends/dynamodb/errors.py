@@ -38,9 +38,14 @@ def error_code(exc: ClientError) -> str:
     return code
 
 
-def make_translate(config: DynamoDBConfig) -> ErrorTranslator:
-    """The one place where botocore/aiobotocore errors become Lockyard errors (by class/code)."""
+def make_translate(config: DynamoDBConfig, *, opening: bool = False) -> ErrorTranslator:
+    """The one place where botocore/aiobotocore errors become Lockyard errors (by class/code).
+
+    ``opening``: for the requests that open a handle, where an endpoint that takes the request
+    but does not answer it in time is unreachable for now, as on every backend
+    (``BackendConnectionError.not_answering``); later it is an operation that timed out."""
     where = config.endpoint_url or f"DynamoDB in {config.region}"
+    server = f"dynamodb at {where}" if config.endpoint_url else f"dynamodb in {config.region}"
     table = config.table
 
     def translate(exc: BaseException) -> StateError | None:
@@ -68,6 +73,8 @@ def make_translate(config: DynamoDBConfig) -> ErrorTranslator:
                 "(dynamodb://KEY_ID:SECRET@TABLE or access_key_id/secret_access_key)"
             )
         if isinstance(exc, ReadTimeoutError):
+            if opening:
+                return BackendConnectionError.not_answering(server, config.operation_timeout)
             return OperationTimeoutError(f"dynamodb: no answer from {where}: {exc}")
         if isinstance(exc, BotoConnectionError | HTTPClientError):
             # Refused, reset, closed, TLS and connect timeouts: the endpoint cannot be reached.

@@ -33,6 +33,10 @@ class ConnectTimeoutError(TimeoutError):
     a longer timeout of its own, which did not run out).
     """
 
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"no connection within {timeout:g}s")
+        self.timeout = timeout
+
 
 def translate_error(exc: BaseException, where: str = BACKEND_NAME) -> StateError | None:
     """Map an asyncpg or socket exception onto the Lockyard tree (by class, most specific first).
@@ -71,10 +75,7 @@ def translate_error(exc: BaseException, where: str = BACKEND_NAME) -> StateError
         # A closed connection or pool ("connection is closed", "pool is closing").
         return BackendConnectionError(detail)
     if isinstance(exc, ConnectTimeoutError):
-        return BackendConnectionError(
-            f"{where}: {exc}: the server is down, starting up or overloaded "
-            "(raise operation_timeout if it is only slow to accept connections)"
-        )
+        return BackendConnectionError.not_answering(where, exc.timeout)
     if isinstance(exc, TimeoutError) and exc.errno is None:
         return OperationTimeoutError(detail)
     if isinstance(exc, OSError | pg_errors.InternalClientError):

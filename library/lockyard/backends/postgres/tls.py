@@ -93,4 +93,4 @@ async def connect(kwargs: dict[str, Any]) -> asyncpg.Connection:
             (await connecting).terminate()
         raise
     except TimeoutError as exc:
-        raise ConnectTimeoutError(f"no connection within {kwargs['timeout']:g}s") from exc
+        raise ConnectTimeoutError(kwargs["timeout"]) from exc

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Awaitable
 from typing import cast
 
 from redis import exceptions as rx
@@ -18,10 +19,11 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from lockyard._tasks import raise_if_cancelled, stop_task
 from lockyard.clock import SYSTEM_CLOCK, Clock
 from lockyard.config import RedisClusterConfig, RedisConfig, RedisSentinelConfig
+from lockyard.errors import BackendConnectionError, OperationTimeoutError
 from lockyard.guarantees import Guarantees
 from lockyard.operations import OperationRunner
 
-from .errors import translate
+from .errors import translate, where
 from .fenced import RedisFencedWrites
 from .keys import KeyLayout
 from .keyspace import Keyspace
@@ -130,7 +132,7 @@ class RedisBackend:
 
     async def start(self) -> None:
         """Check the server answers (and the credentials work), load the scripts, start tasks."""
-        await self._run("connect", self.scripts.load())
+        await self.first_contact(self.scripts.load())
         if self._sentinel is not None:
             pools = [
                 cast(SentinelConnectionPool, self.client.connection_pool),
@@ -144,6 +146,15 @@ class RedisBackend:
             self.sentinel_watch = watch
             watch.start()
         self.start_sweeper()
+
+    async def first_contact(self, opening: Awaitable[object]) -> None:
+        """Run the first request of a handle being opened. A server that takes the connection
+        but does not answer within the operation timeout is unreachable for now, as on every
+        backend (``BackendConnectionError.not_answering``)."""
+        try:
+            await self._run("connect", opening)
+        except OperationTimeoutError as exc:
+            raise BackendConnectionError.not_answering(where(self.config), self._timeout) from exc
 
     def start_sweeper(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="lockyard-redis-sweep")

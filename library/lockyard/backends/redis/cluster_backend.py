@@ -77,7 +77,7 @@ class RedisClusterBackend(RedisBackend):
     async def start(self) -> None:
         """Read the slot map (and check the credentials), load the scripts on every master,
         start the sweeper."""
-        await self._run("connect", self._connect())
+        await self.first_contact(self._connect())
         self.start_sweeper()
 
     async def _connect(self) -> None:

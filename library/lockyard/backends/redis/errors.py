@@ -12,6 +12,7 @@ from __future__ import annotations
 from redis import exceptions as rx
 from redis.asyncio.sentinel import MasterNotFoundError
 
+from lockyard.config import RedisClusterConfig, RedisConfig, RedisSentinelConfig
 from lockyard.errors import (
     BackendConnectionError,
     BackendError,
@@ -69,3 +70,12 @@ def translate(exc: BaseException) -> StateError | None:
     if isinstance(exc, OSError):
         return BackendConnectionError(f"redis: {exc}")
     return None
+
+
+def where(config: RedisConfig | RedisSentinelConfig | RedisClusterConfig) -> str:
+    """The server of ``config``, as messages name it."""
+    if isinstance(config, RedisSentinelConfig):
+        return f"redis-sentinel master {config.master!r}"
+    if isinstance(config, RedisClusterConfig):
+        return "redis-cluster at " + ", ".join(f"{n.host}:{n.port}" for n in config.nodes)
+    return f"redis at {config.host}:{config.port}"
