@@ -39,7 +39,7 @@ from lockyard.clock import SYSTEM_CLOCK, Clock
 from lockyard.durations import Duration, lock_ttl_to_ms, timeout_to_seconds
 from lockyard.errors import LockExpiredError, LockTimeoutError
 from lockyard.fenced_writes import Fence
-from lockyard.guard_exit import ReleasedOnExit
+from lockyard.held_lease import HeldLease
 
 # Re-exported: they lived here before lockyard.holding and lockyard.waiting.
 from lockyard.holding import LOSS_MARGIN_FRACTION as LOSS_MARGIN_FRACTION
@@ -161,21 +161,10 @@ def check_owner_token(owner: str) -> str:
     return owner
 
 
-class LockGuard(ReleasedOnExit):
+class LockGuard(HeldLease):
     """One acquisition of a lock. Holds its owner token; checks ownership on the backend."""
 
-    __slots__ = (
-        "__weakref__",  # telemetry notices a guard dropped unreleased
-        "_locks",
-        "_released",
-        "fencing_token",
-        "lease_deadline",
-        "lease_ms",
-        "lost",
-        "name",
-        "owner",
-        "renewed_at",
-    )
+    __slots__ = ("_locks",)
 
     def __init__(
         self,
@@ -187,20 +176,7 @@ class LockGuard(ReleasedOnExit):
         started: float,
     ) -> None:
         self._locks = locks
-        self.name = name
-        self.owner = owner
-        self.fencing_token = fencing_token
-        self.lease_ms = lease_ms
-        #: The holder's own bound on its lease (``clock.monotonic()`` seconds): the start of the
-        #: call that acquired or last renewed it plus its TTL. The backend's lease began after
-        #: that call started, so it cannot end before this.
-        self.lease_deadline = started + lease_ms / 1000
-        self.renewed_at = locks.clock.wall()
-        self.lost = asyncio.Event()
-        self._released = False
-
-    def __repr__(self) -> str:
-        return f"LockGuard(name={self.name!r}, fencing_token={self.fencing_token})"
+        super().__init__(locks.clock, name, owner, fencing_token, lease_ms, started)
 
     @telemetry.instrument_guard("extend")
     async def extend(self, ttl: Duration) -> None:
@@ -215,9 +191,7 @@ class LockGuard(ReleasedOnExit):
                 f"lock {self.name!r} (fencing token {self.fencing_token}) is no longer held by "
                 "this guard: it expired, was released or was taken by another owner"
             )
-        self.lease_ms = ms
-        self.lease_deadline = started + ms / 1000
-        self.renewed_at = locks.clock.wall()
+        self._renewed(locks.clock, ms, started)
         locks._notify("lock_extended", self)
 
     @telemetry.instrument_guard("release")
@@ -238,10 +212,6 @@ class LockGuard(ReleasedOnExit):
         """Ask the backend whether this guard still holds its lock."""
         locks = self._locks
         return await locks._run("is_held", locks._is_held(self.name, self.owner))
-
-    @property
-    def released(self) -> bool:
-        return self._released
 
     @property
     def fence(self) -> Fence:

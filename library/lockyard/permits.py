@@ -34,7 +34,7 @@ from lockyard.clock import SYSTEM_CLOCK, Clock
 from lockyard.durations import Duration, lock_ttl_to_ms
 from lockyard.errors import LockExpiredError
 from lockyard.fenced_writes import Fence
-from lockyard.guard_exit import ReleasedOnExit
+from lockyard.held_lease import HeldLease
 from lockyard.locks import DEFAULT_WAITER_LEASE_S
 from lockyard.operations import OperationRunner
 from lockyard.signals import ReleaseSignals, ReleaseWatch, SleepWatch
@@ -248,22 +248,10 @@ class PermitTable(abc.ABC):
         return await self._run("list_held", self._list_held())
 
 
-class PermitGuard(ReleasedOnExit):
+class PermitGuard(HeldLease):
     """One held permit: its own owner token, lease and fencing token."""
 
-    __slots__ = (
-        "__weakref__",
-        "_released",
-        "_table",
-        "fencing_token",
-        "lease_deadline",
-        "lease_ms",
-        "lost",
-        "name",
-        "owner",
-        "renewed_at",
-        "weight",
-    )
+    __slots__ = ("_table", "weight")
 
     #: What the permit is, in messages.
     what = "permit"
@@ -281,27 +269,11 @@ class PermitGuard(ReleasedOnExit):
         weight: int,
     ) -> None:
         self._table = table
-        self.name = name
-        self.owner = owner
-        self.fencing_token = fencing_token
-        self.lease_ms = lease_ms
         self.weight = weight
-        #: The holder's own bound on its lease (monotonic seconds), as ``LockGuard``'s.
-        self.lease_deadline = started + lease_ms / 1000
-        #: Wall-clock time of the acquisition or the latest extend (what a Lease shows).
-        self.renewed_at = table.clock.wall()
-        self.lost = asyncio.Event()
-        self._released = False
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, fencing_token={self.fencing_token})"
+        super().__init__(table.clock, name, owner, fencing_token, lease_ms, started)
 
     def _describe(self) -> str:
         return f"{self.what} of {self.name!r} (fencing token {self.fencing_token})"
-
-    @property
-    def released(self) -> bool:
-        return self._released
 
     @property
     def kind(self) -> str:
@@ -332,9 +304,7 @@ class PermitGuard(ReleasedOnExit):
                 f"{self._describe()} is no longer held by this guard: it expired, was released "
                 "or was broken"
             )
-        self.lease_ms = ms
-        self.lease_deadline = started + ms / 1000
-        self.renewed_at = table.clock.wall()
+        self._renewed(table.clock, ms, started)
         table.notify("permit_extended", self)
 
     async def release(self) -> None:

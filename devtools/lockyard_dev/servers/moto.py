@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from lockyard_dev.servers.process import ServerHarness, ServerProcess, free_port, port_open
+from lockyard_dev.servers.process import (
+    OneProcessControls,
+    ServerHarness,
+    ServerProcess,
+    free_port,
+    port_open,
+)
 
 DUMMY_KEY_ID = "lockyard-test"
 DUMMY_SECRET = "lockyard-test-secret"
@@ -42,7 +48,7 @@ DEFAULT_REGION = "us-east-1"
 SUITE_OPERATION_TIMEOUT_S = 60
 
 
-class MotoServer(ServerHarness):
+class MotoServer(OneProcessControls, ServerHarness):
     """One moto server process; ``stop``/``kill``/``freeze``/``start`` keep the same port."""
 
     def __init__(self, workdir: Path | None = None, port: int | None = None) -> None:
@@ -97,23 +103,6 @@ class MotoServer(ServerHarness):
                 return bool(response.status == 200)
         except OSError:
             return False
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def kill(self) -> None:
-        self.process.kill()
-
-    def freeze(self) -> None:
-        """SIGSTOP: connections are accepted by the kernel but never answered."""
-        self.process.freeze()
-
-    def thaw(self) -> None:
-        self.process.thaw()
-
-    @property
-    def running(self) -> bool:
-        return self.process.running
 
     def close(self) -> None:
         """Stop the server (a frozen one too); delete the folder if we made it."""

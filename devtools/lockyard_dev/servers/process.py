@@ -229,3 +229,29 @@ class ServerProcess:
         """SIGCONT after :meth:`freeze`."""
         if self.process is not None and self.running:
             self.process.send_signal(signal.SIGCONT)
+
+
+class OneProcessControls:
+    """``stop``, ``kill``, ``freeze``, ``thaw`` and ``running`` of a harness that is one
+    :class:`ServerProcess` (``self.process``): a Redis server, moto."""
+
+    process: ServerProcess
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes without a clean shutdown."""
+        self.process.kill()
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections are accepted by the kernel but never answered (a hung host)."""
+        self.process.freeze()
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        self.process.thaw()
+
+    @property
+    def running(self) -> bool:
+        return self.process.running

@@ -33,6 +33,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from lockyard_dev.servers.process import (
+    OneProcessControls,
     ServerHarness,
     ServerProcess,
     ServerStartError,
@@ -116,7 +117,7 @@ class _Folder:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
-class RedisServer(ServerHarness):
+class RedisServer(OneProcessControls, ServerHarness):
     """One redis-server on a free loopback port; ``stop()`` ends only this process."""
 
     def __init__(
@@ -184,19 +185,6 @@ class RedisServer(ServerHarness):
             raise
         return self
 
-    def stop(self) -> None:
-        self.process.stop()
-
-    def kill(self) -> None:
-        self.process.kill()
-
-    def freeze(self) -> None:
-        """SIGSTOP: connections are accepted by the kernel but never answered (a hung host)."""
-        self.process.freeze()
-
-    def thaw(self) -> None:
-        self.process.thaw()
-
     def restart(self, timeout: float = 30.0) -> None:
         """Stop (if running) and start again on the same port; the data starts empty."""
         self.stop()
@@ -208,10 +196,6 @@ class RedisServer(ServerHarness):
         self._folder.remove()
 
     remove = close  # the name this method had first; callers still use it
-
-    @property
-    def running(self) -> bool:
-        return self.process.running
 
     # -- access ----------------------------------------------------------------------------
     def connection_kwargs(self) -> dict[str, Any]:
