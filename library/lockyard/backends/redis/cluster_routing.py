@@ -195,28 +195,11 @@ class ClusterRouter:
             except asyncio.CancelledError:
                 connection.abandon(future)
                 raise
-            except rx.MovedError as exc:
-                self.followed["moved"] += 1
-                await self._cluster.nodes_manager.move_slot(exc)
-                self.refresh_soon()
-            except rx.AskError as exc:
-                self.followed["ask"] += 1
-                asking = self._node_at(exc.host, int(exc.port))
-            except rx.TryAgainError:
-                self.followed["tryagain"] += 1
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, RETRY_PAUSE_CAP_S)
-            except rx.ClusterDownError:
-                self.followed["down"] += 1
-                pause = await self._wait_for_map(pause)
-            except rx.ResponseError as exc:
-                if _NON_LOCAL not in str(exc):
+            except (rx.RedisError, OSError) as exc:
+                followed = await self._follow(exc, pause)
+                if followed is None:
                     raise
-                self.followed["non_local"] += 1
-                pause = await self._wait_for_map(pause)
-            except (rx.ConnectionError, OSError):
-                self.refresh_soon()  # a failover may follow: find the new master soon
-                raise
+                asking, pause = followed
 
     async def on_own_connection(
         self, key: str, work: Callable[[AbstractConnection], Awaitable[T]]
@@ -238,25 +221,41 @@ class ClusterRouter:
                     await command(connection, "ASKING")
                     asking = None
                 return await work(connection)
-            except rx.MovedError as exc:
-                self.followed["moved"] += 1
-                await self._cluster.nodes_manager.move_slot(exc)
-                self.refresh_soon()
-            except rx.AskError as exc:
-                self.followed["ask"] += 1
-                asking = self._node_at(exc.host, int(exc.port))
-            except rx.TryAgainError:
-                self.followed["tryagain"] += 1
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, RETRY_PAUSE_CAP_S)
-            except rx.ClusterDownError:
-                self.followed["down"] += 1
-                pause = await self._wait_for_map(pause)
-            except (rx.ConnectionError, OSError):
-                self.refresh_soon()
-                raise
+            except (rx.RedisError, OSError) as exc:
+                followed = await self._follow(exc, pause)
+                if followed is None:
+                    raise
+                asking, pause = followed
             finally:
                 await pool.release(connection)
+
+    async def _follow(
+        self, exc: rx.RedisError | OSError, pause: float
+    ) -> tuple[ClusterNode | None, float] | None:
+        """After ``exc`` ended a command: if it means "not executed here", count it, wait as it
+        asks, and return where to send the command again (a node to send ASKING to first, or
+        ``None`` for the slot's master) and the next pause; otherwise ``None`` (raise it)."""
+        if isinstance(exc, rx.MovedError):  # before AskError: a MovedError is one too
+            self.followed["moved"] += 1
+            await self._cluster.nodes_manager.move_slot(exc)
+            self.refresh_soon()
+            return None, pause
+        if isinstance(exc, rx.AskError):
+            self.followed["ask"] += 1
+            return self._node_at(exc.host, int(exc.port)), pause
+        if isinstance(exc, rx.TryAgainError):
+            self.followed["tryagain"] += 1
+            await asyncio.sleep(pause)
+            return None, min(pause * 2, RETRY_PAUSE_CAP_S)
+        if isinstance(exc, rx.ClusterDownError):
+            self.followed["down"] += 1
+            return None, await self._wait_for_map(pause)
+        if isinstance(exc, rx.ResponseError) and _NON_LOCAL in str(exc):
+            self.followed["non_local"] += 1
+            return None, await self._wait_for_map(pause)
+        if isinstance(exc, rx.ConnectionError | OSError):
+            self.refresh_soon()  # a failover may follow: find the new master soon
+        return None
 
     # -- the slot map -----------------------------------------------------------------------
     async def _wait_for_map(self, pause: float) -> float:
