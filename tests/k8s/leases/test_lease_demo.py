@@ -31,7 +31,7 @@ async def run_demo(*args: str) -> asyncio.subprocess.Process:
 
 
 async def test_demo_runs_end_to_end_for_a_bounded_time() -> None:
-    demo = await run_demo("--seconds", "8", "--show-every", "4")
+    demo = await run_demo("--seconds", "12", "--show-every", "4")
     try:
         out, _ = await asyncio.wait_for(demo.communicate(), 300)
     finally:
@@ -39,6 +39,7 @@ async def test_demo_runs_end_to_end_for_a_bounded_time() -> None:
             demo.kill()
             await demo.wait()
     text = out.decode()
+    print(text)  # shown with a failure: the demo's whole story
     assert demo.returncode == 0, text
     for line in [
         "demo: control plane ready at",
@@ -56,7 +57,8 @@ async def test_demo_runs_end_to_end_for_a_bounded_time() -> None:
     assert "lockyard-orders-invoice-" in text  # Leases shown by kubectl
     # And by lockyard locks -A --verify: a lock the backend says is held, with its Lease
     # ("held") or before the mirror has written it ("missing").
-    assert re.search(r"^lockyard-demo +orders +lock +invoice-\d .* (held|missing)$", text, re.M)
+    held = re.search(r"^lockyard-demo +orders +lock +invoice-\d .* (held|missing)$", text, re.M)
+    assert held, text
     assert "'failed': 0" in text  # the mirror's counters
     assert_telemetry_shown(text)
 
