@@ -277,7 +277,10 @@ class Demo:
                 say("stopping the workload (its locks are released)")
                 for task in workers:
                     task.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
+                ended = await asyncio.gather(*workers, return_exceptions=True)
+                for task, outcome in zip(workers, ended, strict=True):
+                    if isinstance(outcome, Exception):  # a worker that stopped before its time
+                        say(f"{task.get_name()} had stopped: {outcome!r}")
         finally:
             await connection.close()  # flushes and stops the mirror too
             if mirror is not None:
