@@ -5,8 +5,9 @@ back to back, in alternating order from pass to pass:
 
 - ``get`` (a key out of 64), ``set`` (a key out of 64), ``lock_cycle`` (acquire + release, each
   task on a lock name of its own, so nothing waits for a holder);
-- ``redis-py pool``: a stock ``BlockingConnectionPool`` client set up like Lockyard's (same size,
-  no retries): GET, SET, and ``SET NX PX`` + the owner-checked ``EVALSHA`` delete;
+- ``redis-py pool``: a stock ``BlockingConnectionPool`` client with Lockyard's size and connection
+  settings (:func:`.baselines.redis_client_like_lockyards`): GET, SET, and ``SET NX PX`` + the
+  owner-checked ``EVALSHA`` delete;
 - ``asyncpg pool``: asyncpg's pool as the baselines set it up: a prepared primary-key SELECT and
   upsert on Lockyard's table, and ``pg_try_advisory_lock`` + ``pg_advisory_unlock``;
 - Redis ``pipeline ceiling``: the same commands, as many as there are tasks, written as one
@@ -27,6 +28,7 @@ import hiredis
 
 from lockyard.config import BackendConfig, PostgresConfig, RedisConfig
 from lockyard.connection import Connection
+from lockyard_dev.bench.baselines import redis_client_like_lockyards
 from lockyard_dev.bench.lock_cycles import LOCK_TTL_S
 from lockyard_dev.bench.results import LOCKYARD, Record, Results
 from lockyard_dev.bench.stats import OPS_PER_S, Op, time_concurrent
@@ -100,24 +102,7 @@ class RedisPool(Subject):
     name = REDIS_POOL
 
     def __init__(self, config: RedisConfig) -> None:
-        from redis.asyncio import BlockingConnectionPool, Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        password = config.password.get_secret_value() if config.password else None
-        pool = BlockingConnectionPool(
-            host=config.host,
-            port=config.port,
-            db=config.db,
-            username=config.username,
-            password=password,
-            max_connections=config.pool_size,
-            timeout=None,
-            socket_connect_timeout=config.operation_timeout,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
-        )
-        self._client = Redis(connection_pool=pool)
+        self._client = redis_client_like_lockyards(config, "lockyard-bench-tp-raw")
         self._prefix = f"lockyard-bench-tp-{uuid.uuid4().hex[:8]}:"
         self._sha = ""
 
