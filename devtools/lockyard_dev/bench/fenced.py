@@ -32,11 +32,12 @@ GOAL_RATIO = 1.15
 Write = Callable[[Fenced | None], Awaitable[object]]
 
 
-def writes(ly: Connection) -> dict[str, Write]:
-    suffix = uuid.uuid4().hex[:8]
-    set_key = f"bench:fenced:state:set-{suffix}"
-    counter = f"bench:fenced:counter:n-{suffix}"
-    cas_key = f"bench:fenced:state:cas-{suffix}"
+def writes(ly: Connection, group: str) -> dict[str, Write]:
+    """The timed writes, on keys of one ``{group}`` (so one guard can fence them on every
+    backend: on Redis Cluster a fenced write's lease and key must share a slot)."""
+    set_key = f"bench:fenced:state:{{{group}}}-set"
+    counter = f"bench:fenced:counter:{{{group}}}-n"
+    cas_key = f"bench:fenced:state:{{{group}}}-cas"
 
     async def set_(fence: Fenced | None) -> object:
         await ly.store.set(set_key, "value", fence=fence)
@@ -69,8 +70,12 @@ async def measure(ly: Connection, samples: int | None = None) -> dict[str, float
     """Per write kind: p50/p99 (ms) unfenced and fenced, and the p50 ratio."""
     count = samples or SAMPLES.get(ly.backend, DEFAULT_SAMPLES)
     metrics: dict[str, float] = {}
-    async with ly.locks.hold(f"bench-fence-{uuid.uuid4().hex[:6]}", ttl=60) as guard:
-        for kind, write in writes(ly).items():
+    group = f"fence-{uuid.uuid4().hex[:8]}"
+    kinds = writes(ly, group)
+    # The lock's lease lives beside the group's records (its name is unchanged elsewhere).
+    lock = ly.colocated_name("bench-fence", f"bench:fenced:state:{{{group}}}-set")
+    async with ly.locks.hold(lock, ttl=60) as guard:
+        for kind, write in kinds.items():
             await write(None)  # create the key: every sample then overwrites it
             for index in range(WARMUP):
                 await _timed(write, guard if index % 2 else None)
