@@ -72,19 +72,22 @@ async def test_the_raw_client_has_lockyards_connection_settings(redis_server: Re
         await client.aclose()
 
 
-@pytest.mark.asyncio
-async def test_every_raw_store_call_runs_under_the_raw_client_name(
-    redis_server: RedisServer,
-) -> None:
-    raw = RedisRaw(_redis_config(redis_server))
+async def _run_every_store_call(raw: RedisRaw, server: RedisServer | RedisClusterSetup) -> None:
     await raw.prepare()
     try:
         for i, op in enumerate(STORE_OP_NAMES):
             await raw.op(raw.call_for(op))(i, 0)
         assert await raw.op("GET")(0, 0) == "x" * 32
-        assert RAW_CLIENT_NAME in await _client_names(redis_server)
+        assert RAW_CLIENT_NAME in await _client_names(server)
     finally:
         await raw.close()
+
+
+@pytest.mark.asyncio
+async def test_every_raw_store_call_runs_under_the_raw_client_name(
+    redis_server: RedisServer,
+) -> None:
+    await _run_every_store_call(RedisRaw(_redis_config(redis_server)), redis_server)
 
 
 @pytest.mark.asyncio
@@ -111,12 +114,4 @@ async def test_the_raw_cluster_client_runs_every_store_call(
 ) -> None:
     config = parse_url(redis_cluster.url(prefix=unique_prefix()))
     assert isinstance(config, RedisClusterConfig)
-    raw = RedisClusterRaw(config)
-    await raw.prepare()
-    try:
-        for i, op in enumerate(STORE_OP_NAMES):
-            await raw.op(raw.call_for(op))(i, 0)
-        assert await raw.op("GET")(0, 0) == "x" * 32
-        assert RAW_CLIENT_NAME in await _client_names(redis_cluster)
-    finally:
-        await raw.close()
+    await _run_every_store_call(RedisClusterRaw(config), redis_cluster)
