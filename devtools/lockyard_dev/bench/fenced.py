@@ -32,12 +32,18 @@ GOAL_RATIO = 1.15
 Write = Callable[[Fenced | None], Awaitable[object]]
 
 
+def group_key(group: str, kind: str, suffix: str) -> str:
+    """A key of ``group``: every key naming the same ``{group}`` shares one place (on Redis
+    Cluster, one slot), so one guard co-located with any of them fences them all."""
+    return f"bench:fenced:{kind}:{{{group}}}-{suffix}"
+
+
 def writes(ly: Connection, group: str) -> dict[str, Write]:
     """The timed writes, on keys of one ``{group}`` (so one guard can fence them on every
     backend: on Redis Cluster a fenced write's lease and key must share a slot)."""
-    set_key = f"bench:fenced:state:{{{group}}}-set"
-    counter = f"bench:fenced:counter:{{{group}}}-n"
-    cas_key = f"bench:fenced:state:{{{group}}}-cas"
+    set_key = group_key(group, "state", "set")
+    counter = group_key(group, "counter", "n")
+    cas_key = group_key(group, "state", "cas")
 
     async def set_(fence: Fenced | None) -> object:
         await ly.store.set(set_key, "value", fence=fence)
@@ -73,7 +79,7 @@ async def measure(ly: Connection, samples: int | None = None) -> dict[str, float
     group = f"fence-{uuid.uuid4().hex[:8]}"
     kinds = writes(ly, group)
     # The lock's lease lives beside the group's records (its name is unchanged elsewhere).
-    lock = ly.colocated_name("bench-fence", f"bench:fenced:state:{{{group}}}-set")
+    lock = ly.colocated_name("bench-fence", group_key(group, "state", "set"))
     async with ly.locks.hold(lock, ttl=60) as guard:
         for kind, write in kinds.items():
             await write(None)  # create the key: every sample then overwrites it
