@@ -1,5 +1,6 @@
 """Auto-pipelining on a real server: concurrent operations share a connection and are written in
-batches, with the semantics of one connection per operation.
+batches (a burst in parts once it outgrows what is in flight), with the semantics of one
+connection per operation.
 
 Replies reach the right callers in order (also around error replies and cancelled callers), the
 operation timeout still bounds each call, a failed connection fails exactly the operations it
@@ -26,7 +27,7 @@ import lockyard
 from lockyard import BackendConnectionError, OperationTimeoutError
 from lockyard.backends.redis.autopipeline import AutoPipeline
 from lockyard.backends.redis.backend import RedisBackend
-from lockyard.backends.redis.pipelined import LARGE_BYTES, PipelinedConnection
+from lockyard.backends.redis.pipelined import EARLY_WRITE, LARGE_BYTES, PipelinedConnection
 from lockyard.store import MAX_VALUE_BYTES
 from lockyard.testing.fixtures import unique_prefix
 from lockyard_dev.servers.redis import RedisServer
@@ -82,6 +83,26 @@ async def test_concurrent_operations_share_a_connection_and_get_their_own_replie
         )
         assert connection.requests >= 4 * TASKS
         assert connection.requests / connection.writes >= 8  # batches, not one write each
+
+
+async def test_a_burst_is_written_in_parts_once_it_outgrows_what_is_in_flight(
+    redis_server: RedisServer,
+) -> None:
+    """The server works on the first part of a burst while the rest is queued (EARLY_WRITE)."""
+    async with lockyard.connect(redis_server.url(unique_prefix())) as ly:
+        await ly.store.get("ns:acme:state:warm")  # open, and nothing in flight
+        (connection,) = live(pipeline_of(ly))
+        assert connection.outstanding == 0
+        before = connection.writes
+
+        futures = [connection.send(("ECHO", f"m{i}")) for i in range(EARLY_WRITE * 2 + 4)]
+
+        # Nothing was in flight: the first EARLY_WRITE went at once, then as many again (as many
+        # as in flight); the last 4 wait for the end of the round, being fewer than in flight.
+        assert connection.writes - before == 2
+        await asyncio.sleep(0)
+        assert connection.writes - before == 3
+        assert await asyncio.gather(*futures) == [f"m{i}" for i in range(EARLY_WRITE * 2 + 4)]
 
 
 async def test_error_replies_and_cancelled_callers_leave_the_others_replies_in_order(
