@@ -63,6 +63,7 @@ from pathlib import Path
 from types import FrameType
 
 from lockyard_dev.repository import RepositoryNotFound, repository_root
+from lockyard_dev.servers import orphans
 from lockyard_dev.servers.process import (
     ServerHarness,
     ServerStartError,
@@ -365,6 +366,7 @@ class ControlPlane(ServerHarness):
     def start(self) -> None:
         """Start all three components and wait until the cluster is usable."""
         refuse_without_servers("the Kubernetes control plane")
+        orphans.reap_once()
         if self._workdir is not None:
             raise ControlPlaneError("the control plane is already started")
         if self._workdir_arg is None:
@@ -562,6 +564,7 @@ class ControlPlane(ServerHarness):
                 # cluster under it before the fixtures tear it down in order.
                 start_new_session=True,
             )
+        orphans.track(component.name, component.process.pid, component.log.parent)
         deadline = time.monotonic() + _START_TIMEOUT
         while True:
             process = component.process
@@ -590,6 +593,7 @@ class ControlPlane(ServerHarness):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        orphans.forget(process.pid)
         component.process = None
 
     # -- readiness probes --

@@ -84,6 +84,7 @@ class _PostgresProcess(ServerProcess):
         """Shut down (SIGINT: fast shutdown); thaws a frozen server first, kills on timeout."""
         process = self.process
         if process is None or process.poll() is not None:
+            self.forget()
             return
         self.signal_all(signal.SIGCONT)
         process.send_signal(sig)
@@ -91,14 +92,17 @@ class _PostgresProcess(ServerProcess):
             process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+        self.forget()
 
     def kill(self) -> None:
         """SIGKILL the postmaster and every backend at once, like a crash."""
         process = self.process
         if process is None or process.poll() is not None:
+            self.forget()
             return
         self.signal_all(signal.SIGKILL)
         process.wait(10)
+        self.forget()
 
 
 def _children(parent: int) -> list[int]:

@@ -21,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from lockyard_dev.servers import orphans
+
 #: Set by ``make unit``: the fast tier runs only tests that need no server, and a test that
 #: starts one anyway fails here, naming the marker it lacks, instead of slowing the tier down.
 NO_SERVERS_ENV = "LOCKYARD_NO_SERVERS"
@@ -169,6 +171,7 @@ class ServerProcess:
 
     def start(self) -> None:
         refuse_without_servers(self.name)
+        orphans.reap_once()
         log = self.log_path.open("ab")
         try:
             self.process = subprocess.Popen(
@@ -185,6 +188,12 @@ class ServerProcess:
             )
         finally:
             log.close()
+        orphans.track(self.name, self.process.pid, self.log_path.parent)
+
+    def forget(self) -> None:
+        """The process was stopped here (or exited): nothing for a later run to reap."""
+        if self.process is not None:
+            orphans.forget(self.process.pid)
 
     @property
     def running(self) -> bool:
@@ -207,6 +216,7 @@ class ServerProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         process = self.process
         if process is None or process.poll() is not None:
+            self.forget()
             return
         process.send_signal(signal.SIGCONT)  # a frozen process handles no other signal
         process.send_signal(sig)
@@ -215,6 +225,7 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+        self.forget()
 
     def kill(self) -> None:
         """SIGKILL: the server vanishes without a clean shutdown."""
