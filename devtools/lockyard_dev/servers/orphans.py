@@ -44,17 +44,31 @@ _reaped = False
 _reap_lock = threading.Lock()
 
 
-def start_time(pid: int) -> int | None:
-    """The start time of process ``pid`` (clock ticks since boot), or None if there is none."""
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state, ppid, ...), or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # "pid (comm) state ppid ...": comm may hold spaces or parentheses; split after it.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] == "Z":  # a zombie has exited; only its parent's wait() is missing
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks since boot), or None if there is none."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] == "Z":  # a zombie has exited; only its parent's wait is due
         return None
     return int(fields[19])
+
+
+def children_by_parent() -> dict[int, list[int]]:
+    """Every process's children, by parent pid (one pass over /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(entry.name)) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
 
 
 def _alive(pid: int, started: int) -> bool:
@@ -129,16 +143,7 @@ def reap(say: Callable[[str], None] | None = None) -> list[str]:
 
 def _kill_tree(pid: int) -> None:
     """SIGKILL ``pid`` and every process under it (found before any is signalled)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
+    children = children_by_parent()
     tree, queue = [], [pid]
     while queue:
         current = queue.pop()

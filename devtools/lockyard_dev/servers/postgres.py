@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+from lockyard_dev.servers import orphans
 from lockyard_dev.servers.process import (
     ServerHarness,
     ServerProcess,
@@ -76,7 +77,7 @@ class _PostgresProcess(ServerProcess):
         process = self.process
         if process is None or process.poll() is not None:
             return
-        for pid in [process.pid, *_children(process.pid)]:
+        for pid in [process.pid, *orphans.children_by_parent().get(process.pid, [])]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
@@ -103,23 +104,6 @@ class _PostgresProcess(ServerProcess):
         self.signal_all(signal.SIGKILL)
         process.wait(10)
         self.forget()
-
-
-def _children(parent: int) -> list[int]:
-    """Pids whose parent is ``parent`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may hold spaces or parentheses; split after it.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == parent:
-            found.append(int(entry.name))
-    return found
 
 
 def _server_env() -> dict[str, str]:
