@@ -59,10 +59,11 @@ def test_a_server_left_by_a_run_that_died_is_reaped_with_its_folder() -> None:
 
 def test_the_servers_of_a_live_run_are_left_alone() -> None:
     with RedisServer() as server:
-        pid = server.process.process
-        assert pid is not None
-        assert (orphans.REGISTRY / str(pid.pid)).exists()  # recorded while it runs
-        assert not [line for line in orphans.reap(lambda _: None) if f"(pid {pid.pid})" in line]
+        popen = server.process.process
+        assert popen is not None
+        pid = popen.pid
+        assert (orphans.REGISTRY / str(pid)).exists()  # recorded while it runs
+        assert not [line for line in orphans.reap(lambda _: None) if f"(pid {pid})" in line]
         assert port_open(server.port)
         assert server.folder.is_dir()
-    assert not (orphans.REGISTRY / str(pid.pid)).exists()  # forgotten once stopped
+    assert not (orphans.REGISTRY / str(pid)).exists()  # forgotten once stopped
