@@ -41,7 +41,10 @@ def ttl_to_ms(ttl: Duration | None) -> int | None:
     seconds = _seconds(ttl, "ttl")
     if seconds <= 0:
         raise ValueError(f"ttl must be positive (or None for no expiry), got {ttl!r}")
-    ms = max(1, math.ceil(round(seconds * 1000, 6)))
+    scaled = seconds * 1000
+    ms = int(scaled)
+    if ms != scaled:  # a rest below a millisecond: round it up, float noise aside
+        ms = max(1, math.ceil(round(scaled, 6)))
     if ms > MAX_TTL_MS:
         raise ValueError(
             f"ttl must be at most 100 years ({MAX_TTL_MS // 1000} s; None means no expiry), "

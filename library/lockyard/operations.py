@@ -17,6 +17,7 @@ about once per timeout period while calls keep coming, and not at all when the r
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,28 +52,37 @@ class _Call:
 class _Watchdog:
     """The in-flight calls of one runner on one event loop, and the timer for the oldest."""
 
-    __slots__ = ("calls", "loop", "timer")
+    __slots__ = ("calls", "loop", "timer", "timer_at")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.calls: dict[_Call, None] = {}
         self.timer: asyncio.TimerHandle | None = None
+        #: When the timer fires (loop time); infinite while none is armed.
+        self.timer_at = math.inf
 
-    def add(self, call: _Call) -> None:
+    def watch(self, task: asyncio.Task[object], timeout: float) -> _Call:
+        """Track ``task``'s call until :meth:`discard`; cancel it if ``timeout`` passes first."""
+        deadline = self.loop.time() + timeout
+        call = _Call(task, deadline)
         self.calls[call] = None
-        timer = self.timer
-        if timer is None or call.deadline < timer.when():
-            if timer is not None:
-                timer.cancel()
-            self.timer = self.loop.call_at(call.deadline, self._fire)
+        if deadline < self.timer_at:  # no timer armed (a runner's deadlines come in call order)
+            if self.timer is not None:
+                self.timer.cancel()
+            self._arm(deadline)
+        return call
 
     def discard(self, call: _Call) -> None:
         # The timer stays armed even when nothing is in flight: re-arming per call is the very
         # cost this class avoids; a timer that finds nothing overdue just re-arms or lapses.
         self.calls.pop(call, None)
 
+    def _arm(self, when: float) -> None:
+        self.timer_at = when
+        self.timer = self.loop.call_at(when, self._fire)
+
     def _fire(self) -> None:
-        self.timer = None
+        self.timer, self.timer_at = None, math.inf
         now = self.loop.time()
         overdue = [call for call in self.calls if call.deadline <= now]
         for call in overdue:
@@ -80,7 +90,7 @@ class _Watchdog:
             call.expired = True
             call.task.cancel()
         if self.calls:
-            self.timer = self.loop.call_at(min(c.deadline for c in self.calls), self._fire)
+            self._arm(min(c.deadline for c in self.calls))
 
 
 class OperationRunner:
@@ -104,15 +114,6 @@ class OperationRunner:
         a connection that nothing ever closes; asking first costs one attribute read."""
         self.closed = True
 
-    def _watch(self, task: asyncio.Task[object]) -> tuple[_Watchdog, _Call]:
-        loop = task.get_loop()
-        watchdog = self._watchdog
-        if watchdog is None or watchdog.loop is not loop:
-            watchdog = self._watchdog = _Watchdog(loop)
-        call = _Call(task, loop.time() + self.timeout)
-        watchdog.add(call)
-        return watchdog, call
-
     def __call__(self, operation: str, awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
         telemetry = active()  # None until an OpenTelemetry SDK is installed: the fast path
         if telemetry is None:
@@ -135,7 +136,11 @@ class OperationRunner:
         # lane's blocking socket carries the operation timeout itself.
         if task is not None:
             cancelling = task.cancelling()
-            watchdog, call = self._watch(task)
+            watchdog = self._watchdog
+            if watchdog is None or watchdog.loop is not loop:
+                watchdog = self._watchdog = _Watchdog(task.get_loop())
+            call = watchdog.watch(task, self.timeout)
+            discard = watchdog.discard
         try:
             return await awaitable
         except asyncio.CancelledError:
@@ -164,7 +169,7 @@ class OperationRunner:
                     assert task is not None
                     task.uncancel()
                 else:
-                    watchdog.discard(call)
+                    discard(call)
 
     def _timed_out(self, operation: str) -> OperationTimeoutError:
         return OperationTimeoutError(

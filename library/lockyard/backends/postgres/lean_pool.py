@@ -54,23 +54,9 @@ class LeanPool:
 
     def acquire_idle(self) -> asyncpg.Connection | None:
         """An idle connection at once, or ``None`` (then ``await`` :meth:`acquire`): what most
-        statements find, without the cost of a coroutine."""
+        statements find, without the cost of a coroutine. None while anyone waits."""
         if self._waiters or self._closing:
             return None
-        return self._take_idle()
-
-    async def _acquire(self) -> asyncpg.Connection:
-        if self._closing:
-            raise pg_errors.InterfaceError("pool is closing")
-        if not self._waiters:
-            connection = self._take_idle()
-            if connection is not None:
-                return connection
-            if self.size < self._max:
-                return await self._open(reserved=False)
-        return await self._wait()
-
-    def _take_idle(self) -> asyncpg.Connection | None:
         idle = self._idle
         while idle:
             connection = idle.pop()  # the most recently used: warm, and its socket known alive
@@ -79,6 +65,17 @@ class LeanPool:
                 continue
             return connection
         return None
+
+    async def _acquire(self) -> asyncpg.Connection:
+        if self._closing:
+            raise pg_errors.InterfaceError("pool is closing")
+        if not self._waiters:
+            connection = self.acquire_idle()
+            if connection is not None:
+                return connection
+            if self.size < self._max:
+                return await self._open(reserved=False)
+        return await self._wait()
 
     async def _open(self, *, reserved: bool) -> asyncpg.Connection:
         if not reserved:

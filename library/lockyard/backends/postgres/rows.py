@@ -157,7 +157,7 @@ def handed_over(operation: str, record: object) -> tuple[bool, str | None]:
 
     The statement returns no row when it changed nothing, else (commit_without_flush, next_owner).
     """
-    found = row_or_none(operation, record, 2, "(commit_without_flush text, next_owner text)")
-    if found is None:
+    if record is None:
         return False, None
+    found = row(operation, record, 2, "(commit_without_flush text, next_owner text)")
     return True, text_or_none(operation, found[1], "an owner")
