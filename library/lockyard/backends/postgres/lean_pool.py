@@ -54,7 +54,8 @@ class LeanPool:
 
     def acquire_idle(self) -> asyncpg.Connection | None:
         """An idle connection at once, or ``None`` (then ``await`` :meth:`acquire`): what most
-        statements find, without the cost of a coroutine. None while anyone waits."""
+        statements find, without the cost of a coroutine. ``None`` while callers wait for a
+        connection: the oldest of them gets the next one."""
         if self._waiters or self._closing:
             return None
         idle = self._idle
