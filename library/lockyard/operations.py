@@ -140,7 +140,6 @@ class OperationRunner:
             if watchdog is None or watchdog.loop is not loop:
                 watchdog = self._watchdog = _Watchdog(task.get_loop())
             call = watchdog.watch(task, self.timeout)
-            discard = watchdog.discard
         try:
             return await awaitable
         except asyncio.CancelledError:
@@ -169,7 +168,8 @@ class OperationRunner:
                     assert task is not None
                     task.uncancel()
                 else:
-                    discard(call)
+                    assert watchdog is not None
+                    watchdog.discard(call)
 
     def _timed_out(self, operation: str) -> OperationTimeoutError:
         return OperationTimeoutError(
