@@ -392,7 +392,9 @@ class ElectionConformance(ConformanceBase):
             (end, broken.fencing_token),
         ]
         observed = [(event.kind, event.fencing_token) for event in got]
-        assert observed == expected, f"observed {observed}, expected {expected}"
+        # The events in full (when each was learned, the lease left then) tell a late read
+        # from a lease that ended early.
+        assert observed == expected, f"observed {observed}, expected {expected}; events: {got}"
         assert {event.owner_prefix for event in got} == {
             g.owner[:8] for g in (first, lapsing, broken)
         }
