@@ -123,9 +123,11 @@ async def slowest_round_trip(server: MotoServer) -> float:
 async def test_a_short_outage_does_not_lose_a_held_lock(server: MotoServer) -> None:
     """Renewal retries through a stall shorter than the lease (the lock's data survives a
     SIGSTOP, unlike a moto restart). Every duration is a multiple of the operation timeout,
-    0.5 s, or more when a request takes longer than a tenth of that right now (a fresh
-    handle's first request once took over 0.5 s beside two CPU hogs)."""
-    timeout = max(0.5, 5 * await slowest_round_trip(server))
+    1 s, or more when a request takes longer than a fifth of that right now (a fresh handle's
+    first request once took over 0.5 s beside two CPU hogs). With 0.5 s, the release after the
+    thaw timed out once in a full CI run: moto, one request at a time, was still answering the
+    renewals sent into the stall while the suite loaded both cores."""
+    timeout = max(1.0, 5 * await slowest_round_trip(server))
     async with lockyard.connect(server.url("stall", "p", timeout=f"{timeout:.3f}")) as ly:
         guard_hold = ly.locks.hold("job", ttl=6 * timeout)
         async with guard_hold as guard:
