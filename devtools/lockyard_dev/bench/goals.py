@@ -60,6 +60,10 @@ REDIS_P99_GOAL_MS = 5.0
 PG_P99_GOAL_MS = 20.0
 FLOOR_RATIO_GOAL = 0.9
 PG_CYCLES_GOAL = 2000.0
+#: Backends whose uncontended cycle is only reported against PG_CYCLES_GOAL: DynamoDB runs on
+#: moto here, which serves one request at a time (tens of cycles/s), so the figure says nothing
+#: of Lockyard.
+CYCLES_GOAL_EXEMPT = ("dynamodb",)
 
 Status = Literal["met", "missed", "info"]
 
@@ -182,12 +186,14 @@ def _floor_goals(
     mine = figures.get((backend, "lock", LOCKYARD, "lock_cycle", "uncontended"))
     if mine is not None:
         rate = mine[OPS_PER_S].median
+        status: Status = "met" if rate >= PG_CYCLES_GOAL else "missed"
+        detail = f"{_fmt(rate)} cycles/s (the benchmark's server)"
+        if backend in CYCLES_GOAL_EXEMPT:
+            status = "info"
+            detail += " (reported only: moto serves one request at a time)"
         checks.append(
             GoalCheck(
-                f"uncontended lock cycle ≥ {PG_CYCLES_GOAL:,.0f} cycles/s",
-                backend,
-                "met" if rate >= PG_CYCLES_GOAL else "missed",
-                f"{_fmt(rate)} cycles/s (the benchmark's server)",
+                f"uncontended lock cycle ≥ {PG_CYCLES_GOAL:,.0f} cycles/s", backend, status, detail
             )
         )
     return checks
