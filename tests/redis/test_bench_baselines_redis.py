@@ -19,11 +19,13 @@ from lockyard.config import RedisClusterConfig, RedisConfig, parse_url
 from lockyard.testing.fixtures import unique_prefix
 from lockyard_dev.bench.baselines import (
     RAW_CLIENT_NAME,
+    RAW_MATCHES,
+    REDIS_MANY_ROW_CALLS,
     RedisClusterRaw,
     RedisRaw,
     redis_client_like_lockyards,
 )
-from lockyard_dev.bench.store_ops import STORE_OP_NAMES
+from lockyard_dev.bench.store_ops import SCAN_MATCHES, STORE_OP_NAMES
 from lockyard_dev.bench.throughput import THROUGHPUT_OPS, RedisPool
 from lockyard_dev.servers.redis import RedisServer
 from lockyard_dev.servers.redis_cluster import RedisClusterSetup
@@ -88,6 +90,40 @@ async def test_every_raw_store_call_runs_under_the_raw_client_name(
     redis_server: RedisServer,
 ) -> None:
     await _run_every_store_call(RedisRaw(_redis_config(redis_server)), redis_server)
+
+
+@pytest.mark.asyncio
+async def test_the_many_record_reads_return_as_many_records_as_lockyards(
+    redis_server: RedisServer,
+) -> None:
+    """Scans and due reads are paired with raw reads of as many records (over a sorted-set
+    index, as Lockyard's are), not with a one-key call; and the raw keys go with ``close()``."""
+    config = _redis_config(redis_server)
+    admin = Redis(host=config.host, port=config.port, decode_responses=True)
+    before = set(await admin.keys("lockyard-bench-raw-*"))
+    raw = RedisRaw(config)
+    await raw.prepare()
+    try:
+        assert RAW_MATCHES == SCAN_MATCHES
+        for op, call in REDIS_MANY_ROW_CALLS.items():
+            assert raw.call_for(op) == call
+        scanned = [
+            await raw.op(raw.call_for(op))(0, 0) for op in ("scan_keys", "scan_keys_by_kind")
+        ]
+        for found in scanned:
+            assert isinstance(found, list)
+            members, values = found[0::2], found[1::2]
+            assert members == [f"item-{i:03d}" for i in range(RAW_MATCHES)]
+            assert values == ["x" * 32] * RAW_MATCHES
+        due = await raw.op(raw.call_for("get_expired_timeouts"))(0, 0)
+        assert isinstance(due, list)
+        assert sorted(due) == [f"due-{i:03d}" for i in range(RAW_MATCHES)]
+    finally:
+        await raw.close()
+    try:
+        assert set(await admin.keys("lockyard-bench-raw-*")) == before
+    finally:
+        await admin.aclose()
 
 
 @pytest.mark.asyncio

@@ -24,10 +24,13 @@ driver's:
 - DynamoDB (aioboto3, a client set up like Lockyard's: same pool, timeouts, no botocore
   retries): reads -> GetItem (strongly consistent), writes -> PutItem, on a scratch table.
 
-On PostgreSQL, scans and due reads are paired with a prepared SELECT returning the same 20 rows
-from the same indexes (a key range, a ``kind``, a due range). On Redis and DynamoDB they are
-paired with the one-key call above, so their ratios include the cost of the larger reply; the
-report says so next to them.
+Scans and due reads return 20 records. On PostgreSQL they are paired with a prepared SELECT
+returning the same 20 rows from the same indexes (a key range, a ``kind``, a due range). On
+Redis, with the same structures read the plainest way in one round trip: a sorted-set index
+and a hash per record, read by a script that lists the index (by a lex range, or whole) and
+HGETs each record; the due index by ZRANGEBYSCORE. On Redis Cluster and DynamoDB they are
+paired with the one-key call above, so their ratios include the cost of the larger reply (and
+on a cluster of the fan-out); the report says so next to them.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ import abc
 import contextlib
 import itertools
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from lockyard.config import (
     BackendConfig,
@@ -53,6 +57,9 @@ READ_OPS = frozenset(
     {"get", "get_versioned", "scan_keys", "scan_keys_by_kind", "get_expired_timeouts"}
 )
 RAW_KEYS = 64
+#: Records each many-record read returns, and the entries around them it must skip.
+RAW_MATCHES, RAW_OTHERS = 20, 180
+RAW_DUE_AT_MS = 1_000_000
 
 
 class RawDriver(abc.ABC):
@@ -125,8 +132,36 @@ REDIS_CALLS = {
 }
 
 
+#: The raw calls paired with the reads that return many records (single Redis; a cluster fans
+#: those out, and its pair stays the one-key call).
+REDIS_MANY_ROW_CALLS = {
+    "scan_keys": "EVALSHA lex range + HGETs",
+    "scan_keys_by_kind": "EVALSHA index + HGETs",
+    "get_expired_timeouts": "ZRANGEBYSCORE",
+}
+# KEYS: [1] the index (sorted set). ARGV: [1] the records' key prefix, [2]/[3] a ZRANGEBYLEX
+# range, or '' for the whole index. Returns a flat array member1, value1, ...: the index's
+# members in the range and the field 'v' of each member's hash.
+RAW_SCAN_SCRIPT = """
+local members
+if ARGV[2] == '' then
+  members = redis.call('ZRANGE', KEYS[1], 0, -1)
+else
+  members = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], ARGV[3])
+end
+local found = {}
+for _, member in ipairs(members) do
+  found[#found + 1] = member
+  found[#found + 1] = redis.call('HGET', ARGV[1] .. member, 'v')
+end
+return found
+"""
+
+
 class RedisRaw(RawDriver):
     driver = "redis-py"
+    #: Which reads of many records get a baseline of their own (see REDIS_MANY_ROW_CALLS).
+    many_row_calls: ClassVar[Mapping[str, str]] = REDIS_MANY_ROW_CALLS
     #: ``redis.asyncio.Redis``, or ``RedisCluster`` in the subclass (same calls).
     _client: Any
 
@@ -137,16 +172,35 @@ class RedisRaw(RawDriver):
     def _reset_state(self) -> None:
         """A key prefix of this run's own, the script not loaded yet, new keys from 0."""
         self._prefix = f"lockyard-bench-raw-{uuid.uuid4().hex[:8]}:"
-        self._sha = ""
+        self._sha = self._scan_sha = ""
         self._new_keys = itertools.count()
 
     def call_for(self, op: str) -> str:
-        return REDIS_CALLS.get(op, "EVALSHA")
+        return self.many_row_calls.get(op) or REDIS_CALLS.get(op, "EVALSHA")
 
     async def prepare(self) -> None:
-        self._sha = await self._client.script_load(EMPTY_SCRIPT)
+        client, prefix = self._client, self._prefix
+        self._sha = await client.script_load(EMPTY_SCRIPT)
         for i in range(RAW_KEYS):
-            await self._client.set(f"{self._prefix}{i}", "x" * 32, ex=600)
+            await client.set(f"{prefix}{i}", "x" * 32, ex=600)
+        if not self.many_row_calls:
+            return
+        self._scan_sha = await client.script_load(RAW_SCAN_SCRIPT)
+        # RAW_MATCHES records in the index and due; as many beside them outside the lex range,
+        # and RAW_OTHERS index entries due later (as PostgreSQL's raw rows are laid out).
+        for i in range(RAW_MATCHES):
+            for member in (f"item-{i:03d}", f"other-{i:03d}"):
+                await client.hset(f"{prefix}e:{member}", "v", "x" * 32)
+                await client.expire(f"{prefix}e:{member}", 600)
+            await client.zadd(f"{prefix}scan", {f"item-{i:03d}": 0, f"other-{i:03d}": 0})
+            await client.zadd(f"{prefix}kind", {f"item-{i:03d}": 0})
+        await client.zadd(
+            f"{prefix}due",
+            {f"due-{i:03d}": RAW_DUE_AT_MS - i for i in range(RAW_MATCHES)}
+            | {f"later-{i:03d}": RAW_DUE_AT_MS + 1 + i for i in range(RAW_OTHERS)},
+        )
+        for index in ("scan", "kind", "due"):
+            await client.expire(f"{prefix}{index}", 600)
 
     def op(self, call: str) -> Op:
         client, prefix, sha = self._client, self._prefix, self._sha
@@ -170,7 +224,28 @@ class RedisRaw(RawDriver):
             keys = self._script_keys(i)
             return await client.evalsha(sha, len(keys), *keys)
 
-        calls = {"GET": get, "SET": set_, "INCRBY": incrby, "SET NX PX": set_nx}
+        scan_sha, records = self._scan_sha, f"{prefix}e:"
+
+        async def scan_range(i: int, task: int) -> object:
+            return await client.evalsha(
+                scan_sha, 1, f"{prefix}scan", records, "[item-", "(item-\xff"
+            )
+
+        async def scan_index(i: int, task: int) -> object:
+            return await client.evalsha(scan_sha, 1, f"{prefix}kind", records, "", "")
+
+        async def due(i: int, task: int) -> object:
+            return await client.zrangebyscore(f"{prefix}due", "-inf", RAW_DUE_AT_MS)
+
+        calls = {
+            "GET": get,
+            "SET": set_,
+            "INCRBY": incrby,
+            "SET NX PX": set_nx,
+            "EVALSHA lex range + HGETs": scan_range,
+            "EVALSHA index + HGETs": scan_index,
+            "ZRANGEBYSCORE": due,
+        }
         return calls.get(call, evalsha)
 
     def _script_keys(self, i: int) -> tuple[str, ...]:
@@ -181,8 +256,16 @@ class RedisRaw(RawDriver):
 
     async def close(self) -> None:
         try:
-            keys = [f"{self._prefix}{i}" for i in range(RAW_KEYS)]
-            keys += [f"{self._prefix}n{i}" for i in range(RAW_KEYS)]
+            prefix = self._prefix
+            keys = [f"{prefix}{i}" for i in range(RAW_KEYS)]
+            keys += [f"{prefix}n{i}" for i in range(RAW_KEYS)]
+            if self.many_row_calls:
+                keys += [f"{prefix}{index}" for index in ("scan", "kind", "due")]
+                keys += [
+                    f"{prefix}e:{kind}-{i:03d}"
+                    for kind in ("item", "other")
+                    for i in range(RAW_MATCHES)
+                ]
             await self._delete(keys)
         finally:
             await self._client.aclose()
@@ -194,6 +277,7 @@ RAW_CLUSTER_CONNECTIONS = 1024
 
 class RedisClusterRaw(RedisRaw):
     driver = "redis-py RedisCluster"
+    many_row_calls: ClassVar[Mapping[str, str]] = {}  # scans fan out on a cluster
 
     # Its own client, set up as Lockyard's cluster client is; the calls are RedisRaw's.
     def __init__(self, config: RedisClusterConfig) -> None:
@@ -267,9 +351,6 @@ RAW_CLEANUP = (
 )
 INDEX_ROW = """
 INSERT INTO {s}.time_index (prefix, index_name, key, at_ms) VALUES ($1, 'timeout', $2, $3)"""
-#: Rows each many-row read returns, and the rows around them it must skip.
-RAW_MATCHES, RAW_OTHERS = 20, 180
-RAW_DUE_AT_MS = 1_000_000
 #: The raw call paired with each many-row read.
 MANY_ROW_CALLS = {
     "scan_keys": "range select",
