@@ -127,6 +127,21 @@ async def test_the_many_record_reads_return_as_many_records_as_lockyards(
 
 
 @pytest.mark.asyncio
+async def test_the_compare_and_swap_baseline_is_a_write_that_swaps_every_time(
+    redis_server: RedisServer,
+) -> None:
+    """Paired with a versioned compare-and-set script (a write, as Lockyard's is), which passes
+    each task's current version as Lockyard's benchmark does: every call swaps."""
+    raw = RedisRaw(_redis_config(redis_server))
+    await raw.prepare()
+    try:
+        cas = raw.op(raw.call_for("compare_and_swap"))
+        assert [await cas(i, task) for i in range(3) for task in (0, 1)] == [1] * 6
+    finally:
+        await raw.close()
+
+
+@pytest.mark.asyncio
 async def test_the_throughput_pool_runs_each_operation(redis_server: RedisServer) -> None:
     pool = RedisPool(_redis_config(redis_server))
     await pool.prepare()

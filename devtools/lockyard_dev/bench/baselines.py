@@ -10,9 +10,11 @@ driver's:
   ``increment`` -> INCRBY, ``check_and_set`` -> SET NX PX on a new key
   (the driver's own set-if-absent: a write, which a replica receives as it receives Lockyard's;
   on a cluster with replicas that propagation costs the master about 40 µs a write here, which
-  an empty script never pays), the operations Lockyard runs as one plain command (``get`` =
-  HGET, ``get_versioned`` = HMGET, the index ZADD / ZREM / ZRANGEBYSCORE) -> GET, and every
-  other operation Lockyard runs as a Lua script -> EVALSHA of an empty script;
+  an empty script never pays), ``compare_and_swap`` -> EVALSHA of the plainest versioned
+  compare-and-set (HGET of the version, HSET of value and version, PEXPIRE: a write, as
+  PostgreSQL's pair is a conditional UPDATE), the operations Lockyard runs as one plain command
+  (``get`` = HGET, ``get_versioned`` = HMGET, the index ZADD / ZREM / ZRANGEBYSCORE) -> GET,
+  and every other operation Lockyard runs as a Lua script -> EVALSHA of an empty script;
 - Redis Cluster (redis-py's asyncio ``RedisCluster``, with the same settings): the same calls,
   each on one key so that it is routed to one master as Lockyard's are (the EVALSHA names one
   key). Scans and due reads fan out to every bucket of a kind on a cluster: their ratio against
@@ -119,9 +121,11 @@ def redis_client_like_lockyards(config: RedisConfig, client_name: str) -> Any:
 
 #: Lockyard ops that are one plain command (HGET, HMGET, ZADD, ZREM, ZRANGEBYSCORE) are paired
 #: with GET; ``set``/``increment`` with SET/INCRBY; ``check_and_set`` with the driver's own
-#: set-if-absent; every other Lua-script op with EVALSHA.
+#: set-if-absent; ``compare_and_swap`` with the plainest script doing it; every other Lua-script
+#: op with EVALSHA of an empty script.
 REDIS_CALLS = {
     "check_and_set": "SET NX PX",
+    "compare_and_swap": "EVALSHA versioned CAS",
     "get": "GET",
     "get_versioned": "GET",
     "index_timeout": "GET",
@@ -158,6 +162,20 @@ return found
 """
 
 
+# KEYS: [1] the record (a hash: value 'v', version 'ver'). ARGV: [1] the expected version, [2]
+# the new value, [3] its TTL in ms. Returns {1, new version} after writing, {0, version} when the
+# version differs.
+RAW_CAS_SCRIPT = """
+local version = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
+if version ~= tonumber(ARGV[1]) then
+  return {0, version}
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'ver', version + 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {1, version + 1}
+"""
+
+
 class RedisRaw(RawDriver):
     driver = "redis-py"
     #: Which reads of many records get a baseline of their own (see REDIS_MANY_ROW_CALLS).
@@ -170,10 +188,12 @@ class RedisRaw(RawDriver):
         self._reset_state()
 
     def _reset_state(self) -> None:
-        """A key prefix of this run's own, the script not loaded yet, new keys from 0."""
+        """A key prefix of this run's own, the scripts not loaded yet, new keys from 0."""
         self._prefix = f"lockyard-bench-raw-{uuid.uuid4().hex[:8]}:"
-        self._sha = self._scan_sha = ""
+        self._sha = self._scan_sha = self._cas_sha = ""
         self._new_keys = itertools.count()
+        #: The version each task's record is at (every compare-and-set passes it, and swaps).
+        self._cas_versions: dict[int, int] = {}
 
     def call_for(self, op: str) -> str:
         return self.many_row_calls.get(op) or REDIS_CALLS.get(op, "EVALSHA")
@@ -181,6 +201,7 @@ class RedisRaw(RawDriver):
     async def prepare(self) -> None:
         client, prefix = self._client, self._prefix
         self._sha = await client.script_load(EMPTY_SCRIPT)
+        self._cas_sha = await client.script_load(RAW_CAS_SCRIPT)
         for i in range(RAW_KEYS):
             await client.set(f"{prefix}{i}", "x" * 32, ex=600)
         if not self.many_row_calls:
@@ -224,6 +245,16 @@ class RedisRaw(RawDriver):
             keys = self._script_keys(i)
             return await client.evalsha(sha, len(keys), *keys)
 
+        cas_sha, versions = self._cas_sha, self._cas_versions
+
+        async def cas(i: int, task: int) -> object:
+            # A record per task, as Lockyard's compare_and_swap has, so that every call swaps.
+            swapped, version = await client.evalsha(
+                cas_sha, 1, f"{prefix}cas{task}", versions.get(task, 0), "x" * 32, 600_000
+            )
+            versions[task] = version
+            return swapped
+
         scan_sha, records = self._scan_sha, f"{prefix}e:"
 
         async def scan_range(i: int, task: int) -> object:
@@ -242,6 +273,7 @@ class RedisRaw(RawDriver):
             "SET": set_,
             "INCRBY": incrby,
             "SET NX PX": set_nx,
+            "EVALSHA versioned CAS": cas,
             "EVALSHA lex range + HGETs": scan_range,
             "EVALSHA index + HGETs": scan_index,
             "ZRANGEBYSCORE": due,
@@ -259,6 +291,7 @@ class RedisRaw(RawDriver):
             prefix = self._prefix
             keys = [f"{prefix}{i}" for i in range(RAW_KEYS)]
             keys += [f"{prefix}n{i}" for i in range(RAW_KEYS)]
+            keys += [f"{prefix}cas{task}" for task in self._cas_versions]
             if self.many_row_calls:
                 keys += [f"{prefix}{index}" for index in ("scan", "kind", "due")]
                 keys += [
