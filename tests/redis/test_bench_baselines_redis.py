@@ -98,10 +98,9 @@ async def test_the_many_record_reads_return_as_many_records_as_lockyards(
 ) -> None:
     """Scans and due reads are paired with raw reads of as many records (over a sorted-set
     index, as Lockyard's are), not with a one-key call; and the raw keys go with ``close()``."""
-    config = _redis_config(redis_server)
-    admin = Redis(host=config.host, port=config.port, decode_responses=True)
-    before = set(await admin.keys("lockyard-bench-raw-*"))
-    raw = RedisRaw(config)
+    with redis_server.admin() as admin:
+        before = set(admin.keys("lockyard-bench-raw-*"))
+    raw = RedisRaw(_redis_config(redis_server))
     await raw.prepare()
     try:
         assert RAW_MATCHES == SCAN_MATCHES
@@ -120,10 +119,8 @@ async def test_the_many_record_reads_return_as_many_records_as_lockyards(
         assert sorted(due) == [f"due-{i:03d}" for i in range(RAW_MATCHES)]
     finally:
         await raw.close()
-    try:
-        assert set(await admin.keys("lockyard-bench-raw-*")) == before
-    finally:
-        await admin.aclose()
+    with redis_server.admin() as admin:
+        assert set(admin.keys("lockyard-bench-raw-*")) == before
 
 
 @pytest.mark.asyncio

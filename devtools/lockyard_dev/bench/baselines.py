@@ -53,14 +53,14 @@ from lockyard.config import (
 )
 from lockyard.store import MAX_INDEX_TIMESTAMP_MS
 from lockyard_dev.bench.stats import Op
-from lockyard_dev.bench.store_ops import KEY_TTL_S
+from lockyard_dev.bench.store_ops import KEY_TTL_S, SCAN_MATCHES
 
 READ_OPS = frozenset(
     {"get", "get_versioned", "scan_keys", "scan_keys_by_kind", "get_expired_timeouts"}
 )
 RAW_KEYS = 64
 #: Records each many-record read returns, and the entries around them it must skip.
-RAW_MATCHES, RAW_OTHERS = 20, 180
+RAW_MATCHES, RAW_OTHERS = SCAN_MATCHES, 180
 RAW_DUE_AT_MS = 1_000_000
 
 
